@@ -1,0 +1,112 @@
+//! Ingest benchmark: images/s and peak RSS of `cinestream ingest` on a generated phantom data set
+//! of ≥ 20,000 images, against the Python baseline (`benches/baseline_ingest.py`: pydicom + numpy
+//! + pyarrow doing the same listing, parsing, orientation/scaling fixes and Parquet writing) on
+//! the same data in the same run; the floor (reading every input byte); and peak RSS on a data set
+//! 10× smaller, to show memory stays flat as data grows.
+//!
+//!     cargo bench --bench ingest                 # BENCH_DIR (default /var/tmp/cinestream-bench)
+//!     BENCH_STUDIES=80 BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
+//!
+//! Needs /usr/bin/time (Debian package `time`) and, for the baseline, python3 with pydicom,
+//! numpy and pyarrow.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+struct Measured {
+    seconds: f64,
+    peak_rss_mib: f64,
+}
+
+/// Runs a command under /usr/bin/time, returning wall seconds and peak RSS.
+fn timed(cmd: &mut Command) -> Measured {
+    let mut full = Command::new("/usr/bin/time");
+    full.arg("-f").arg("BENCH %e %M").arg(cmd.get_program()).args(cmd.get_args());
+    let out = full.output().expect("run /usr/bin/time (apt-get install time)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} failed:\n{}\n{stderr}", cmd, String::from_utf8_lossy(&out.stdout));
+    let line = stderr.lines().rev().find(|l| l.starts_with("BENCH ")).expect("time output");
+    let mut it = line.split_whitespace().skip(1);
+    let seconds: f64 = it.next().unwrap().parse().unwrap();
+    let kib: f64 = it.next().unwrap().parse().unwrap();
+    Measured { seconds, peak_rss_mib: kib / 1024.0 }
+}
+
+fn count_images(dir: &Path, total: &mut (usize, u64)) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            count_images(&p, total);
+        } else if p.extension().is_some_and(|x| x == "dcm") {
+            total.0 += 1;
+            total.1 += std::fs::read(&p).unwrap().len() as u64;
+        }
+    }
+}
+
+fn ensure_data(bin: &str, dir: &Path, studies: usize) -> PathBuf {
+    let raw = dir.join(format!("raw-{studies}"));
+    if !raw.join("synth.json").exists() {
+        let _ = std::fs::remove_dir_all(&raw);
+        eprintln!("generating {studies} phantom studies in {}", raw.display());
+        // A realistic mix: most studies clean, some needing rotation and scaling fixes.
+        let st = Command::new(bin)
+            .args(["-q", "synth", "--out", raw.to_str().unwrap(), "--studies", &studies.to_string(), "--seed", "2026"])
+            .args(["--defects", "rotated_arbitrary,scaled,rotated_90,image_size,missing_time_point"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    raw
+}
+
+fn main() {
+    let bin = env!("CARGO_BIN_EXE_cinestream");
+    let dir = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/cinestream-bench".into()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let studies: usize = std::env::var("BENCH_STUDIES").ok().and_then(|s| s.parse().ok()).unwrap_or(80);
+    let small_studies = (studies / 10).max(1);
+    let mut rows = Vec::new();
+    for n in [small_studies, studies] {
+        let raw = ensure_data(bin, &dir, n);
+        // Floor: read every input byte once (also warms the page cache for both contenders).
+        let t = Instant::now();
+        let mut total = (0usize, 0u64);
+        count_images(&raw, &mut total);
+        let floor = t.elapsed().as_secs_f64();
+        let out = dir.join(format!("out-rust-{n}"));
+        let _ = std::fs::remove_dir_all(&out);
+        let rust = timed(Command::new(bin).args(["-q", "ingest", "--input", raw.to_str().unwrap(), "--output", out.to_str().unwrap()]));
+        let python = if n == studies && std::env::var("BENCH_SKIP_BASELINE").is_err() {
+            let out = dir.join(format!("out-python-{n}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/baseline_ingest.py");
+            Some(timed(Command::new("python3").args([script, raw.to_str().unwrap(), out.to_str().unwrap()])))
+        } else {
+            None
+        };
+        rows.push((n, total, floor, rust, python));
+    }
+    println!("\ningest benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!("{:>8} {:>8} {:>9} | {:>10} {:>9} | {:>10} {:>9} | {:>7} | {:>9}", "studies", "images", "MB", "rust img/s", "rust MiB", "py img/s", "py MiB", "ratio", "floor img/s");
+    for (n, (images, bytes), floor, rust, py) in &rows {
+        let r = *images as f64 / rust.seconds;
+        let (p, pm, ratio) = match py {
+            Some(p) => {
+                let pr = *images as f64 / p.seconds;
+                (format!("{pr:.0}"), format!("{:.0}", p.peak_rss_mib), format!("{:.1}×", r / pr))
+            }
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{n:>8} {images:>8} {:>9.0} | {r:>10.0} {:>9.0} | {p:>10} {pm:>9} | {ratio:>7} | {:>9.0}",
+            *bytes as f64 / 1e6,
+            rust.peak_rss_mib,
+            *images as f64 / floor
+        );
+    }
+    if let [small, large] = &rows[..] {
+        println!("peak RSS grows {:.2}× while the data grows {:.1}×", large.3.peak_rss_mib / small.3.peak_rss_mib, large.1.0 as f64 / small.1.0 as f64);
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian machine: installs what is missing (Ceph RGW, docker-compose,
+# pydicom), starts a real S3 server on 127.0.0.1, runs the whole test suite against it, and
+# stops the server. .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/cinestream-target}
+export CINESTREAM_REFERENCE_DIR=${CINESTREAM_REFERENCE_DIR:-$(cd .. && pwd)/shared/reference}
+
+need_apt=()
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if ! python3 -c 'import pydicom, pydicom.data, numpy, data_store' >/dev/null 2>&1; then
+  echo "test.sh: installing pydicom, pydicom-data, numpy" >&2
+  python3 -m pip install -q 'pydicom==3.0.2' 'pydicom-data==1.0.0' 'numpy>=1.26'
+fi
+
+eval "$(scripts/s3-server.sh start)"
+trap 'scripts/s3-server.sh stop' EXIT
+# The tests fail (rather than skip) when a service or tool they need is missing.
+export CINESTREAM_REQUIRE_S3=1 CINESTREAM_REQUIRE_TOOLS=1
+
+cargo build --all-targets --locked
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast --test-threads 2 "$@"
+else
+  cargo test --locked --no-fail-fast "$@" -- --test-threads 2
+fi

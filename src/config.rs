@@ -1,0 +1,141 @@
+//! Pipeline configuration: TOML files → typed, validated structs.
+//!
+//! Every struct denies unknown fields (a typo is an error, not a silently ignored setting) and
+//! is checked by a pure `validate()` before anything touches storage. Command-line flags
+//! override file values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::curate::CurationConfig;
+use crate::shard::writer::ShardConfig;
+use crate::source::SourceConfig;
+use crate::store::StoreOptions;
+
+/// Errors loading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read pipeline file `{path}`: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("pipeline file `{path}`: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// `cinestream ingest` settings (`[ingest]` in a pipeline file, or flags).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Storage URL of the DICOM input prefix.
+    pub input: String,
+    /// Storage URL of the output prefix (tables and manifests go below it).
+    pub output: String,
+    /// Truth CSV URLs (Kaggle formats).
+    #[serde(default)]
+    pub truth: Vec<String>,
+    /// URL of label-mask Parquet files keyed by object key (e.g. `<synth output>/truth`).
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// Labeller name written with those masks.
+    #[serde(default = "default_labeller")]
+    pub labeller: String,
+    /// Studies fetched and curated concurrently (bounds memory: about this many studies are held).
+    #[serde(default = "default_in_flight")]
+    pub studies_in_flight: usize,
+    #[serde(default)]
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub curation: CurationConfig,
+    #[serde(default)]
+    pub shards: ShardConfig,
+    #[serde(default)]
+    pub store: StoreOptions,
+}
+
+fn default_labeller() -> String {
+    "manual".into()
+}
+fn default_in_flight() -> usize {
+    2
+}
+
+impl IngestConfig {
+    /// A configuration with defaults for everything but the two URLs.
+    pub fn new(input: impl Into<String>, output: impl Into<String>) -> Self {
+        Self {
+            input: input.into(),
+            output: output.into(),
+            truth: Vec::new(),
+            labels: None,
+            labeller: default_labeller(),
+            studies_in_flight: default_in_flight(),
+            source: SourceConfig::default(),
+            curation: CurationConfig::default(),
+            shards: ShardConfig::default(),
+            store: StoreOptions::default(),
+        }
+    }
+
+    /// Checks the settings without I/O.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.input.trim().is_empty() || self.output.trim().is_empty() {
+            return bad("input and output URLs are required".into());
+        }
+        if self.input.trim_end_matches('/') == self.output.trim_end_matches('/') {
+            return bad(format!("output `{}` must differ from the input", self.output));
+        }
+        if !(1..=64).contains(&self.studies_in_flight) {
+            return bad(format!("studies_in_flight = {} must be in 1..=64", self.studies_in_flight));
+        }
+        if !(1..=256).contains(&self.source.fetch_concurrency) {
+            return bad(format!("source.fetch_concurrency = {} must be in 1..=256", self.source.fetch_concurrency));
+        }
+        if self.source.header_bytes < 1024 {
+            return bad("source.header_bytes must be at least 1024".into());
+        }
+        if self.labeller.trim().is_empty() {
+            return bad("labeller must not be empty".into());
+        }
+        self.curation.validate().map_err(ConfigError::Invalid)?;
+        self.shards.validate().map_err(ConfigError::Invalid)?;
+        Ok(())
+    }
+}
+
+/// A pipeline file: one section per command.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    pub ingest: Option<IngestConfig>,
+}
+
+impl PipelineFile {
+    pub fn load(path: &str) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let err = toml::from_str::<PipelineFile>("[ingest]\ninput='a'\noutput='b'\nstudies_in_flite=3\n").unwrap_err();
+        assert!(err.to_string().contains("studies_in_flite"), "{err}");
+        let err = toml::from_str::<PipelineFile>("[ingest]\ninput='a'\noutput='b'\n[ingest.curation]\nmax_size=3\n").unwrap_err();
+        assert!(err.to_string().contains("max_size"), "{err}");
+    }
+
+    #[test]
+    fn validation_is_pure_and_specific() {
+        let mut c = IngestConfig::new("in", "out");
+        c.validate().unwrap();
+        c.studies_in_flight = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("studies_in_flight"));
+        let same = IngestConfig::new("x/", "x");
+        assert!(same.validate().is_err());
+    }
+}

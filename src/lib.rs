@@ -1,0 +1,13 @@
+//! cinestream: cardiac cine MRI from object storage to curated Parquet tables, SQL selections,
+//! training and inference. See `ARCHITECTURE.md` for the data flow; each module below is one
+//! stage of it.
+
+pub mod config;
+pub mod curate;
+pub mod geometry;
+pub mod ingest;
+pub mod query;
+pub mod shard;
+pub mod source;
+pub mod store;
+pub mod synth;

@@ -1,0 +1,243 @@
+//! The four tables ingest writes — their Arrow schemas (with a description per column, mirrored
+//! in `schemas/<table>.json`) and builders from curated studies to record batches.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BinaryBuilder, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::curate::CuratedStudy;
+use crate::curate::findings::Finding;
+
+/// Version of the table layouts; bumped on any schema change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The tables, in the order they are written.
+pub const TABLES: [&str; 4] = ["frames", "labels", "studies", "curation_log"];
+
+fn f(name: &str, dt: DataType, nullable: bool, description: &str) -> Field {
+    Field::new(name, dt, nullable).with_metadata([("description".to_string(), description.to_string())].into())
+}
+
+const STUDY_ID: &str = "Pseudonymous study id: the Kaggle id, or `s` + a keyed hash of StudyInstanceUID; `_a`, `_b`, … when a repeated complete stack was split";
+const SPLIT: &str = "train / validate / test (Kaggle ids 1–500 / 501–700 / 701–1140, or the split folder); null when unknown";
+
+fn geometry_fields(out: &mut Vec<Field>) {
+    out.push(f("height", DataType::Int32, false, "Image rows after curation"));
+    out.push(f("width", DataType::Int32, false, "Image columns after curation"));
+    out.push(f("pixel_spacing_row_mm", DataType::Float64, false, "Distance between rows of the curated grid (mm)"));
+    out.push(f("pixel_spacing_col_mm", DataType::Float64, false, "Distance between columns of the curated grid (mm)"));
+    out.push(f("slice_spacing_mm", DataType::Float64, false, "Empirical slice spacing: mode of the rounded differences of slice positions (mm), not SliceThickness"));
+}
+
+/// Schema of a table by name.
+pub fn schema(table: &str) -> Option<SchemaRef> {
+    let mut c = vec![f("study_id", DataType::Utf8, false, STUDY_ID)];
+    match table {
+        "frames" => {
+            c.push(f("source_study_id", DataType::Utf8, false, "Id of the input study this one came from (differs from study_id for split stacks)"));
+            c.push(f("split", DataType::Utf8, true, SPLIT));
+            c.push(f("slice_index", DataType::Int32, false, "Slice position in the stack, 0 = most apical"));
+            c.push(f("frame_index", DataType::Int32, false, "Time point in the cardiac cycle, ordered by TriggerTime, 0-based"));
+            c.push(f("slice_location_mm", DataType::Float64, false, "Position of the slice plane along the LV axis, increasing towards the apex (mm)"));
+            c.push(f("trigger_time_ms", DataType::Float64, true, "TriggerTime of the source image (ms after the R wave)"));
+            geometry_fields(&mut c);
+            c.push(f("slice_thickness_mm", DataType::Float64, true, "SliceThickness (mm), for reference only"));
+            c.push(f("field_strength_t", DataType::Float64, true, "MagneticFieldStrength (T)"));
+            c.push(f("source_key", DataType::Utf8, false, "Object key of the source image relative to the input prefix (for a filled frame: the image it was copied from)"));
+            c.push(f("fill", DataType::Utf8, true, "null for an acquired image; `previous_frame` or `previous_slice` when the image was copied to fill a missing time point or slice"));
+            c.push(f("resampled", DataType::Boolean, false, "Whether the image was resampled (rotation, pixel spacing, size, down-scaling)"));
+            c.push(f("pixels", DataType::Binary, false, "Image: height × width unsigned 16-bit little-endian values, row-major, as stored (no rescale applied)"));
+        }
+        "labels" => {
+            c.push(f("split", DataType::Utf8, true, SPLIT));
+            c.push(f("slice_index", DataType::Int32, false, "Slice position in the stack, 0 = most apical"));
+            c.push(f("frame_index", DataType::Int32, false, "Time point in the cardiac cycle, 0-based"));
+            c.push(f("labeller", DataType::Utf8, false, "Who made the mask: a model name, `manual`, or `phantom`"));
+            geometry_fields(&mut c);
+            c.push(f("lv_pixels", DataType::Int64, false, "Pixels labelled LV (1)"));
+            c.push(f("my_pixels", DataType::Int64, false, "Pixels labelled MY (2)"));
+            c.push(f("rv_pixels", DataType::Int64, false, "Pixels labelled RV (3)"));
+            c.push(f("source_key", DataType::Utf8, false, "Object key of the source image the mask belongs to"));
+            c.push(f("fill", DataType::Utf8, true, "null, or how the frame was filled (`previous_frame`, `previous_slice`)"));
+            c.push(f("mask", DataType::Binary, false, "Mask: height × width u8, row-major; 0 background, 1 LV, 2 MY, 3 RV"));
+        }
+        "studies" => {
+            c.push(f("source_study_id", DataType::Utf8, false, "Id of the input study this one came from"));
+            c.push(f("split", DataType::Utf8, true, SPLIT));
+            c.push(f("n_slices", DataType::Int32, false, "Slices after curation"));
+            c.push(f("n_frames", DataType::Int32, false, "Frames per slice: mode of CardiacNumberOfImages"));
+            geometry_fields(&mut c);
+            c.push(f("slice_thickness_mm", DataType::Float64, true, "Mode of SliceThickness (mm)"));
+            c.push(f("scale_factor", DataType::Float64, false, "Curated pixel spacing ÷ native pixel spacing (1 unless images over 256 px were scaled down)"));
+            c.push(f("field_strength_t", DataType::Float64, true, "MagneticFieldStrength (T)"));
+            c.push(f("sex", DataType::Utf8, true, "PatientSex (M/F/O)"));
+            c.push(f("age_years", DataType::Float32, true, "PatientAge in years"));
+            c.push(f("truth_esv_ml", DataType::Float64, true, "True end-systolic volume from the truth CSVs (mL)"));
+            c.push(f("truth_edv_ml", DataType::Float64, true, "True end-diastolic volume from the truth CSVs (mL)"));
+            c.push(f("source_files", DataType::Int32, false, "Source files that became frames"));
+        }
+        "curation_log" => {
+            c.push(f("problem", DataType::Utf8, false, "What was found: unreadable_file, non_parallel_plane, rotation, repeated_slice_location, repeated_stack, missing_slice, slice_spacing_outlier, slice_spacing_interspersed, missing_time_point, extra_time_points, pixel_spacing, image_size, image_size_gt_256, field_of_view, unusable_study, label_mismatch"));
+            c.push(f("resolution", DataType::Utf8, false, "What was done (quarantined, slice removed, rotated, study split, previous slice copied, …)"));
+            c.push(f("object_key", DataType::Utf8, true, "The object the finding is about, relative to the input prefix"));
+            c.push(f("detail", DataType::Utf8, false, "Specifics: positions, angles, sizes, reasons"));
+            c.push(f("excluded_files", DataType::Int32, false, "Source files this finding removed from the output (quarantined or excluded)"));
+        }
+        _ => return None,
+    }
+    Some(Arc::new(Schema::new(c)))
+}
+
+fn batch(table: &str, cols: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(schema(table).expect("known table"), cols).expect("columns match the schema")
+}
+
+/// Truth volumes of a study (mL).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Truth {
+    pub esv_ml: f64,
+    pub edv_ml: f64,
+}
+
+/// Rows of one study for each table.
+pub struct StudyBatches {
+    pub frames: RecordBatch,
+    pub labels: Option<RecordBatch>,
+    pub studies: RecordBatch,
+}
+
+struct Geometry {
+    h: i32,
+    w: i32,
+    sr: f64,
+    sc: f64,
+    ss: f64,
+}
+
+fn geometry_columns(g: &Geometry, n: usize) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(Int32Array::from(vec![g.h; n])),
+        Arc::new(Int32Array::from(vec![g.w; n])),
+        Arc::new(Float64Array::from(vec![g.sr; n])),
+        Arc::new(Float64Array::from(vec![g.sc; n])),
+        Arc::new(Float64Array::from(vec![g.ss; n])),
+    ]
+}
+
+/// Builds the rows of one curated study.
+pub fn study_batches(s: &CuratedStudy, truth: Option<Truth>, labeller: &str) -> StudyBatches {
+    let g = Geometry { h: s.grid.rows as i32, w: s.grid.cols as i32, sr: s.grid.spacing[0], sc: s.grid.spacing[1], ss: s.slice_spacing_mm };
+    let frames: Vec<(usize, usize, f64, &crate::curate::CuratedFrame)> = s
+        .slices
+        .iter()
+        .enumerate()
+        .flat_map(|(k, sl)| sl.frames.iter().enumerate().map(move |(t, fr)| (k, t, sl.position_mm, fr)))
+        .collect();
+    let n = frames.len();
+    let ids = || Arc::new(StringArray::from(vec![s.study_id.as_str(); n])) as ArrayRef;
+    let split = |n: usize| Arc::new(StringArray::from(vec![s.split.as_deref(); n])) as ArrayRef;
+    let slice_idx = |v: &[&(usize, usize, f64, &crate::curate::CuratedFrame)]| Arc::new(Int32Array::from_iter_values(v.iter().map(|x| x.0 as i32))) as ArrayRef;
+    let frame_idx = |v: &[&(usize, usize, f64, &crate::curate::CuratedFrame)]| Arc::new(Int32Array::from_iter_values(v.iter().map(|x| x.1 as i32))) as ArrayRef;
+    let keys = |v: &[&(usize, usize, f64, &crate::curate::CuratedFrame)]| Arc::new(StringArray::from_iter_values(v.iter().map(|x| x.3.source_key.as_str()))) as ArrayRef;
+    let fills = |v: &[&(usize, usize, f64, &crate::curate::CuratedFrame)]| Arc::new(StringArray::from_iter(v.iter().map(|x| x.3.fill.map(|f| f.as_str())))) as ArrayRef;
+    let all: Vec<&_> = frames.iter().collect();
+
+    let mut pixels = BinaryBuilder::with_capacity(n, n * (g.h * g.w) as usize * 2);
+    for (_, _, _, fr) in &frames {
+        let bytes: Vec<u8> = fr.pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+        pixels.append_value(&bytes);
+    }
+    let mut cols: Vec<ArrayRef> = vec![
+        ids(),
+        Arc::new(StringArray::from(vec![s.source_study_id.as_str(); n])),
+        split(n),
+        slice_idx(&all),
+        frame_idx(&all),
+        Arc::new(Float64Array::from_iter_values(frames.iter().map(|x| x.2))),
+        Arc::new(Float64Array::from_iter(frames.iter().map(|x| x.3.trigger_time_ms))),
+    ];
+    cols.extend(geometry_columns(&g, n));
+    cols.extend([
+        Arc::new(Float64Array::from(vec![s.slice_thickness_mm; n])) as ArrayRef,
+        Arc::new(Float64Array::from(vec![s.field_strength_t; n])),
+        keys(&all),
+        fills(&all),
+        Arc::new(BooleanArray::from_iter(frames.iter().map(|x| Some(x.3.resampled)))),
+        Arc::new(pixels.finish()),
+    ]);
+    let frames_batch = batch("frames", cols);
+
+    let labelled: Vec<&_> = frames.iter().filter(|x| x.3.mask.is_some()).collect();
+    let labels = (!labelled.is_empty()).then(|| {
+        let m = labelled.len();
+        let count = |class: u8| Arc::new(Int64Array::from_iter_values(labelled.iter().map(|x| x.3.mask.as_ref().unwrap().iter().filter(|v| **v == class).count() as i64))) as ArrayRef;
+        let mut masks = BinaryBuilder::with_capacity(m, m * (g.h * g.w) as usize);
+        for x in &labelled {
+            masks.append_value(x.3.mask.as_ref().unwrap().as_slice());
+        }
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![s.study_id.as_str(); m])),
+            split(m),
+            slice_idx(&labelled),
+            frame_idx(&labelled),
+            Arc::new(StringArray::from(vec![labeller; m])),
+        ];
+        cols.extend(geometry_columns(&g, m));
+        cols.extend([count(1), count(2), count(3), keys(&labelled), fills(&labelled), Arc::new(masks.finish()) as ArrayRef]);
+        batch("labels", cols)
+    });
+
+    let mut cols: Vec<ArrayRef> = vec![
+        ids().slice(0, 1),
+        Arc::new(StringArray::from(vec![s.source_study_id.as_str()])),
+        split(1),
+        Arc::new(Int32Array::from(vec![s.slices.len() as i32])),
+        Arc::new(Int32Array::from(vec![s.n_frames as i32])),
+    ];
+    cols.extend(geometry_columns(&g, 1));
+    cols.extend([
+        Arc::new(Float64Array::from(vec![s.slice_thickness_mm])) as ArrayRef,
+        Arc::new(Float64Array::from(vec![s.scale_factor])),
+        Arc::new(Float64Array::from(vec![s.field_strength_t])),
+        Arc::new(StringArray::from(vec![s.sex.as_deref()])),
+        Arc::new(Float32Array::from(vec![s.age_years])),
+        Arc::new(Float64Array::from(vec![truth.map(|t| t.esv_ml)])),
+        Arc::new(Float64Array::from(vec![truth.map(|t| t.edv_ml)])),
+        Arc::new(Int32Array::from(vec![s.source_files as i32])),
+    ]);
+    StudyBatches { frames: frames_batch, labels, studies: batch("studies", cols) }
+}
+
+/// Rows of `curation_log`.
+pub fn findings_batch(findings: &[Finding]) -> RecordBatch {
+    batch(
+        "curation_log",
+        vec![
+            Arc::new(StringArray::from_iter_values(findings.iter().map(|f| f.study_id.as_str()))),
+            Arc::new(StringArray::from_iter_values(findings.iter().map(|f| f.problem.as_str()))),
+            Arc::new(StringArray::from_iter_values(findings.iter().map(|f| f.resolution.as_str()))),
+            Arc::new(StringArray::from_iter(findings.iter().map(|f| f.object_key.as_deref()))),
+            Arc::new(StringArray::from_iter_values(findings.iter().map(|f| f.detail.as_str()))),
+            Arc::new(Int32Array::from_iter_values(findings.iter().map(|f| f.excluded_files as i32))),
+        ],
+    )
+}
+
+/// The schema as the JSON document kept in `schemas/<table>.json`.
+pub fn schema_json(table: &str) -> Option<serde_json::Value> {
+    let s = schema(table)?;
+    let columns: Vec<serde_json::Value> = s
+        .fields()
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name(),
+                "type": f.data_type().to_string(),
+                "nullable": f.is_nullable(),
+                "description": f.metadata().get("description").cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    Some(serde_json::json!({ "table": table, "schema_version": SCHEMA_VERSION, "columns": columns }))
+}

@@ -1,0 +1,174 @@
+//! Rolling Parquet writer for one table.
+//!
+//! `write(batch)` encodes into an in-memory Parquet file (on a blocking thread) and, once the
+//! file reaches `max_file_bytes`, uploads it create-only under `<output>/<table>/` and starts the
+//! next; `finish()` uploads the last one. Nothing becomes visible to readers until the manifest
+//! is committed ([`super::manifest`]), so memory per table is bounded by one file's size.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use object_store::{PutMode, PutOptions, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{StoreLocation, explain};
+
+use super::manifest::FileEntry;
+
+/// Errors writing shards.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("encoding Parquet for table `{table}`: {source}")]
+    Encode { table: String, source: parquet::errors::ParquetError },
+    #[error("uploading `{object}`: {message}")]
+    Upload { object: String, message: String },
+    #[error("an encoding task for table `{table}` failed: {message}")]
+    Task { table: String, message: String },
+}
+
+/// Compression of shard files.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Zstd,
+    Snappy,
+    None,
+}
+
+/// Shard settings (`[shards]` in a pipeline file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardConfig {
+    /// A shard file is closed once it reaches this many bytes (MiB).
+    pub max_file_mib: usize,
+    /// A row group is closed once its encoded size reaches this many bytes (MiB).
+    pub row_group_mib: usize,
+    pub compression: Codec,
+    /// zstd level (1 fastest … 22 smallest).
+    pub zstd_level: i32,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        Self { max_file_mib: 128, row_group_mib: 16, compression: Codec::Zstd, zstd_level: 1 }
+    }
+}
+
+impl ShardConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_file_mib == 0 || self.row_group_mib == 0 || self.row_group_mib > self.max_file_mib {
+            return Err(format!(
+                "shards: need 0 < row_group_mib ({}) ≤ max_file_mib ({})",
+                self.row_group_mib, self.max_file_mib
+            ));
+        }
+        ZstdLevel::try_new(self.zstd_level).map_err(|e| format!("shards.zstd_level: {e}"))?;
+        Ok(())
+    }
+
+    fn properties(&self) -> WriterProperties {
+        let compression = match self.compression {
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(self.zstd_level).unwrap_or_default()),
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::None => Compression::UNCOMPRESSED,
+        };
+        let mut b = WriterProperties::builder().set_compression(compression).set_max_row_group_row_count(Some(1 << 16))
+            .set_max_row_group_bytes(Some(self.row_group_mib << 20));
+        // Image and mask blobs: no dictionary (every value is unique) and no min/max statistics.
+        for blob in ["pixels", "mask"] {
+            b = b
+                .set_column_dictionary_enabled(ColumnPath::from(blob), false)
+                .set_column_statistics_enabled(ColumnPath::from(blob), EnabledStatistics::None);
+        }
+        b.build()
+    }
+}
+
+/// Writes one table as a sequence of shard files.
+pub struct TableWriter {
+    table: String,
+    out: StoreLocation,
+    run_id: String,
+    schema: SchemaRef,
+    cfg: ShardConfig,
+    current: Option<ArrowWriter<Vec<u8>>>,
+    rows_in_current: u64,
+    files: Vec<FileEntry>,
+}
+
+impl TableWriter {
+    pub fn new(out: &StoreLocation, table: &str, schema: SchemaRef, run_id: &str, cfg: &ShardConfig) -> Self {
+        Self {
+            table: table.to_string(),
+            out: out.clone(),
+            run_id: run_id.to_string(),
+            schema,
+            cfg: cfg.clone(),
+            current: None,
+            rows_in_current: 0,
+            files: Vec::new(),
+        }
+    }
+
+    /// Buffers a batch; uploads a shard when it is full.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<(), WriteError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let mut w = match self.current.take() {
+            Some(w) => w,
+            None => ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.cfg.properties()))
+                .map_err(|source| WriteError::Encode { table: self.table.clone(), source })?,
+        };
+        let rows = batch.num_rows() as u64;
+        let (w, res) = tokio::task::spawn_blocking(move || {
+            let res = w.write(&batch);
+            (w, res)
+        })
+        .await
+        .map_err(|e| WriteError::Task { table: self.table.clone(), message: e.to_string() })?;
+        res.map_err(|source| WriteError::Encode { table: self.table.clone(), source })?;
+        self.rows_in_current += rows;
+        let full = w.bytes_written() + w.in_progress_size() >= self.cfg.max_file_mib << 20;
+        self.current = Some(w);
+        if full {
+            self.upload_current().await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_current(&mut self) -> Result<(), WriteError> {
+        let Some(w) = self.current.take() else { return Ok(()) };
+        let table = self.table.clone();
+        let bytes = tokio::task::spawn_blocking(move || w.into_inner())
+            .await
+            .map_err(|e| WriteError::Task { table: table.clone(), message: e.to_string() })?
+            .map_err(|source| WriteError::Encode { table: table.clone(), source })?;
+        let name = format!("{}/part-{}-{:05}.parquet", self.table, self.run_id, self.files.len());
+        let path = self.out.child(&name);
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let len = bytes.len() as u64;
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        self.out
+            .store
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await
+            .map_err(|e| WriteError::Upload { object: self.out.object_url(&path), message: explain(&e) })?;
+        tracing::debug!(table = %self.table, file = %name, rows = self.rows_in_current, bytes = len, "shard uploaded");
+        self.files.push(FileEntry { path: name, rows: self.rows_in_current, bytes: len, sha256: sha });
+        self.rows_in_current = 0;
+        Ok(())
+    }
+
+    /// Uploads the last shard and returns every file written.
+    pub async fn finish(mut self) -> Result<Vec<FileEntry>, WriteError> {
+        if self.rows_in_current > 0 {
+            self.upload_current().await?;
+        }
+        Ok(self.files)
+    }
+}

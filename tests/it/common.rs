@@ -1,0 +1,115 @@
+//! Helpers shared by the integration tests: S3 availability, phantom + ingest runs, SQL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use cinestream::config::IngestConfig;
+use cinestream::ingest::{self, IngestReport, NoProgress};
+use cinestream::store::{self, StoreLocation};
+use cinestream::synth::{self, SynthConfig, SynthReport, defects};
+
+/// The test bucket when an S3 server is configured (scripts/test.sh starts Ceph RGW).
+/// Without one: panics when CINESTREAM_REQUIRE_S3 is set (CI), else says the test is skipped.
+pub fn s3_bucket(test: &str) -> Option<String> {
+    match (std::env::var("AWS_ENDPOINT_URL"), std::env::var("CINESTREAM_TEST_BUCKET")) {
+        (Ok(_), Ok(b)) if !b.is_empty() => Some(b),
+        _ if std::env::var("CINESTREAM_REQUIRE_S3").is_ok() => {
+            panic!("{test}: CINESTREAM_REQUIRE_S3 is set but AWS_ENDPOINT_URL / CINESTREAM_TEST_BUCKET are not")
+        }
+        _ => {
+            eprintln!("SKIPPED {test}: no S3 server configured (run scripts/test.sh, which starts one)");
+            None
+        }
+    }
+}
+
+/// A prefix no other test run uses.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+pub fn open(url: &str) -> StoreLocation {
+    store::open(url, &Default::default()).unwrap()
+}
+
+pub async fn synth(out: &str, studies: usize, seed: u64, defects: &str) -> SynthReport {
+    let cfg = SynthConfig { studies, seed, defects: defects::parse_list(defects).unwrap(), write_concurrency: 16 };
+    synth::run(&open(out), &cfg, |_| {}).await.unwrap()
+}
+
+/// Ingests a phantom output with its truth CSVs and truth masks.
+pub async fn ingest_phantom(input: &str, output: &str) -> IngestReport {
+    let mut cfg = IngestConfig::new(input, output);
+    let base = input.trim_end_matches('/');
+    cfg.truth = ["train.csv", "validate.csv", "solution.csv"].iter().map(|f| format!("{base}/{f}")).collect();
+    cfg.labels = Some(format!("{base}/truth"));
+    cfg.labeller = "phantom".into();
+    ingest::run(&cfg, Arc::new(NoProgress)).await.unwrap()
+}
+
+/// Runs SQL over the committed tables of a data prefix.
+pub async fn sql(data: &str, q: &str) -> Vec<RecordBatch> {
+    let ctx = cinestream::query::session(&open(data)).await.unwrap();
+    ctx.sql(q).await.unwrap_or_else(|e| panic!("{q}: {e}")).collect().await.unwrap()
+}
+
+/// One column of query results as f64 / i64 / strings (nulls → None).
+pub fn f64s(batches: &[RecordBatch], col: &str) -> Vec<Option<f64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = arrow::compute::cast(b.column_by_name(col).unwrap(), &DataType::Float64).unwrap();
+            let a = c.as_primitive::<Float64Type>().clone();
+            (0..a.len()).map(move |i| (!a.is_null(i)).then(|| a.value(i)))
+        })
+        .collect()
+}
+pub fn i64s(batches: &[RecordBatch], col: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = arrow::compute::cast(b.column_by_name(col).unwrap(), &DataType::Int64).unwrap();
+            c.as_primitive::<Int64Type>().values().to_vec()
+        })
+        .collect()
+}
+pub fn strs(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = arrow::compute::cast(b.column_by_name(col).unwrap(), &DataType::Utf8).unwrap();
+            let a = c.as_string::<i32>().clone();
+            (0..a.len()).map(move |i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+        })
+        .collect()
+}
+/// ESV/EDV (mL) per study from the labels table, by DESIGN.md §5: per frame, LV pixels over
+/// all slices × pixel area × slice spacing / 1000; ED = max (ties → highest frame), ES = min
+/// (ties → lowest frame).
+pub async fn label_volumes(data: &str) -> HashMap<String, (f64, f64)> {
+    let b = sql(
+        data,
+        "SELECT study_id, frame_index, SUM(lv_pixels) * MAX(pixel_spacing_row_mm * pixel_spacing_col_mm) * MAX(slice_spacing_mm) / 1000.0 AS ml \
+         FROM labels GROUP BY study_id, frame_index ORDER BY study_id, frame_index",
+    )
+    .await;
+    let (ids, mls) = (strs(&b, "study_id"), f64s(&b, "ml"));
+    let mut per: HashMap<String, Vec<f64>> = HashMap::new();
+    for (id, ml) in ids.into_iter().zip(mls) {
+        per.entry(id.unwrap()).or_default().push(ml.unwrap());
+    }
+    per.into_iter()
+        .map(|(id, v)| {
+            let (ed, es) = synth::ed_es(&v);
+            (id, (v[es], v[ed]))
+        })
+        .collect()
+}
+
+/// Relative difference.
+pub fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary (linking is slow), one module per concern.
+
+mod common;
+mod compose;
+mod curation;
+mod phi;
+mod pydicom_files;
+mod roundtrip;
+mod schemas;
+mod storage;

@@ -1,0 +1,121 @@
+//! synth → storage → ingest → tables read back with DataFusion, on file:// and on S3; the CLI
+//! quickstart; manifests as the only source of truth.
+
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+use cinestream::shard::manifest::Manifest;
+
+async fn roundtrip(raw: &str, data: &str) {
+    let report = synth(raw, 5, 42, "none").await;
+    let ingest = ingest_phantom(raw, data).await;
+    let images: usize = report.studies.iter().map(|s| s.n_slices * s.n_frames).sum();
+    assert_eq!(ingest.image_files, images);
+    assert_eq!(ingest.frames_from_files, images);
+    assert_eq!((ingest.files_quarantined, ingest.files_excluded, ingest.frames_filled), (0, 0, 0));
+    assert_eq!(ingest.side_files, 5 + 4, "5 truth parquet files, 3 CSVs and synth.json are not images");
+
+    let counts = sql(data, "SELECT (SELECT COUNT(*) FROM frames) AS f, (SELECT COUNT(*) FROM labels) AS l, (SELECT COUNT(*) FROM studies) AS s, (SELECT COUNT(*) FROM curation_log) AS c").await;
+    assert_eq!((i64s(&counts, "f")[0], i64s(&counts, "l")[0], i64s(&counts, "s")[0], i64s(&counts, "c")[0]), (images as i64, images as i64, 5, 0));
+
+    let studies = sql(data, "SELECT study_id, split, n_slices, n_frames, truth_esv_ml, truth_edv_ml FROM studies ORDER BY study_id").await;
+    let vols = label_volumes(data).await;
+    for (i, id) in strs(&studies, "study_id").into_iter().enumerate() {
+        let id = id.unwrap();
+        let t = report.studies.iter().find(|s| s.study_id == id).unwrap();
+        assert_eq!(strs(&studies, "split")[i].as_deref(), Some(t.split.as_str()));
+        assert_eq!((i64s(&studies, "n_slices")[i] as usize, i64s(&studies, "n_frames")[i] as usize), (t.n_slices, t.n_frames));
+        // Truth columns come from the CSVs (4 decimals); volumes from the masks equal them.
+        assert!((f64s(&studies, "truth_esv_ml")[i].unwrap() - t.esv_ml).abs() < 1e-4);
+        assert!((f64s(&studies, "truth_edv_ml")[i].unwrap() - t.edv_ml).abs() < 1e-4);
+        let (esv, edv) = vols[&id];
+        assert!(rel(esv, t.esv_ml) < 1e-9 && rel(edv, t.edv_ml) < 1e-9, "{id}: {esv} {edv} vs {} {}", t.esv_ml, t.edv_ml);
+    }
+    // Slice 0 is the most apical: its LV is the smallest non-empty cross-section at ED.
+    let apex = sql(data, "SELECT slice_index, slice_location_mm FROM frames WHERE study_id = '1' AND frame_index = 0 ORDER BY slice_index").await;
+    let locs: Vec<f64> = f64s(&apex, "slice_location_mm").into_iter().map(Option::unwrap).collect();
+    assert!(locs.windows(2).all(|w| w[0] > w[1]), "slice_location_mm decreases from apex to base: {locs:?}");
+    // Pixels are u16 little-endian, height × width.
+    let px = sql(data, "SELECT height, width, octet_length(pixels) AS n FROM frames LIMIT 3").await;
+    for i in 0..3 {
+        assert_eq!(i64s(&px, "n")[i], 2 * i64s(&px, "height")[i] * i64s(&px, "width")[i]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_roundtrip() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = format!("file://{}", dir.path().join("raw").display());
+    roundtrip(&raw, dir.path().join("data").to_str().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_roundtrip() {
+    let Some(bucket) = s3_bucket("s3_roundtrip") else { return };
+    let p = unique("roundtrip");
+    roundtrip(&format!("s3://{bucket}/{p}/raw"), &format!("s3://{bucket}/{p}/data")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_list_checksummed_files_and_hide_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, data) = (dir.path().join("raw"), dir.path().join("data"));
+    synth(raw.to_str().unwrap(), 2, 5, "none").await;
+    ingest_phantom(raw.to_str().unwrap(), data.to_str().unwrap()).await;
+    let loc = open(data.to_str().unwrap());
+    let manifests = Manifest::list(&loc).await.unwrap();
+    assert_eq!(manifests.len(), 1);
+    let m = &manifests[0];
+    assert_eq!(m.summary["image_files"], m.summary["frames_from_files"]);
+    for (table, entry) in &m.tables {
+        for f in &entry.files {
+            let bytes = loc.store.get(&loc.child(&f.path)).await.unwrap().bytes().await.unwrap();
+            assert_eq!(bytes.len() as u64, f.bytes, "{table}");
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{table}: checksum");
+        }
+    }
+    let before = i64s(&sql(data.to_str().unwrap(), "SELECT COUNT(*) AS n FROM frames").await, "n")[0];
+    // A shard without a committed manifest (a crashed run) is invisible to readers.
+    let first = &m.tables["frames"].files[0];
+    let orphan = loc.child("frames/part-orphan-00000.parquet");
+    let bytes = loc.store.get(&loc.child(&first.path)).await.unwrap().bytes().await.unwrap();
+    loc.store.put(&orphan, PutPayload::from(bytes)).await.unwrap();
+    let after = i64s(&sql(data.to_str().unwrap(), "SELECT COUNT(*) AS n FROM frames").await, "n")[0];
+    assert_eq!(before, after);
+    let listed: Vec<_> = loc.store.list(None).try_collect().await.unwrap();
+    assert!(listed.iter().any(|o| o.location == orphan));
+}
+
+/// The README's quickstart: synth + ingest on file:// through the CLI, with the summary.
+#[test]
+fn cli_quickstart_prints_a_reconciled_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, data) = (dir.path().join("phantom"), dir.path().join("data"));
+    let bin = env!("CARGO_BIN_EXE_cinestream");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let raw_s = raw.to_str().unwrap();
+    let s = run(&["synth", "--out", raw_s, "--studies", "12", "--defects", "all"]);
+    assert!(s.contains("wrote 12 studies"), "{s}");
+    let truth: Vec<String> = ["train.csv", "validate.csv", "solution.csv"].iter().map(|f| format!("{raw_s}/{f}")).collect();
+    let labels = format!("{raw_s}/truth");
+    let mut args = vec!["ingest", "--input", raw_s, "--output", data.to_str().unwrap(), "--labels", &labels];
+    for t in &truth {
+        args.extend(["--truth", t.as_str()]);
+    }
+    let out = run(&args);
+    for want in ["image files", "= frames written", "+ quarantined", "+ excluded", "unreadable_file", "rotation", "manifest"] {
+        assert!(out.contains(want), "summary lacks `{want}`:\n{out}");
+    }
+    let num = |label: &str| -> usize {
+        let line = out.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{label} in {out}"));
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    assert_eq!(num("image files"), num("= frames written") + num("+ quarantined") + num("+ excluded"));
+    assert_eq!(num("+ quarantined"), 4);
+}

@@ -1,0 +1,42 @@
+//! `schemas/<table>.json` is what the code writes: the files match the code's schemas, and the
+//! Parquet files an ingest writes carry exactly those schemas.
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::common::*;
+use cinestream::shard::tables::{self, TABLES};
+
+#[test]
+fn schema_files_match_the_code() {
+    for t in TABLES {
+        let path = format!("{}/schemas/{t}.json", env!("CARGO_MANIFEST_DIR"));
+        let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap();
+        let code = tables::schema_json(t).unwrap();
+        assert_eq!(
+            file,
+            code,
+            "{path} differs from the code; if the change is intended, update it with `cinestream schema {t} > schemas/{t}.json` and bump SCHEMA_VERSION"
+        );
+    }
+    let files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(files.len(), TABLES.len(), "one schema file per table: {files:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_parquet_has_the_declared_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, data) = (dir.path().join("raw"), dir.path().join("data"));
+    synth(raw.to_str().unwrap(), 1, 9, "broken_files").await;
+    ingest_phantom(raw.to_str().unwrap(), data.to_str().unwrap()).await;
+    for t in TABLES {
+        let folder = data.join(t);
+        let first = std::fs::read_dir(&folder).unwrap().next().unwrap().unwrap().path();
+        let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&first).unwrap()).unwrap();
+        let written = b.schema();
+        let declared = tables::schema(t).unwrap();
+        assert_eq!(written.fields().len(), declared.fields().len(), "{t}");
+        for (w, d) in written.fields().iter().zip(declared.fields()) {
+            assert_eq!((w.name(), w.data_type(), w.is_nullable()), (d.name(), d.data_type(), d.is_nullable()), "{t}");
+        }
+    }
+}
