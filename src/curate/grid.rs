@@ -9,7 +9,7 @@ use crate::geometry::{Grid, V3, add, cross, dot, normalize, scale, sub};
 
 use super::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
-use super::spacing::mode_rounded;
+use super::spacing::{mode_rounded, mode_value};
 
 /// The study grid at the plane through the reference slice, and the scale factor applied
 /// (native pixel spacing × scale factor = target pixel spacing; 1 when not scaled).
@@ -43,8 +43,8 @@ pub fn study_grid<'a>(
     let size_key = |a: &Acquisition| a.grid.rows as f64 * 100_000.0 + a.grid.cols as f64;
     let size = mode_rounded(acqs.clone().map(size_key), 1.0)?;
     let (rows, cols) = ((size / 100_000.0).floor() as u32, (size % 100_000.0).round() as u32);
-    let sr = mode_rounded(acqs.clone().map(|a| a.grid.spacing[0]), 1e-4)?;
-    let sc = mode_rounded(acqs.clone().map(|a| a.grid.spacing[1]), 1e-4)?;
+    let sr = mode_value(acqs.clone().map(|a| a.grid.spacing[0]), 1e-4)?;
+    let sc = mode_value(acqs.clone().map(|a| a.grid.spacing[1]), 1e-4)?;
     let aligned = |a: &&Acquisition| a.rotation_deg.is_none() && a.grid.rows == rows && a.grid.cols == cols;
     let reference = acqs.clone().find(aligned).or_else(|| acqs.clone().next())?;
     let col_dir = normalize(cross(normal, row_dir));

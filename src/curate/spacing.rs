@@ -38,6 +38,13 @@ pub fn mode_rounded(values: impl IntoIterator<Item = f64>, step: f64) -> Option<
     best.map(|(k, _)| k as f64 * step)
 }
 
+/// The first value (in input order) of the most common bin of `values` rounded to `step`:
+/// a real value, for attributes whose exact value matters (pixel spacing).
+pub fn mode_value(values: impl IntoIterator<Item = f64> + Clone, step: f64) -> Option<f64> {
+    let bin = mode_rounded(values.clone(), step)?;
+    values.into_iter().find(|v| ((v / step).round() * step - bin).abs() < step / 2.0)
+}
+
 /// Applies the spacing rules to a stack without repeats. `fallback_mm` is used for a
 /// single-slice stack (its SliceThickness).
 pub fn apply(mut stack: Vec<Acquisition>, axis: V3, fallback_mm: Option<f64>, study_id: &str, log: &mut Log) -> Regular {
@@ -127,5 +134,6 @@ mod tests {
         assert_eq!(mode_rounded([10.0, 10.001, 9.999, 20.0], 0.01), Some(10.0));
         assert_eq!(mode_rounded([8.0, 10.0], 0.01), Some(8.0));
         assert_eq!(mode_rounded([], 0.01), None);
+        assert_eq!(super::mode_value([1.328125, 1.5, 1.328125], 1e-4), Some(1.328125));
     }
 }

@@ -47,6 +47,10 @@ pub struct ParsedImage {
 /// Parses a whole DICOM Part 10 file held in memory.
 pub fn parse_dicom(bytes: &[u8]) -> Result<ParsedImage, Unreadable> {
     let obj = open(bytes, None)?;
+    let frames = obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten().and_then(|e| e.to_int::<u32>().ok()).unwrap_or(1);
+    if frames > 1 {
+        return Err(Unreadable::MultiFrame(frames));
+    }
     let header = ImageHeader::read(&obj).map_err(|e| Unreadable::MissingAttribute(e.to_string()))?;
     let pixels = decode_pixels(&obj, &header)?;
     Ok(ParsedImage { header, pixels })
@@ -96,15 +100,6 @@ fn flatten(e: &dyn std::error::Error) -> String {
 fn decode_pixels(obj: &dicom_object::DefaultDicomObject, header: &ImageHeader) -> Result<Vec<u16>, Unreadable> {
     if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
         return Err(Unreadable::NoPixelData);
-    }
-    let frames = obj
-        .element_opt(tags::NUMBER_OF_FRAMES)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_int::<u32>().ok())
-        .unwrap_or(1);
-    if frames > 1 {
-        return Err(Unreadable::MultiFrame(frames));
     }
     let px = obj.decode_pixel_data().map_err(|e| Unreadable::Decode(flatten(&e)))?;
     if px.samples_per_pixel() != 1 {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 pub enum Defect {
     /// One frame file of one slice is missing.
     MissingTimePoint,
-    /// One mid-ventricular slice location is missing (a gap of 2× the spacing).
+    /// The mid-ventricular slice location is missing (a gap of 2× the spacing).
     MissingSlice,
     /// One slice location acquired twice (a later series 0.3 mm away).
     RepeatedSlice,

@@ -220,10 +220,17 @@ fn render(spec: &Spec) -> (Vec<OutFile>, StudyTruth) {
         .filter(|k| *k >= 1 && *k + 1 < s)
         .collect();
     pool.dedup();
-    let mut take = || if pool.is_empty() { s / 2 } else { pool.remove(0) };
     let n = spec.normal;
     let mut special: BTreeMap<usize, Grid> = BTreeMap::new();
-    let missing_slice = has(Defect::MissingSlice).then(&mut take);
+    // The missing location is mid-ventricular (nearest the cavity's equator), where missing
+    // slices hurt least and where acquisitions are most often interrupted.
+    let w0 = spec.heart.base_w - 0.4 * spec.spacing;
+    let equator = ((-w0 / spec.spacing).round() as usize).clamp(1, s - 2);
+    let missing_slice = has(Defect::MissingSlice).then(|| {
+        pool.retain(|k| *k != equator);
+        equator
+    });
+    let mut take = || if pool.is_empty() { s / 2 } else { pool.remove(0) };
     let rotated = |k: usize, angle: f64, swap: bool, special: &mut BTreeMap<usize, Grid>| {
         let g = spec.grids[k];
         let (rows, cols) = if swap { (g.cols, g.rows) } else { (g.rows, g.cols) };

@@ -1,6 +1,7 @@
 //! synth → storage → ingest → tables read back with DataFusion, on file:// and on S3; the CLI
 //! quickstart; manifests as the only source of truth.
 
+use arrow::array::{Array, AsArray};
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
@@ -38,9 +39,14 @@ async fn roundtrip(raw: &str, data: &str) {
     let locs: Vec<f64> = f64s(&apex, "slice_location_mm").into_iter().map(Option::unwrap).collect();
     assert!(locs.windows(2).all(|w| w[0] > w[1]), "slice_location_mm decreases from apex to base: {locs:?}");
     // Pixels are u16 little-endian, height × width.
-    let px = sql(data, "SELECT height, width, octet_length(pixels) AS n FROM frames LIMIT 3").await;
-    for i in 0..3 {
-        assert_eq!(i64s(&px, "n")[i], 2 * i64s(&px, "height")[i] * i64s(&px, "width")[i]);
+    let px = sql(data, "SELECT height, width, pixels FROM frames LIMIT 3").await;
+    let blobs: Vec<usize> = px.iter().flat_map(|b| {
+        let a = b.column_by_name("pixels").unwrap().as_binary::<i32>().clone();
+        (0..a.len()).map(move |i| a.value(i).len())
+    }).collect();
+    assert_eq!(blobs.len(), 3);
+    for (i, n) in blobs.iter().enumerate() {
+        assert_eq!(*n as i64, 2 * i64s(&px, "height")[i] * i64s(&px, "width")[i]);
     }
 }
 
