@@ -95,7 +95,8 @@ RECONCILIATION
 
 EXAMPLES
   cinestream ingest --input ./phantom --output ./data --labels ./phantom/truth --labeller phantom
-  AWS_ENDPOINT_URL=http://127.0.0.1:9000 cinestream ingest --input s3://raw/kaggle --output s3://curated/v1 \\
+  export AWS_ENDPOINT_URL=http://127.0.0.1:9000   # MinIO
+  cinestream ingest --input s3://raw/kaggle --output s3://curated/v1 \\
       --truth s3://raw/kaggle/train.csv
 
 {STORAGE_HELP}"))]

@@ -92,3 +92,40 @@ pub fn order(acq: &mut Acquisition, t: usize, interval_ms: Option<f64>, study_id
     }
     refs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::curate::findings::{Log, Problem};
+    use crate::curate::testkit::{image, stack};
+
+    #[test]
+    fn a_missing_middle_frame_is_filled_from_its_predecessor() {
+        let mut acqs = stack(&[0.0], 5);
+        acqs[0].images.retain(|i| i.header.trigger_time_ms != Some(80.0));
+        let mut log = Log::default();
+        let refs = order(&mut acqs[0], 5, Some(40.0), "x", &mut log);
+        let trig: Vec<f64> = refs.iter().map(|r| acqs[0].images[r.image].header.trigger_time_ms.unwrap()).collect();
+        assert_eq!(trig, vec![0.0, 40.0, 40.0, 120.0, 160.0]);
+        assert_eq!(refs.iter().filter(|r| r.copied).count(), 1);
+        assert_eq!(log.findings[0].problem, Problem::MissingTimePoint);
+    }
+
+    #[test]
+    fn frames_are_ordered_by_trigger_time_and_extras_removed() {
+        let mut acqs = stack(&[0.0], 4);
+        acqs[0].images.reverse();
+        acqs[0].images.push(image(1, 0.0, 400.0, 4));
+        let mut log = Log::default();
+        let refs = order(&mut acqs[0], 4, Some(40.0), "x", &mut log);
+        let trig: Vec<f64> = refs.iter().map(|r| acqs[0].images[r.image].header.trigger_time_ms.unwrap()).collect();
+        assert_eq!(trig, vec![0.0, 40.0, 80.0, 120.0]);
+        assert_eq!((log.findings[0].problem, log.excluded()), (Problem::ExtraTimePoints, 1));
+    }
+
+    #[test]
+    fn frames_per_cycle_is_the_mode_of_cardiac_number_of_images() {
+        let acqs = stack(&[0.0, 10.0, 20.0], 25);
+        assert_eq!(frames_per_cycle(acqs.iter()), 25);
+    }
+}

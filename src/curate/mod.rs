@@ -330,3 +330,47 @@ mod tests {
         assert_eq!(super::suffix(26), "aa");
     }
 }
+
+/// Builders for rule tests: images on an axial grid at chosen positions and trigger times.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use std::sync::Arc;
+
+    use super::SourceImage;
+    use super::slices::{self, Acquisition};
+    use crate::source::header::ImageHeader;
+
+    pub fn image(series: i32, z: f64, trigger_ms: f64, t: u32) -> SourceImage {
+        SourceImage {
+            key: format!("s/{series}/z{z}/t{trigger_ms}.dcm"),
+            series_key: format!("s/{series}"),
+            header: ImageHeader {
+                study_uid: None,
+                series_uid: None,
+                series_number: Some(series),
+                instance_number: Some((trigger_ms / 10.0) as i32),
+                acquisition_time_s: Some(series as f64),
+                trigger_time_ms: Some(trigger_ms),
+                cardiac_number_of_images: Some(t),
+                position: [0.0, 0.0, z],
+                orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                pixel_spacing: [1.0, 1.0],
+                slice_location: Some(z),
+                slice_thickness: Some(8.0),
+                field_strength_t: None,
+                rows: 4,
+                cols: 4,
+                sex: None,
+                age_years: None,
+            },
+            pixels: Arc::new(vec![0; 16]),
+            mask: None,
+        }
+    }
+
+    /// One acquisition per position, `t` frames each, 40 ms apart.
+    pub fn stack(zs: &[f64], t: u32) -> Vec<Acquisition> {
+        let images = zs.iter().enumerate().flat_map(|(i, z)| (0..t).map(move |f| image(i as i32 + 1, *z, f as f64 * 40.0, t))).collect();
+        slices::group(images)
+    }
+}

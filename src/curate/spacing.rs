@@ -137,3 +137,50 @@ mod tests {
         assert_eq!(super::mode_value([1.328125, 1.5, 1.328125], 1e-4), Some(1.328125));
     }
 }
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+    use crate::curate::findings::{Log, Problem};
+    use crate::curate::testkit::stack;
+
+    fn run(zs: &[f64]) -> (Regular, Log) {
+        let mut log = Log::default();
+        let r = apply(stack(zs, 2), [0.0, 0.0, 1.0], None, "x", &mut log);
+        (r, log)
+    }
+
+    fn problems(log: &Log) -> Vec<Problem> {
+        log.findings.iter().map(|f| f.problem).collect()
+    }
+
+    #[test]
+    fn regular_stack_is_untouched() {
+        let (r, log) = run(&[0.0, 10.0, 20.0, 30.0]);
+        assert_eq!((r.slots.len(), r.spacing_mm), (4, 10.0));
+        assert!(log.findings.is_empty());
+    }
+
+    #[test]
+    fn a_double_gap_is_one_missing_slice() {
+        let (r, log) = run(&[0.0, 10.0, 30.0, 40.0, 50.0]);
+        assert_eq!(r.slots.len(), 6);
+        assert!(matches!(r.slots[3], Slot::CopyOfPrevious), "apex first: 50, 40, 30, [copy], 10, 0");
+        assert_eq!(problems(&log), vec![Problem::MissingSlice]);
+    }
+
+    #[test]
+    fn slices_beyond_a_wide_gap_are_outliers() {
+        let (r, log) = run(&[0.0, 10.0, 20.0, 30.0, 70.0]);
+        assert_eq!(r.slots.len(), 4);
+        assert_eq!(problems(&log), vec![Problem::SliceSpacingOutlier]);
+        assert_eq!(log.excluded(), 2, "the outlier's two frames are excluded");
+    }
+
+    #[test]
+    fn interspersed_slices_are_removed() {
+        let (r, log) = run(&[0.0, 10.0, 14.0, 20.0, 30.0]);
+        assert_eq!((r.slots.len(), r.spacing_mm), (4, 10.0));
+        assert_eq!(problems(&log), vec![Problem::SliceSpacingInterspersed]);
+    }
+}
