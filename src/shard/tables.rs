@@ -144,8 +144,12 @@ pub fn study_batches(s: &CuratedStudy, truth: Option<Truth>, labeller: &str) -> 
     let all: Vec<&_> = frames.iter().collect();
 
     let mut pixels = BinaryBuilder::with_capacity(n, n * (g.h * g.w) as usize * 2);
+    let mut bytes = Vec::with_capacity((g.h * g.w) as usize * 2);
     for (_, _, _, fr) in &frames {
-        let bytes: Vec<u8> = fr.pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes.clear();
+        for v in fr.pixels.iter() {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
         pixels.append_value(&bytes);
     }
     let mut cols: Vec<ArrayRef> = vec![

@@ -113,3 +113,44 @@ pub async fn label_volumes(data: &str) -> HashMap<String, (f64, f64)> {
 pub fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-12)
 }
+
+/// Every file under `dir` as raw bytes, plus every Parquet file's values decoded (strings as
+/// text, binaries as bytes), so a search sees through compression.
+pub fn output_texts(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { files.push(p) }
+        }
+    }
+    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "parquet")), "no Parquet under {}", dir.display());
+    let mut texts = Vec::new();
+    for f in files {
+        texts.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+        if f.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap()).unwrap().build().unwrap();
+        let mut decoded = Vec::new();
+        for batch in reader {
+            for col in batch.unwrap().columns() {
+                if col.data_type() == &DataType::Binary {
+                    let a = col.as_binary::<i32>();
+                    (0..a.len()).filter(|i| !a.is_null(*i)).for_each(|i| decoded.extend_from_slice(a.value(i)));
+                } else {
+                    let s = arrow::compute::cast(col, &DataType::Utf8).unwrap();
+                    let a = s.as_string::<i32>();
+                    (0..a.len()).filter(|i| !a.is_null(*i)).for_each(|i| {
+                        decoded.extend_from_slice(a.value(i).as_bytes());
+                        decoded.push(b'\n');
+                    });
+                }
+            }
+        }
+        texts.push((format!("{} (decoded)", f.display()), decoded));
+    }
+    texts
+}

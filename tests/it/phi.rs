@@ -1,25 +1,11 @@
 //! No planted patient-identifying string appears in any output byte: Parquet values (decoded),
 //! raw files, the manifest, stdout and the logs (JSON, debug level).
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use crate::common::output_texts;
 
-
-fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { walk(&p, out) } else { out.push(p) }
-    }
-}
 
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-/// The first of `needles` found in `hay`, in one linear pass.
-fn find_any(hay: &[u8], needles: &aho_corasick::AhoCorasick, names: &[String]) -> Option<String> {
-    needles.find(hay).map(|m| names[m.pattern().as_usize()].clone())
 }
 
 #[test]
@@ -45,42 +31,13 @@ fn no_planted_phi_reaches_any_output() {
     let planted = cinestream::synth::identity(seed, 1);
     assert!(contains(&any_input, &planted.patient_name) && contains(&any_input, &planted.study_uid));
 
-    let mut texts: Vec<(String, Vec<u8>)> = vec![("stdout".into(), out.stdout.clone()), ("stderr".into(), out.stderr.clone())];
-    let mut files = Vec::new();
-    walk(&data, &mut files);
-    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "parquet")));
-    for f in &files {
-        let bytes = std::fs::read(f).unwrap();
-        texts.push((f.display().to_string(), bytes));
-        if f.extension().is_some_and(|e| e == "parquet") {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap()).unwrap().build().unwrap();
-            let mut decoded = Vec::new();
-            for batch in reader {
-                let batch = batch.unwrap();
-                for col in batch.columns() {
-                    match col.data_type() {
-                        DataType::Binary => {
-                            let a = col.as_binary::<i32>();
-                            (0..a.len()).filter(|i| !a.is_null(*i)).for_each(|i| decoded.extend_from_slice(a.value(i)));
-                        }
-                        _ => {
-                            let s = arrow::compute::cast(col, &DataType::Utf8).unwrap();
-                            let a = s.as_string::<i32>();
-                            (0..a.len()).filter(|i| !a.is_null(*i)).for_each(|i| {
-                                decoded.extend_from_slice(a.value(i).as_bytes());
-                                decoded.push(b'\n');
-                            });
-                        }
-                    }
-                }
-            }
-            texts.push((format!("{} (decoded)", f.display()), decoded));
-        }
-    }
+    let mut texts = output_texts(&data);
+    texts.push(("stdout".into(), out.stdout.clone()));
+    texts.push(("stderr".into(), out.stderr.clone()));
     let matcher = aho_corasick::AhoCorasick::new(&secrets).unwrap();
     for (name, bytes) in &texts {
-        if let Some(s) = find_any(bytes, &matcher, &secrets) {
-            panic!("planted PHI `{s}` found in {name}");
+        if let Some(m) = matcher.find(bytes) {
+            panic!("planted PHI `{}` found in {name}", secrets[m.pattern().as_usize()]);
         }
     }
 }

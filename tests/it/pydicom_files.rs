@@ -73,3 +73,44 @@ fn pydicom_mr_files_are_read_or_refused_clearly() {
     eprintln!("{read} read, {refused} refused of {}", rows.len());
     assert!(read >= 8, "most MR files are plain and must be read ({read} read)");
 }
+
+/// Real files outside the Kaggle layout: grouped by StudyInstanceUID under pseudonymous ids,
+/// unreadable ones quarantined, counts reconciled, and no UID in any output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_files_outside_the_kaggle_layout_are_grouped_by_uid() {
+    let Some(rows) = inventory() else {
+        eprintln!("SKIPPED real_files_outside_the_kaggle_layout_are_grouped_by_uid: python3 with pydicom not available");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let flat = dir.path().join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    let mut uids = std::collections::BTreeSet::new();
+    let mut refused = 0;
+    for r in &rows {
+        let name = r.path.rsplit('/').next().unwrap();
+        let bytes = std::fs::read(&r.path).unwrap();
+        match parse_dicom(&bytes) {
+            Ok(img) => uids.extend(img.header.study_uid.into_iter().chain(img.header.series_uid)),
+            Err(_) => refused += 1,
+        }
+        std::fs::write(flat.join(name), bytes).unwrap();
+    }
+    let data = dir.path().join("data");
+    let cfg = cinestream::config::IngestConfig::new(flat.to_str().unwrap(), data.to_str().unwrap());
+    let report = cinestream::ingest::run(&cfg, std::sync::Arc::new(cinestream::ingest::NoProgress)).await.unwrap();
+    assert_eq!(report.image_files, rows.len());
+    assert_eq!(report.files_quarantined, refused, "every refused file is quarantined, none dropped");
+    assert_eq!(report.image_files, report.frames_from_files + report.files_quarantined + report.files_excluded);
+    assert!(report.studies_written >= 2, "{report:?}");
+    let b = crate::common::sql(data.to_str().unwrap(), "SELECT DISTINCT study_id FROM frames").await;
+    for id in crate::common::strs(&b, "study_id") {
+        let id = id.unwrap();
+        assert!(id.len() == 17 && id.starts_with('s') && id[1..].chars().all(|c| c.is_ascii_hexdigit()), "pseudonymous id: {id}");
+    }
+    let matcher = aho_corasick::AhoCorasick::new(uids.iter()).unwrap();
+    for (name, bytes) in crate::common::output_texts(&data) {
+        assert!(matcher.find(&bytes).is_none(), "a UID reached {name}");
+    }
+    assert!(!uids.is_empty());
+}
