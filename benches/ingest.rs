@@ -1,7 +1,8 @@
 //! Ingest benchmark: images/s and peak RSS of `cinestream ingest` on a generated phantom data set
 //! of ≥ 20,000 images, against the Python baseline (`benches/baseline_ingest.py`: pydicom + numpy
 //! + pyarrow doing the same listing, parsing, orientation/scaling fixes and Parquet writing) on
-//! the same data in the same run; the floor (reading every input byte); and peak RSS on a data set
+//! the same data in the same run; the floors (listing + reading, and reading + parsing, every
+//! input file on all cores); and peak RSS on a data set
 //! 10× smaller, to show memory stays flat as data grows.
 //!
 //!     cargo bench --bench ingest                 # BENCH_DIR (default /var/tmp/cinestream-bench)
@@ -33,16 +34,39 @@ fn timed(cmd: &mut Command) -> Measured {
     Measured { seconds, peak_rss_mib: kib / 1024.0 }
 }
 
-fn count_images(dir: &Path, total: &mut (usize, u64)) {
+fn dicom_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {
-            count_images(&p, total);
+            dicom_files(&p, out);
         } else if p.extension().is_some_and(|x| x == "dcm") {
-            total.0 += 1;
-            total.1 += std::fs::read(&p).unwrap().len() as u64;
+            out.push(p);
         }
     }
+}
+
+/// Lists and reads every file on all cores (and parses it when `parse`): the floor no ingest
+/// beats. Returns (images, bytes, seconds).
+fn floor(dir: &Path, parse: bool) -> (usize, u64, f64) {
+    let t = Instant::now();
+    let mut files = Vec::new();
+    dicom_files(dir, &mut files);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let bytes: u64 = std::thread::scope(|s| {
+        let chunks: Vec<_> = files.chunks(files.len().div_ceil(threads).max(1)).map(|chunk| {
+            s.spawn(move || {
+                chunk.iter().map(|p| {
+                    let b = std::fs::read(p).unwrap();
+                    if parse {
+                        let _ = std::hint::black_box(cinestream::source::parse::parse_dicom(&b));
+                    }
+                    b.len() as u64
+                }).sum::<u64>()
+            })
+        }).collect();
+        chunks.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    (files.len(), bytes, t.elapsed().as_secs_f64())
 }
 
 fn ensure_data(bin: &str, dir: &Path, studies: usize) -> PathBuf {
@@ -70,11 +94,12 @@ fn main() {
     let mut rows = Vec::new();
     for n in [small_studies, studies] {
         let raw = ensure_data(bin, &dir, n);
-        // Floor: read every input byte once (also warms the page cache for both contenders).
-        let t = Instant::now();
-        let mut total = (0usize, 0u64);
-        count_images(&raw, &mut total);
-        let floor = t.elapsed().as_secs_f64();
+        // Warm the page cache for every contender, then time the floors.
+        floor(&raw, false);
+        let (images, bytes, read_s) = floor(&raw, false);
+        let (_, _, parse_s) = floor(&raw, true);
+        let total = (images, bytes);
+        let floors = (read_s, parse_s);
         let out = dir.join(format!("out-rust-{n}"));
         let _ = std::fs::remove_dir_all(&out);
         let rust = timed(Command::new(bin).args(["-q", "ingest", "--input", raw.to_str().unwrap(), "--output", out.to_str().unwrap()]));
@@ -86,11 +111,14 @@ fn main() {
         } else {
             None
         };
-        rows.push((n, total, floor, rust, python));
+        rows.push((n, total, floors, rust, python));
     }
     println!("\ningest benchmark ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    println!("{:>8} {:>8} {:>9} | {:>10} {:>9} | {:>10} {:>9} | {:>7} | {:>9}", "studies", "images", "MB", "rust img/s", "rust MiB", "py img/s", "py MiB", "ratio", "floor img/s");
-    for (n, (images, bytes), floor, rust, py) in &rows {
+    println!(
+        "{:>8} {:>8} {:>9} | {:>10} {:>9} | {:>10} {:>9} | {:>7} | {:>11} {:>12}",
+        "studies", "images", "MB", "rust img/s", "rust MiB", "py img/s", "py MiB", "ratio", "read img/s", "parse img/s"
+    );
+    for (n, (images, bytes), (read_s, parse_s), rust, py) in &rows {
         let r = *images as f64 / rust.seconds;
         let (p, pm, ratio) = match py {
             Some(p) => {
@@ -100,10 +128,11 @@ fn main() {
             None => ("-".into(), "-".into(), "-".into()),
         };
         println!(
-            "{n:>8} {images:>8} {:>9.0} | {r:>10.0} {:>9.0} | {p:>10} {pm:>9} | {ratio:>7} | {:>9.0}",
+            "{n:>8} {images:>8} {:>9.0} | {r:>10.0} {:>9.0} | {p:>10} {pm:>9} | {ratio:>7} | {:>11.0} {:>12.0}",
             *bytes as f64 / 1e6,
             rust.peak_rss_mib,
-            *images as f64 / floor
+            *images as f64 / read_s,
+            *images as f64 / parse_s
         );
     }
     if let [small, large] = &rows[..] {

@@ -278,13 +278,24 @@ fn run_schema(table: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(&cli);
-    match &cli.command {
-        Command::Synth(a) => run_synth(&cli, a).await,
-        Command::Ingest(a) => run_ingest(&cli, a).await,
-        Command::Schema { table } => run_schema(table.as_deref()),
-    }
+    // CPU work (parsing, curation, encoding) runs on blocking threads: keep that pool about the
+    // size of the machine. More threads only add contention, and each can pin its own malloc
+    // arena, which made peak memory grow with the data set (BENCHMARKS.md).
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .max_blocking_threads(cores + 1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Synth(a) => run_synth(&cli, a).await,
+            Command::Ingest(a) => run_ingest(&cli, a).await,
+            Command::Schema { table } => run_schema(table.as_deref()),
+        }
+    })
 }

@@ -159,17 +159,6 @@ pub struct CurationOutput {
     pub findings: Vec<Finding>,
 }
 
-impl CurationOutput {
-    /// Source files excluded by findings (quarantined files are counted by the source stage).
-    pub fn excluded_files(&self) -> usize {
-        self.findings.iter().filter(|f| f.problem != Problem::UnreadableFile).map(|f| f.excluded_files as usize).sum()
-    }
-    /// Source files that became frames.
-    pub fn written_files(&self) -> usize {
-        self.studies.iter().map(|s| s.source_files).sum()
-    }
-}
-
 fn suffix(i: usize) -> String {
     let mut s = String::new();
     let mut n = i;

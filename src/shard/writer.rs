@@ -43,8 +43,10 @@ pub enum Codec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShardConfig {
-    /// A shard file is closed once it reaches this many bytes (MiB).
+    /// A shard file is closed once it reaches this many bytes (MiB). Each lane buffers one.
     pub max_file_mib: usize,
+    /// Parallel writers (files being encoded at once) for the frames and labels tables.
+    pub encoder_lanes: usize,
     /// A row group is closed once its encoded size reaches this many bytes (MiB).
     pub row_group_mib: usize,
     pub compression: Codec,
@@ -54,7 +56,7 @@ pub struct ShardConfig {
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        Self { max_file_mib: 128, row_group_mib: 16, compression: Codec::Zstd, zstd_level: 1 }
+        Self { max_file_mib: 64, encoder_lanes: 2, row_group_mib: 16, compression: Codec::Zstd, zstd_level: 1 }
     }
 }
 
@@ -65,6 +67,9 @@ impl ShardConfig {
                 "shards: need 0 < row_group_mib ({}) ≤ max_file_mib ({})",
                 self.row_group_mib, self.max_file_mib
             ));
+        }
+        if !(1..=16).contains(&self.encoder_lanes) {
+            return Err(format!("shards.encoder_lanes = {} must be in 1..=16", self.encoder_lanes));
         }
         ZstdLevel::try_new(self.zstd_level).map_err(|e| format!("shards.zstd_level: {e}"))?;
         Ok(())
