@@ -171,17 +171,6 @@ fn reason(f: &Finding) -> String {
     }
 }
 
-/// Hands freed heap memory back to the OS after each study. Studies allocate and free tens of
-/// MB of pixel buffers; glibc keeps freed chunks in its heaps, so without this peak RSS crept up
-/// with the number of studies although live memory stayed bounded (see BENCHMARKS.md).
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Runs an ingest.
 pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<IngestReport, IngestError> {
     cfg.validate()?;
@@ -276,7 +265,6 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
             shards.write("curation_log", tables::findings_batch(&findings)).await?;
         }
         progress.study_done(&study, files, bytes);
-        release_free_memory();
     }
     report.reconcile().map_err(IngestError::Reconcile)?;
     report.seconds = started.elapsed().as_secs_f64();
