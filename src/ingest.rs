@@ -175,12 +175,12 @@ fn reason(f: &Finding) -> String {
 pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<IngestReport, IngestError> {
     cfg.validate()?;
     let started = Instant::now();
-    let input = store::open(&cfg.input, &cfg.store)?;
+    let input = store::open_existing(&cfg.input, &cfg.store)?;
     let output = store::open(&cfg.output, &cfg.store)?;
     probe_output(&output).await?;
     let truth: HashMap<String, Truth> = truth::load(&cfg.truth, &cfg.store).await?;
     let labels = match &cfg.labels {
-        Some(url) => Some(Arc::new(LabelIndex::open(&store::open(url, &cfg.store)?).await?)),
+        Some(url) => Some(Arc::new(LabelIndex::open(&store::open_existing(url, &cfg.store)?).await?)),
         None => None,
     };
     let inv = source::inventory(&input, &cfg.source, &pseudonym_secret()).await?;

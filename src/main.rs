@@ -278,7 +278,19 @@ fn run_schema(table: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error chain, one cause per `: `, without a backtrace (users need the what
+            // and the how-to-fix; RUST_BACKTRACE is for developers, via a debugger or logs).
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     init_logging(&cli);
     // CPU work (parsing, curation, encoding) runs on blocking threads: keep that pool about the

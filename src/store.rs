@@ -35,6 +35,8 @@ pub enum StoreError {
     BadUrl { url: String, reason: String },
     #[error("unsupported storage scheme `{scheme}` in `{url}`: use a path, file://, s3:// or memory://")]
     UnsupportedScheme { url: String, scheme: String },
+    #[error("input `{url}` does not exist: check the path")]
+    MissingInput { url: String },
     #[error("cannot create local folder `{path}` for `{url}`: {source}")]
     LocalDir { url: String, path: String, source: std::io::Error },
     #[error("cannot configure S3 for `{url}`: {source}. Check AWS_ENDPOINT_URL, AWS_REGION and the credentials variables")]
@@ -174,6 +176,20 @@ pub fn open(url: &str, opts: &StoreOptions) -> Result<StoreLocation, StoreError>
     }
 }
 
+/// Like [`open`], for something that must already exist: a local folder is not created.
+pub fn open_existing(url: &str, opts: &StoreOptions) -> Result<StoreLocation, StoreError> {
+    let trimmed = url.trim();
+    let local = if trimmed.contains("://") {
+        url::Url::parse(trimmed).ok().filter(|u| u.scheme() == "file").and_then(|u| u.to_file_path().ok())
+    } else {
+        Some(std::path::PathBuf::from(trimmed))
+    };
+    if local.is_some_and(|p| !p.exists()) {
+        return Err(StoreError::MissingInput { url: url.into() });
+    }
+    open(url, opts)
+}
+
 fn open_local(path: &str, url: &str) -> Result<StoreLocation, StoreError> {
     let dir = std::path::Path::new(path);
     std::fs::create_dir_all(dir).map_err(|source| StoreError::LocalDir {
@@ -311,6 +327,16 @@ mod tests {
         assert_eq!(a.prefix.as_ref(), "some/prefix");
         assert_eq!(a.child("x/y.dcm").as_ref(), "some/prefix/x/y.dcm");
         assert_eq!(a.relative(&a.child("x/y.dcm")), "x/y.dcm");
+    }
+
+    #[test]
+    fn missing_local_inputs_are_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("typo");
+        let err = open_existing(missing.to_str().unwrap(), &StoreOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        assert!(!missing.exists());
+        assert!(open_existing(dir.path().to_str().unwrap(), &StoreOptions::default()).is_ok());
     }
 
     #[test]

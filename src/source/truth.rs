@@ -79,7 +79,7 @@ pub async fn load(urls: &[String], opts: &StoreOptions) -> Result<HashMap<String
     let mut all = HashMap::new();
     for url in urls {
         let (dir, file) = split_url(url);
-        let loc = store::open(dir, opts).map_err(|e| TruthError::Read { url: url.clone(), message: e.to_string() })?;
+        let loc = store::open_existing(dir, opts).map_err(|e| TruthError::Read { url: url.clone(), message: e.to_string() })?;
         let path = loc.child(file);
         let read = |e: object_store::Error| TruthError::Read { url: url.clone(), message: explain(&e) };
         let bytes = loc.store.get(&path).await.map_err(read)?.bytes().await.map_err(read)?;
