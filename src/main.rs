@@ -10,6 +10,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use cinestream::config::{IngestConfig, PipelineFile};
 use cinestream::ingest::{self, Progress};
+use cinestream::query::external::{ExternalFormat, ExternalTable};
+use cinestream::query::output::{self, OutputFormat};
+use cinestream::query::saved::Catalog;
+use cinestream::query::selection::{self, QuerySource};
+use cinestream::query::{Session, SessionOptions, TABLE_HELP, udf};
 use cinestream::shard::tables;
 use cinestream::store::{self, StoreOptions};
 use cinestream::synth::{self, SynthConfig, defects};
@@ -101,6 +106,14 @@ EXAMPLES
 
 {STORAGE_HELP}"))]
     Ingest(IngestArgs),
+    /// Query the tables with SQL (DataFusion): volumes, ED/ES, confidence sets, subsets.
+    // The tables and queries below are laid out by hand; clap's wrapping would break the
+    // copy-paste examples.
+    #[command(after_help = sql_help(), term_width = 0)]
+    Sql(SqlArgs),
+    /// Freeze a query's frames as a named selection for training or labelling.
+    #[command(after_help = select_help())]
+    Select(SelectArgs),
     /// Print the schema of a table (or all) as the JSON kept in schemas/.
     Schema {
         /// frames, labels, studies or curation_log; all when omitted.
@@ -150,6 +163,192 @@ struct IngestArgs {
     /// Largest shard file in MiB.
     #[arg(long)]
     shard_mib: Option<usize>,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Register CSV/TSV/Parquet files as a table (repeatable). A name of a saved query replaces it.
+    #[arg(long = "table", value_name = "NAME=URL[,URL]")]
+    tables: Vec<String>,
+    /// Format of --table files whose extension does not say (.csv, .tsv, .parquet do).
+    #[arg(long, value_enum)]
+    format_in: Option<ExternalFormat>,
+    /// Define or replace a view for this run (repeatable), e.g. truth="SELECT * FROM kaggle_truth".
+    #[arg(long = "view", value_name = "NAME=SQL")]
+    views: Vec<String>,
+    /// Set a saved-query parameter (repeatable), e.g. threshold=0.10. See PARAMETERS below.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// A folder of your own saved queries (*.sql with the same header); repeatable.
+    #[arg(long = "queries", value_name = "DIR")]
+    query_dirs: Vec<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct SqlArgs {
+    /// SQL text, or the name of a saved query or table (e.g. `volumes`). Or use --file.
+    query: Option<String>,
+    /// Data prefix written by `cinestream ingest` (path, file://, s3://). Without it only
+    /// --table tables have rows.
+    #[arg(long)]
+    data: Option<String>,
+    /// Read the SQL from a file; several `;`-separated statements run in order and the last
+    /// one's result is printed.
+    #[arg(long, conflicts_with = "query")]
+    file: Option<String>,
+    /// Output format [default: table, or what --out's extension says].
+    #[arg(long, value_enum)]
+    format: Option<OutputFormat>,
+    /// Write the result to a file or object (./v.csv, s3://bucket/v.parquet) instead of stdout.
+    #[arg(long)]
+    out: Option<String>,
+    /// Print the saved query's SQL (parameters filled in) instead of running it.
+    #[arg(long)]
+    show: bool,
+    #[command(flatten)]
+    query_args: QueryArgs,
+}
+
+#[derive(Args)]
+struct SelectArgs {
+    /// Data prefix the selection is made from and stored under (selections/NAME/).
+    #[arg(long)]
+    data: String,
+    /// A saved query's name (e.g. confidence_frames) or a .sql file.
+    #[arg(long)]
+    query: String,
+    /// The selection's name: letters, digits, `_`, `-`, `.`.
+    #[arg(long)]
+    name: String,
+    /// Overwrite an existing selection of that name.
+    #[arg(long)]
+    replace: bool,
+    #[command(flatten)]
+    query_args: QueryArgs,
+}
+
+fn sql_help() -> String {
+    let catalog = Catalog::builtin();
+    let mut h = String::from("TABLES (from the committed manifests of --data)\n");
+    for (name, what, example) in TABLE_HELP {
+        h += &format!("  {name:<13} {what}\n                e.g. cinestream sql --data ./data \"{example}\"\n");
+    }
+    h += "\nSAVED QUERIES (pipelines/queries/*.sql; use them by name, as tables in any query, or in `select`)\n";
+    for q in catalog.iter() {
+        h += &format!("  {:<19} {}\n", q.name, q.summary);
+        if let Some(e) = q.examples.first() {
+            h += &format!("                      e.g. {e}\n");
+        }
+    }
+    h += "\nPARAMETERS (--param NAME=VALUE; NULL means no filter)\n";
+    let mut seen = std::collections::BTreeSet::new();
+    for q in catalog.iter() {
+        for p in q.params.iter().filter(|p| seen.insert(p.name.clone())) {
+            h += &format!("  {:<11} {:<8} default {:<11} {}\n", p.name, p.ty.to_string(), p.default, p.description);
+        }
+    }
+    h += "\nFUNCTIONS\n";
+    for (sig, what) in udf::HELP {
+        h += &format!("  {sig:<24} {what}\n");
+    }
+    h += "\nEXAMPLES
+  cinestream sql --data ./data confidence_sets --format csv --out p.csv
+  cinestream sql --data s3://curated/v1 \"SELECT split, count(*) FROM confidence_sets WHERE p10 GROUP BY split\"
+  # another group's volumes through the same views:
+  cinestream sql --table theirs=volumes.tsv --table kaggle_volumes=train.csv,validate.csv \\
+      --table kaggle_solution=solution.csv --view truth=\"SELECT * FROM kaggle_truth\" \\
+      --view volumes=\"SELECT CAST(\\\"Id\\\" AS VARCHAR) AS study_id, 'theirs' AS labeller, \\\"EDV\\\" AS edv_ml, \\\"ESV\\\" AS esv_ml FROM theirs\" \\
+      confidence_sets
+Column names with capitals need double quotes in SQL (\"Id\"). `SHOW TABLES` lists everything.\n";
+    h + "\n" + STORAGE_HELP
+}
+
+fn select_help() -> String {
+    format!("WHAT IS STORED (under <data>/selections/NAME/)
+  frames.parquet   the frame keys (study_id, slice_index, frame_index, + the query's other columns)
+  selection.json   the SQL as run and every saved view it used, parameters, the manifests read,
+                   row/study counts and the SHA-256 of frames.parquet (written last: the commit)
+The result must name each frame once (per labeller), and every frame must be in `frames`.
+
+EXAMPLES
+  cinestream select --data ./data --query confidence_frames --name p5_train --param splits=train,test
+  cinestream select --data ./data --query confidence_frames --name p5_validate --param splits=validate
+  cinestream select --data ./data --query subset_volunteers --param volunteers=7 --param seed=2 --name v7_s2
+  cinestream select --data ./data --query my_selection.sql --name mine
+
+Saved queries and parameters: `cinestream sql --help`.
+
+{STORAGE_HELP}")
+}
+
+fn session_options(q: &QueryArgs) -> Result<SessionOptions> {
+    let tables = q.tables.iter().map(|t| ExternalTable::parse(t)).collect::<Result<Vec<_>, _>>()?;
+    let views = q
+        .views
+        .iter()
+        .map(|v| v.split_once('=').map(|(n, s)| (n.trim().to_string(), s.to_string())).with_context(|| format!("bad --view `{v}`: write NAME=SQL")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SessionOptions { tables, format_in: q.format_in, views, params: q.params.clone(), query_dirs: q.query_dirs.clone(), store: StoreOptions::default() })
+}
+
+fn log_io(cli: &Cli, session: &Session, rows: u64) {
+    let io = session.io();
+    if !cli.quiet {
+        tracing::info!("{rows} rows; read {:.2} MB from the data prefix in {} requests", io.bytes_read as f64 / 1e6, io.reads);
+    }
+}
+
+async fn run_sql(cli: &Cli, a: &SqlArgs) -> Result<()> {
+    let opts = session_options(&a.query_args)?;
+    let data = a.data.as_deref().map(|d| store::open_existing(d, &opts.store)).transpose()?;
+    let session = Session::open(data.as_ref(), &opts).await?;
+    if a.show {
+        let name = a.query.as_deref().unwrap_or_default();
+        let sql = session.saved_sql(name).with_context(|| format!("--show needs a saved query's name; `{name}` is not one (see --help)"))??;
+        print!("{sql}");
+        return Ok(());
+    }
+    let text = match (&a.query, &a.file) {
+        (Some(q), _) => session.query_text(q),
+        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading SQL file `{f}`"))?,
+        (None, None) => bail!("give a query (SQL text or a saved query's name, e.g. `volumes`) or --file F.sql; `cinestream sql --help` lists them"),
+    };
+    let df = session.sql(&text).await?;
+    let written = match &a.out {
+        Some(url) => {
+            let format = a.format.or_else(|| OutputFormat::from_name(url)).unwrap_or(OutputFormat::Csv);
+            output::to_object(df, format, url, &opts.store).await?
+        }
+        None => output::to_stdout(df, a.format.unwrap_or(OutputFormat::Table)).await?,
+    };
+    log_io(cli, &session, written.rows);
+    Ok(())
+}
+
+async fn run_select(cli: &Cli, a: &SelectArgs) -> Result<()> {
+    let opts = session_options(&a.query_args)?;
+    let data = store::open_existing(&a.data, &opts.store)?;
+    let session = Session::open(Some(&data), &opts).await?;
+    let source = if a.query.ends_with(".sql") {
+        let sql = std::fs::read_to_string(&a.query).with_context(|| format!("reading SQL file `{}`", a.query))?;
+        QuerySource { label: format!("file:{}", a.query), sql }
+    } else if session.catalog().get(&a.query).is_some() {
+        QuerySource { label: a.query.clone(), sql: format!("SELECT * FROM {}", a.query) }
+    } else {
+        let known: Vec<&str> = session.catalog().names().collect();
+        bail!("no saved query `{}` (and not a .sql file); saved queries: {}", a.query, known.join(", "));
+    };
+    let record = selection::create(&session, &data, &a.name, &source, a.replace).await?;
+    log_io(cli, &session, record.rows);
+    if cli.json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else if !cli.quiet {
+        println!(
+            "selection `{}`: {} frames of {} studies from `{}` → {}/selections/{}/",
+            record.name, record.rows, record.studies, record.query, data, record.name
+        );
+    }
+    Ok(())
 }
 
 fn init_logging(cli: &Cli) {
@@ -307,6 +506,8 @@ fn run() -> Result<()> {
         match &cli.command {
             Command::Synth(a) => run_synth(&cli, a).await,
             Command::Ingest(a) => run_ingest(&cli, a).await,
+            Command::Sql(a) => run_sql(&cli, a).await,
+            Command::Select(a) => run_select(&cli, a).await,
             Command::Schema { table } => run_schema(table.as_deref()),
         }
     })

@@ -1,45 +1,286 @@
-//! DataFusion over a data prefix: every table registered by name from committed manifests only.
+//! DataFusion over a data prefix: the tables ingest wrote, external tables, and the saved
+//! queries of `pipelines/queries/` as views.
 //!
-//! The prefix's store is registered under a private URL (`cinestream://data/`), and each table
-//! is a listing table over exactly the files its manifests list, with the schema from
-//! [`crate::shard::tables`] (no inference, no listing of half-written files). Parquet projection
-//! and predicate push-down mean a query over metadata columns never reads pixel or mask bytes.
+//! - **Tables.** The prefix's store is registered under a private URL (`cinestream://data/`),
+//!   and each table is a listing table over exactly the files its committed manifests list, with
+//!   the schema from [`crate::shard::tables`] (no inference, no half-written files). Parquet
+//!   projection push-down means a query over metadata columns never reads pixel or mask bytes;
+//!   the store is wrapped in a [`CountingStore`] so that can be shown ([`Session::io`]).
+//! - **External tables** (`--table NAME=URL`, [`external`]) are CSV/TSV/Parquet files from any
+//!   store; one named like a saved query replaces it (feed another group's volumes to the views).
+//! - **Saved queries** ([`saved`]) are planned as views the first time a statement names them,
+//!   with `${param}` placeholders filled from `--param` ([`params`]).
+//! - **Functions**: `kaggle_id`, `kaggle_split`, `shuffle_key` ([`udf`]).
 
-use std::sync::Arc;
+pub mod external;
+pub mod output;
+pub mod params;
+pub mod saved;
+pub mod selection;
+pub mod suggest;
+pub mod udf;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use datafusion::catalog::view::ViewTable;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::prelude::SessionContext;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
 
-use crate::shard::manifest::{Manifest, ManifestError};
+use crate::shard::manifest::{Manifest, ManifestError, ManifestRef};
 use crate::shard::tables::{self, TABLES};
-use crate::store::StoreLocation;
+use crate::store::counting::{CountSnapshot, Counts, CountingStore};
+use crate::store::{StoreLocation, StoreOptions};
+use external::{ExternalFormat, ExternalTable};
+use params::{ParamError, Params};
+use saved::Catalog;
 
-/// Errors building a query session.
+/// Errors building a session or running a query.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("registering table `{table}`: {source}")]
-    Register { table: String, source: datafusion::error::DataFusionError },
+    Register { table: String, source: DataFusionError },
+    #[error("external table `{table}`: {message}")]
+    External { table: String, message: String },
+    #[error("saved query `{name}` ({origin}): {message}")]
+    SavedQuery { name: String, origin: String, message: String },
+    #[error("saved query `{name}` uses itself (through {chain}); a view cannot depend on itself")]
+    Cycle { name: String, chain: String },
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error("{context}: {message}")]
+    Sql { context: String, message: String },
+    #[error("writing results to `{url}`: {message}")]
+    Output { url: String, message: String },
+}
+
+/// The tables ingest writes: name, what a row is, an example query.
+pub const TABLE_HELP: &[(&str, &str, &str)] = &[
+    ("frames", "one curated image (pixels: u16 LE)", "SELECT split, count(*) FROM frames GROUP BY split"),
+    ("labels", "one mask of one frame by one labeller (lv/my/rv_pixels, mask)", "SELECT labeller, sum(lv_pixels) FROM labels GROUP BY labeller"),
+    ("studies", "one study: geometry, scale factor, truth volumes", "SELECT study_id, n_slices, truth_edv_ml FROM studies ORDER BY study_id"),
+    ("curation_log", "one curation finding", "SELECT problem, count(*) FROM curation_log GROUP BY problem"),
+];
+
+/// What a session is built from besides the data prefix.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// `--table` arguments.
+    pub tables: Vec<ExternalTable>,
+    /// `--format-in`: the format of external tables whose names do not say.
+    pub format_in: Option<ExternalFormat>,
+    /// `--view NAME=SQL` definitions (they replace saved queries of that name).
+    pub views: Vec<(String, String)>,
+    /// `--param NAME=VALUE` arguments.
+    pub params: Vec<String>,
+    /// Folders of the user's own saved queries.
+    pub query_dirs: Vec<PathBuf>,
+    pub store: StoreOptions,
+}
+
+/// A DataFusion session over a data prefix with the saved queries at hand.
+pub struct Session {
+    ctx: SessionContext,
+    catalog: Catalog,
+    params: Params,
+    counts: Option<Arc<Counts>>,
+    manifests: Vec<ManifestRef>,
+    /// Saved views planned so far: name → SQL with parameters filled in.
+    views: Mutex<BTreeMap<String, String>>,
 }
 
 const DATA_URL: &str = "cinestream://data";
 
-/// A session with `frames`, `labels`, `studies` and `curation_log` registered.
-pub async fn session(data: &StoreLocation) -> Result<SessionContext, QueryError> {
-    let ctx = SessionContext::new();
+impl Session {
+    /// Opens a session over `data` (or over external tables only, when `None`).
+    pub async fn open(data: Option<&StoreLocation>, opts: &SessionOptions) -> Result<Self, QueryError> {
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        udf::register(&ctx);
+        let mut catalog = Catalog::builtin();
+        for dir in &opts.query_dirs {
+            catalog.add_dir(dir)?;
+        }
+        for (name, sql) in &opts.views {
+            catalog.define(name, sql)?;
+        }
+        let mut params = Params::default();
+        for q in catalog.iter() {
+            for p in &q.params {
+                params.declare(p).map_err(|e| QueryError::SavedQuery { name: q.name.clone(), origin: q.origin.clone(), message: e.to_string() })?;
+            }
+        }
+        params.set_args(&opts.params)?;
+        let (counts, manifests) = match data {
+            Some(d) => {
+                let (c, m) = register_data(&ctx, d).await?;
+                (Some(c), m)
+            }
+            None => {
+                register_empty(&ctx)?;
+                (None, Vec::new())
+            }
+        };
+        for t in &opts.tables {
+            t.register(&ctx, opts.format_in, &opts.store).await?;
+        }
+        Ok(Session { ctx, catalog, params, counts, manifests, views: Mutex::default() })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+    /// The committed manifests the session reads.
+    pub fn manifests(&self) -> &[ManifestRef] {
+        &self.manifests
+    }
+    /// Requests and bytes read from the data prefix so far.
+    pub fn io(&self) -> CountSnapshot {
+        self.counts.as_ref().map(|c| c.snapshot()).unwrap_or_default()
+    }
+
+    /// The saved views planned so far (name → SQL with parameters filled in).
+    pub fn views_used(&self) -> BTreeMap<String, String> {
+        self.views.lock().expect("views lock").clone()
+    }
+
+    /// Every name a query can use: tables, external tables, saved queries.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+        if let Some(schema) = self.ctx.catalog("datafusion").and_then(|c| c.schema("public")) {
+            names.extend(schema.table_names());
+        }
+        names.extend(self.catalog.names().map(String::from));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The SQL of a QUERY argument: a saved query's name means `SELECT * FROM name`.
+    pub fn query_text(&self, query: &str) -> String {
+        let q = query.trim();
+        if self.catalog.get(q).is_some() || TABLES.contains(&q) { format!("SELECT * FROM {q}") } else { q.to_string() }
+    }
+
+    /// Runs SQL (one or more statements; `${param}` placeholders allowed) and returns the last
+    /// statement's result. Saved queries the statements name are planned first.
+    pub async fn sql(&self, text: &str) -> Result<DataFrame, QueryError> {
+        let text = self.params.substitute(text, "the query")?;
+        let statements = self.parse(&text, "the query")?;
+        let count = statements.len();
+        let mut last = None;
+        for (i, statement) in statements.into_iter().enumerate() {
+            self.ensure_views(&statement).await?;
+            let df = self.execute(statement, "the query").await?;
+            if i + 1 == count {
+                last = Some(df);
+            } else {
+                df.collect().await.map_err(|e| self.sql_error("the query", e))?;
+            }
+        }
+        last.ok_or_else(|| QueryError::Sql { context: "the query".into(), message: "no SQL statement given".into() })
+    }
+
+    /// The SQL of a saved query with its parameters filled in (what a selection records).
+    pub fn saved_sql(&self, name: &str) -> Option<Result<String, QueryError>> {
+        let q = self.catalog.get(name)?;
+        Some(self.params.substitute(&q.sql, &q.origin).map_err(QueryError::from))
+    }
+
+    fn parse(&self, sql: &str, context: &str) -> Result<Vec<Statement>, QueryError> {
+        let dialect = GenericDialect {};
+        DFParserBuilder::new(sql)
+            .with_dialect(&dialect)
+            .build()
+            .and_then(|mut p| p.parse_statements())
+            .map(Vec::from)
+            .map_err(|e| QueryError::Sql { context: context.into(), message: e.to_string() })
+    }
+
+    async fn execute(&self, statement: Statement, context: &str) -> Result<DataFrame, QueryError> {
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await.map_err(|e| self.sql_error(context, e))?;
+        self.ctx.execute_logical_plan(plan).await.map_err(|e| self.sql_error(context, e))
+    }
+
+    fn sql_error(&self, context: &str, e: DataFusionError) -> QueryError {
+        QueryError::Sql { context: context.into(), message: suggest::explain(&e, &self.table_names()) }
+    }
+
+    /// Plans and registers, dependencies first, every saved query `statement` names that is
+    /// not a table yet.
+    async fn ensure_views(&self, statement: &Statement) -> Result<(), QueryError> {
+        let mut order = Vec::new();
+        self.views_needed(statement, &mut Vec::new(), &mut order)?;
+        for (name, sql, statement) in order {
+            let q = self.catalog.get(&name).expect("collected from the catalog");
+            let context = format!("saved query `{name}` ({})", q.origin);
+            let df = self.execute(statement, &context).await?;
+            let view = ViewTable::new(df.logical_plan().clone(), Some(sql.clone()));
+            self.ctx.register_table(name.as_str(), Arc::new(view)).map_err(|e| self.sql_error(&context, e))?;
+            self.views.lock().expect("views lock").insert(name, sql);
+        }
+        Ok(())
+    }
+
+    fn views_needed(&self, statement: &Statement, stack: &mut Vec<String>, order: &mut Vec<(String, String, Statement)>) -> Result<(), QueryError> {
+        let refs = self.ctx.state().resolve_table_references(statement).map_err(|e| self.sql_error("the query", e))?;
+        for r in refs {
+            if r.schema().is_some() {
+                continue;
+            }
+            let name = r.table().to_string();
+            if order.iter().any(|(n, _, _)| *n == name) || self.ctx.table_exist(name.as_str()).unwrap_or(false) {
+                continue;
+            }
+            let Some(q) = self.catalog.get(&name) else { continue };
+            if stack.contains(&name) {
+                return Err(QueryError::Cycle { name, chain: stack.join(" → ") });
+            }
+            let sql = self.params.substitute(&q.sql, &q.origin)?;
+            let mut statements = self.parse(&sql, &format!("saved query `{name}` ({})", q.origin))?;
+            if statements.len() != 1 {
+                return Err(QueryError::SavedQuery { name, origin: q.origin.clone(), message: "a saved query must be exactly one statement".into() });
+            }
+            let statement = statements.pop().expect("one");
+            stack.push(name.clone());
+            self.views_needed(&statement, stack, order)?;
+            stack.pop();
+            order.push((name, sql, statement));
+        }
+        Ok(())
+    }
+}
+
+/// Registers the committed tables of a data prefix; returns the byte counter and manifests.
+async fn register_data(ctx: &SessionContext, data: &StoreLocation) -> Result<(Arc<Counts>, Vec<ManifestRef>), QueryError> {
+    let counting = CountingStore::new(data.store.clone());
+    let counts = counting.counts();
     let url = url::Url::parse(DATA_URL).expect("constant URL");
-    ctx.register_object_store(&url, data.store.clone());
-    let manifests = Manifest::list(data).await?;
+    ctx.register_object_store(&url, Arc::new(counting));
+    let committed = Manifest::list_committed(data).await?;
+    let manifests: Vec<Manifest> = committed.iter().map(|c| c.manifest.clone()).collect();
     for table in TABLES {
         let schema = tables::schema(table).expect("known table");
         let files = Manifest::files_of(&manifests, table);
         let register = |e| QueryError::Register { table: table.to_string(), source: e };
         if files.is_empty() {
-            let empty = MemTable::try_new(schema, vec![vec![]]).map_err(register)?;
-            ctx.register_table(table, Arc::new(empty)).map_err(register)?;
+            register_empty_table(ctx, table)?;
             continue;
         }
         let urls = files
@@ -47,10 +288,36 @@ pub async fn session(data: &StoreLocation) -> Result<SessionContext, QueryError>
             .map(|f| ListingTableUrl::parse(format!("{DATA_URL}/{}", data.child(&f.path))))
             .collect::<Result<Vec<_>, _>>()
             .map_err(register)?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let options = ListingOptions::new(Arc::new(parquet_format())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
         let provider = ListingTable::try_new(config).map_err(register)?;
         ctx.register_table(table, Arc::new(provider)).map_err(register)?;
     }
-    Ok(ctx)
+    Ok((counts, committed.into_iter().map(|c| c.reference).collect()))
+}
+
+/// Parquet reading that fetches exactly each file's footer, rather than DataFusion's default of
+/// the last 512 KiB: that prefetch is mostly the last column — pixels in `frames`, masks in
+/// `labels` — which a metadata query never asked for.
+pub(crate) fn parquet_format() -> ParquetFormat {
+    ParquetFormat::default().with_metadata_size_hint(None)
+}
+
+/// Registers the tables empty (a session over external tables only).
+fn register_empty(ctx: &SessionContext) -> Result<(), QueryError> {
+    TABLES.iter().try_for_each(|t| register_empty_table(ctx, t))
+}
+
+fn register_empty_table(ctx: &SessionContext, table: &str) -> Result<(), QueryError> {
+    let schema = tables::schema(table).expect("known table");
+    let register = |e| QueryError::Register { table: table.to_string(), source: e };
+    let empty = MemTable::try_new(schema, vec![vec![]]).map_err(register)?;
+    ctx.register_table(table, Arc::new(empty)).map_err(register)?;
+    Ok(())
+}
+
+/// A session with `frames`, `labels`, `studies` and `curation_log` registered (and the saved
+/// queries at hand), as a plain DataFusion context.
+pub async fn session(data: &StoreLocation) -> Result<SessionContext, QueryError> {
+    Ok(Session::open(Some(data), &SessionOptions::default()).await?.ctx)
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::store::{StoreLocation, explain};
 
@@ -51,6 +52,25 @@ pub struct Manifest {
     pub config: serde_json::Value,
 }
 
+/// Which committed manifest a reader saw: enough to tell later exactly which files it read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestRef {
+    /// Path relative to the data prefix (`_manifest/….json`).
+    pub path: String,
+    pub run_id: String,
+    pub created: String,
+    /// SHA-256 of the manifest object's bytes.
+    pub sha256: String,
+}
+
+/// A manifest with its reference.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub reference: ManifestRef,
+    pub manifest: Manifest,
+}
+
 /// Errors reading or writing manifests.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -81,6 +101,11 @@ impl Manifest {
 
     /// Every committed manifest under `out`, oldest first.
     pub async fn list(out: &StoreLocation) -> Result<Vec<Manifest>, ManifestError> {
+        Ok(Self::list_committed(out).await?.into_iter().map(|c| c.manifest).collect())
+    }
+
+    /// Every committed manifest under `out` with the reference a reader records for lineage.
+    pub async fn list_committed(out: &StoreLocation) -> Result<Vec<Committed>, ManifestError> {
         let dir = out.child(MANIFEST_DIR);
         let mut metas: Vec<object_store::ObjectMeta> = out
             .store
@@ -103,7 +128,13 @@ impl Manifest {
                 .map_err(|e| ManifestError::Read { object: object.clone(), message: explain(&e) })?;
             let manifest: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| ManifestError::Read { object: object.clone(), message: e.to_string() })?;
-            out_list.push(manifest);
+            let reference = ManifestRef {
+                path: out.relative(&m.location).to_string(),
+                run_id: manifest.run_id.clone(),
+                created: manifest.created.clone(),
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            };
+            out_list.push(Committed { reference, manifest });
         }
         Ok(out_list)
     }

@@ -7,6 +7,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use cinestream::config::IngestConfig;
 use cinestream::ingest::{self, IngestReport, NoProgress};
+use cinestream::query::{Session, SessionOptions};
 use cinestream::store::{self, StoreLocation};
 use cinestream::synth::{self, SynthConfig, SynthReport, defects};
 
@@ -50,10 +51,21 @@ pub async fn ingest_phantom(input: &str, output: &str) -> IngestReport {
     ingest::run(&cfg, Arc::new(NoProgress)).await.unwrap()
 }
 
-/// Runs SQL over the committed tables of a data prefix.
+/// Runs SQL (saved queries included) over the committed tables of a data prefix.
 pub async fn sql(data: &str, q: &str) -> Vec<RecordBatch> {
-    let ctx = cinestream::query::session(&open(data)).await.unwrap();
-    ctx.sql(q).await.unwrap_or_else(|e| panic!("{q}: {e}")).collect().await.unwrap()
+    let session = Session::open(Some(&open(data)), &SessionOptions::default()).await.unwrap();
+    run_sql(&session, q).await
+}
+
+/// Runs SQL in a session; panics with the query and the error.
+pub async fn run_sql(session: &Session, q: &str) -> Vec<RecordBatch> {
+    session.sql(q).await.unwrap_or_else(|e| panic!("{q}: {e}")).collect().await.unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
+/// Runs the CLI; returns (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// One column of query results as f64 / i64 / strings (nulls → None).
@@ -86,27 +98,12 @@ pub fn strs(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
         })
         .collect()
 }
-/// ESV/EDV (mL) per study from the labels table, by DESIGN.md §5: per frame, LV pixels over
-/// all slices × pixel area × slice spacing / 1000; ED = max (ties → highest frame), ES = min
-/// (ties → lowest frame).
+/// ESV/EDV (mL) per study from the labels table, by the saved `volumes` query (DESIGN.md §5;
+/// checked against hand-computed answers in `sql.rs`).
 pub async fn label_volumes(data: &str) -> HashMap<String, (f64, f64)> {
-    let b = sql(
-        data,
-        "SELECT study_id, frame_index, SUM(lv_pixels) * MAX(pixel_spacing_row_mm * pixel_spacing_col_mm) * MAX(slice_spacing_mm) / 1000.0 AS ml \
-         FROM labels GROUP BY study_id, frame_index ORDER BY study_id, frame_index",
-    )
-    .await;
-    let (ids, mls) = (strs(&b, "study_id"), f64s(&b, "ml"));
-    let mut per: HashMap<String, Vec<f64>> = HashMap::new();
-    for (id, ml) in ids.into_iter().zip(mls) {
-        per.entry(id.unwrap()).or_default().push(ml.unwrap());
-    }
-    per.into_iter()
-        .map(|(id, v)| {
-            let (ed, es) = synth::ed_es(&v);
-            (id, (v[es], v[ed]))
-        })
-        .collect()
+    let b = sql(data, "SELECT study_id, esv_ml, edv_ml FROM volumes").await;
+    let (ids, esv, edv) = (strs(&b, "study_id"), f64s(&b, "esv_ml"), f64s(&b, "edv_ml"));
+    ids.into_iter().zip(esv.into_iter().zip(edv)).map(|(id, (s, d))| (id.unwrap(), (s.unwrap(), d.unwrap()))).collect()
 }
 
 /// Relative difference.
@@ -114,10 +111,8 @@ pub fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-12)
 }
 
-/// Every file under `dir` as raw bytes, plus every Parquet file's values decoded (strings as
-/// text, binaries as bytes), so a search sees through compression.
-pub fn output_texts(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+/// Every file under a local folder, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -126,6 +121,14 @@ pub fn output_texts(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() { stack.push(p) } else { files.push(p) }
         }
     }
+    files
+}
+
+/// Every file under `dir` as raw bytes, plus every Parquet file's values decoded (strings as
+/// text, binaries as bytes), so a search sees through compression.
+pub fn output_texts(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let files = files_under(dir);
     assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "parquet")), "no Parquet under {}", dir.display());
     let mut texts = Vec::new();
     for f in files {

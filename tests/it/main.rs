@@ -7,4 +7,5 @@ mod phi;
 mod pydicom_files;
 mod roundtrip;
 mod schemas;
+mod sql;
 mod storage;

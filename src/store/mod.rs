@@ -17,6 +17,8 @@
 //! Retries, back-off and timeouts are set explicitly from [`StoreOptions`] rather than left to
 //! library defaults.
 
+pub mod counting;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;

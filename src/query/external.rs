@@ -1,0 +1,154 @@
+//! External tables (`--table NAME=URL[,URL…]`): CSV, TSV or Parquet files from any store —
+//! another group's volume table, the Kaggle truth CSVs, a per-image pixel-count table — queried
+//! next to the data prefix's own tables.
+//!
+//! The format comes from the file extension (`.csv`, `.tsv`/`.tab`, `.parquet`/`.pq`) or from
+//! `--format-in`. CSV/TSV files have a header row; column types are inferred from the whole
+//! file (up to 100,000 rows). Several files of one table must share a format and columns.
+
+use std::sync::Arc;
+
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::prelude::SessionContext;
+
+use super::QueryError;
+use crate::store::{self, StoreOptions};
+
+/// A file format of external tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExternalFormat {
+    Csv,
+    Tsv,
+    Parquet,
+}
+
+impl ExternalFormat {
+    /// The format a file name's extension implies.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let lower = name.to_lowercase();
+        let ext = lower.rsplit_once('.').map(|(_, e)| e)?;
+        match ext {
+            "csv" => Some(Self::Csv),
+            "tsv" | "tab" => Some(Self::Tsv),
+            "parquet" | "pq" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    fn format(self) -> Arc<dyn FileFormat> {
+        match self {
+            Self::Csv | Self::Tsv => Arc::new(
+                CsvFormat::default()
+                    .with_has_header(true)
+                    .with_delimiter(if self == Self::Tsv { b'\t' } else { b',' })
+                    .with_schema_infer_max_rec(100_000),
+            ),
+            Self::Parquet => Arc::new(super::parquet_format()),
+        }
+    }
+}
+
+/// One `--table` argument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalTable {
+    pub name: String,
+    pub urls: Vec<String>,
+}
+
+impl ExternalTable {
+    /// Parses `NAME=URL[,URL…]`.
+    pub fn parse(arg: &str) -> Result<Self, QueryError> {
+        let bad = |why: &str| QueryError::External { table: arg.into(), message: why.into() };
+        let (name, urls) = arg.split_once('=').ok_or_else(|| bad("write NAME=URL (e.g. truth=./train.csv)"))?;
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return Err(bad("the table name must be lower-case letters, digits and _"));
+        }
+        let urls: Vec<String> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+        if urls.is_empty() {
+            return Err(bad("no file after `=`"));
+        }
+        Ok(ExternalTable { name: name.into(), urls })
+    }
+
+    /// Registers the table in `ctx` (replacing any table of that name).
+    pub async fn register(&self, ctx: &SessionContext, format: Option<ExternalFormat>, opts: &StoreOptions) -> Result<(), QueryError> {
+        let err = |message: String| QueryError::External { table: self.name.clone(), message };
+        let formats: Vec<Option<ExternalFormat>> = self.urls.iter().map(|u| format.or_else(|| ExternalFormat::from_name(u))).collect();
+        let Some(fmt) = formats[0] else {
+            return Err(err(format!("cannot tell the format of `{}` from its name: give --format-in csv|tsv|parquet", self.urls[0])));
+        };
+        if formats.iter().any(|f| *f != Some(fmt)) {
+            return Err(err("the files of one table must all be CSV, all TSV or all Parquet".into()));
+        }
+        let mut paths = Vec::with_capacity(self.urls.len());
+        for url in &self.urls {
+            paths.push(listing_url(ctx, url, opts).map_err(|m| err(format!("`{url}`: {m}")))?);
+        }
+        let ext = self.urls[0].rsplit_once('.').map(|(_, e)| format!(".{e}")).unwrap_or_default();
+        let options = ListingOptions::new(fmt.format()).with_file_extension(ext);
+        let config = ListingTableConfig::new_with_multi_paths(paths)
+            .with_listing_options(options)
+            .infer_schema(&ctx.state())
+            .await
+            .map_err(|e| err(format!("reading {}: {}", self.urls.join(", "), e.find_root())))?;
+        let table = ListingTable::try_new(config).map_err(|e| err(e.to_string()))?;
+        ctx.deregister_table(self.name.as_str()).map_err(|e| err(e.to_string()))?;
+        ctx.register_table(self.name.as_str(), Arc::new(table)).map_err(|e| err(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The listing URL of one file, with its store registered in `ctx`.
+fn listing_url(ctx: &SessionContext, url: &str, opts: &StoreOptions) -> Result<ListingTableUrl, String> {
+    let local = match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "file" => Some(u.to_file_path().map_err(|_| "not an absolute file path".to_string())?),
+        Ok(u) if u.scheme().len() > 1 => None,
+        // No scheme (or a Windows drive letter): a local path.
+        _ => Some(std::path::PathBuf::from(url)),
+    };
+    if let Some(path) = local {
+        let abs = path.canonicalize().map_err(|e| format!("cannot open the file ({e}); check the path"))?;
+        return ListingTableUrl::parse(abs.to_string_lossy()).map_err(|e| e.to_string());
+    }
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let root = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or_default());
+    let loc = store::open(&root, opts).map_err(|e| e.to_string())?;
+    let root_url = url::Url::parse(&root).map_err(|e| e.to_string())?;
+    ctx.register_object_store(&root_url, loc.store);
+    ListingTableUrl::parse(url).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_parse() {
+        let t = ExternalTable::parse("kaggle_volumes=a/train.csv, s3://b/validate.csv").unwrap();
+        assert_eq!(t.urls, ["a/train.csv", "s3://b/validate.csv"]);
+        assert!(ExternalTable::parse("Truth=x.csv").is_err());
+        assert!(ExternalTable::parse("truth").is_err());
+        assert!(ExternalTable::parse("truth=").is_err());
+        assert_eq!(ExternalFormat::from_name("x/Conf.TSV"), Some(ExternalFormat::Tsv));
+        assert_eq!(ExternalFormat::from_name("x.parquet"), Some(ExternalFormat::Parquet));
+        assert_eq!(ExternalFormat::from_name("x.txt"), None);
+    }
+
+    #[tokio::test]
+    async fn csv_from_a_memory_store() {
+        use object_store::ObjectStoreExt;
+        let loc = store::open("memory://external-test", &StoreOptions::default()).unwrap();
+        loc.store.put(&"t/v.csv".into(), "Id,Systole\n1,50.5\n2,60\n".into()).await.unwrap();
+        let ctx = SessionContext::new();
+        let t = ExternalTable::parse("v=memory://external-test/t/v.csv").unwrap();
+        t.register(&ctx, None, &StoreOptions::default()).await.unwrap();
+        let b = ctx.sql("SELECT sum(\"Systole\") AS s FROM v").await.unwrap().collect().await.unwrap();
+        use arrow::array::AsArray;
+        assert_eq!(b[0].column(0).as_primitive::<arrow::datatypes::Float64Type>().value(0), 110.5);
+        let missing = ExternalTable::parse("w=/no/such/file.csv").unwrap().register(&ctx, None, &StoreOptions::default()).await;
+        assert!(missing.unwrap_err().to_string().contains("check the path"));
+    }
+}
