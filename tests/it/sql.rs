@@ -224,6 +224,16 @@ async fn every_saved_query_runs_and_volumes_match_the_phantom() {
                                FROM kaggle_truth k JOIN truth t ON t.study_id = k.study_id").await;
     assert_eq!(i64s(&k, "n"), [report.studies.iter().filter(|t| !t.defects.contains(&"repeated_stack")).count() as i64]);
     assert_eq!(f64s(&k, "d"), [Some(0.0)]);
+
+    // The same through the CLI: a selection, then the same name again.
+    let esed = run_sql(&session, "SELECT count(*) AS n FROM subset_esed").await;
+    let (ok, out, err) = cli(&["select", "--data", data, "--query", "subset_esed", "--name", "esed"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("selection `esed`: {} frames", i64s(&esed, "n")[0])), "{out}");
+    let (ok, _, err) = cli(&["select", "--data", data, "--query", "subset_esed", "--name", "esed"]);
+    assert!(!ok && err.contains("already exists") && err.contains("--replace"), "{err}");
+    let (ok, _, err) = cli(&["select", "--data", data, "--query", "subset_esd", "--name", "x"]);
+    assert!(!ok && err.contains("no saved query `subset_esd`"), "{err}");
 }
 
 /// A metadata query reads Parquet footers and the columns it needs, never pixel or mask bytes.
@@ -283,6 +293,15 @@ async fn selections_on_s3_record_lineage_and_refuse_bad_results() {
     };
     let named = |name: &str| QuerySource { label: name.into(), sql: format!("SELECT * FROM {name}") };
 
+    // An external table straight from S3.
+    use object_store::ObjectStoreExt;
+    let csv_path = data.child("external/train.csv");
+    data.store.put(&csv_path, std::fs::read(format!("{raw}/train.csv")).unwrap().into()).await.unwrap();
+    let table = ExternalTable::parse(&format!("kaggle_volumes={}", data.object_url(&csv_path))).unwrap();
+    let s = Session::open(Some(&data), &SessionOptions { tables: vec![table], ..Default::default() }).await.unwrap();
+    let n = run_sql(&s, "SELECT count(*) AS n FROM kaggle_volumes").await;
+    assert_eq!(i64s(&n, "n"), [6], "train.csv of 10 phantom studies has 6 rows");
+
     let s = session_with(vec!["splits=train,test".into(), "threshold=0.05".into()]).await;
     let want = run_sql(&s, "SELECT count(*) AS n FROM confidence_frames").await;
     let record = selection::create(&s, &data, "p5_train", &named("confidence_frames"), false).await.unwrap();
@@ -336,7 +355,6 @@ async fn selections_on_s3_record_lineage_and_refuse_bad_results() {
     }
 
     // A changed frames file is detected.
-    use object_store::ObjectStoreExt;
     let path = data.child("selections/esed/frames.parquet");
     data.store.put(&path, bytes::Bytes::from_static(b"tampered").into()).await.unwrap();
     let e = selection::load(&data, "esed").await.unwrap_err().to_string();
