@@ -108,6 +108,8 @@ impl IngestConfig {
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
     pub ingest: Option<IngestConfig>,
+    pub train: Option<crate::train::TrainConfig>,
+    pub model: Option<crate::model::ModelConfig>,
 }
 
 impl PipelineFile {

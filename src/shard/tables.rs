@@ -229,8 +229,17 @@ pub fn findings_batch(findings: &[Finding]) -> RecordBatch {
 }
 
 /// The schema as the JSON document kept in `schemas/<table>.json`.
+/// Every table with a schema file in `schemas/`: ingest's four and the training log.
+pub const DOCUMENTED: [&str; 5] = ["frames", "labels", "studies", "curation_log", "training_log"];
+
+/// The schema of any documented table.
+pub fn documented_schema(table: &str) -> Option<SchemaRef> {
+    schema(table).or_else(|| (table == "training_log").then(crate::train::log::schema))
+}
+
+/// A documented table's schema as the JSON kept in `schemas/`.
 pub fn schema_json(table: &str) -> Option<serde_json::Value> {
-    let s = schema(table)?;
+    let s = documented_schema(table)?;
     let columns: Vec<serde_json::Value> = s
         .fields()
         .iter()

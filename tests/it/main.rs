@@ -9,3 +9,4 @@ mod roundtrip;
 mod schemas;
 mod sql;
 mod storage;
+mod train;

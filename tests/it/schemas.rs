@@ -4,11 +4,11 @@
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::common::*;
-use cinestream::shard::tables::{self, TABLES};
+use cinestream::shard::tables::{self, DOCUMENTED, TABLES};
 
 #[test]
 fn schema_files_match_the_code() {
-    for t in TABLES {
+    for t in DOCUMENTED {
         let path = format!("{}/schemas/{t}.json", env!("CARGO_MANIFEST_DIR"));
         let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap();
         let code = tables::schema_json(t).unwrap();
@@ -19,7 +19,7 @@ fn schema_files_match_the_code() {
         );
     }
     let files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(files.len(), TABLES.len(), "one schema file per table: {files:?}");
+    assert_eq!(files.len(), DOCUMENTED.len(), "one schema file per table: {files:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,407 @@
+//! Training data from named selections: prepared once into a local cache, then fed in a
+//! seeded order by a background thread, so the model never waits and nothing has to fit in
+//! memory.
+//!
+//! **Prepare.** The selection's frame keys are joined (DataFusion) with `frames` (pixels) and
+//! `labels` (the mask of the chosen labeller) on the data prefix — any store — and the pairs are
+//! written to a local cache folder as Parquet with small row groups ("blocks", 64 samples). A
+//! cache folder is keyed by the data prefix, the selection's checksum and the labeller; it is
+//! complete once `ready.json` exists, and the least recently used folders are removed to keep
+//! the cache under its size limit.
+//!
+//! **Order.** An epoch's order is a pure function of (seed, epoch): the blocks are shuffled, then
+//! the samples of each window of `window` consecutive blocks are shuffled together (shard order +
+//! block shuffle). So a run resumed at batch k sees exactly the batches an uninterrupted run saw.
+//!
+//! **Feeding.** A thread reads blocks (keeping the current window decoded), scales each image to
+//! 0…1 (by its 99.5th percentile), augments it with a generator seeded by (seed, epoch,
+//! position) and sends whole batches through a bounded channel (`prefetch` deep).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use datafusion::datasource::MemTable;
+use futures::StreamExt;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::TrainError;
+use crate::model::augment::{self, Preset};
+use crate::query::Session;
+use crate::query::selection::{self, SelectionRecord};
+use crate::store::StoreLocation;
+
+/// Samples per Parquet row group of the cache ("block").
+pub const BLOCK_ROWS: usize = 64;
+const READY: &str = "ready.json";
+
+/// Where prepared sets are kept and how large the cache may grow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub dir: PathBuf,
+    pub max_mib: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { dir: std::env::temp_dir().join("cinestream-cache"), max_mib: 8192 }
+    }
+}
+
+/// One block: a row group of a cache file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    pub file: String,
+    pub row_group: usize,
+    pub rows: usize,
+}
+
+/// A prepared selection in the local cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prepared {
+    pub selection: String,
+    pub selection_sha256: String,
+    pub labeller: Option<String>,
+    pub samples: usize,
+    pub bytes: u64,
+    pub blocks: Vec<Block>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// Prepares (or finds in the cache) the image/mask pairs of selection `name`.
+pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labeller: Option<&str>, cache: &CacheConfig) -> Result<(Prepared, SelectionRecord), TrainError> {
+    let (record, keys) = selection::load(data, name).await?;
+    let key = hex::encode(Sha256::digest(format!("{}\n{name}\n{}\n{labeller:?}", data.url(), record.file.sha256)));
+    let dir = cache.dir.join(&key[..24]);
+    let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), message: e.to_string() };
+    if let Ok(text) = std::fs::read_to_string(dir.join(READY)) {
+        let mut p: Prepared = serde_json::from_str(&text).map_err(|e| io(std::io::Error::other(e)))?;
+        p.dir = dir.clone();
+        touch(&dir.join(READY));
+        tracing::info!(selection = name, samples = p.samples, "training data from the cache");
+        return Ok((p, record));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let has_labeller = keys.first().is_some_and(|b| b.schema().column_with_name("labeller").is_some());
+    let labeller_sql = match (has_labeller, labeller) {
+        (true, _) => "s.labeller".to_string(),
+        (false, Some(l)) => format!("'{}'", l.replace('\'', "''")),
+        (false, None) => return Err(TrainError::Config(format!("selection `{name}` has no labeller column: set train.labeller to the labeller whose masks to learn"))),
+    };
+    let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(|e| TrainError::QueryText(e.to_string()))?;
+    let ctx = session.context();
+    ctx.register_table("_train_keys", Arc::new(table)).map_err(|e| TrainError::QueryText(e.to_string()))?;
+    let sql = format!(
+        "SELECT s.study_id, s.slice_index, s.frame_index, f.height, f.width, f.pixels, l.height AS mask_height, l.width AS mask_width, l.mask \
+         FROM _train_keys s \
+         JOIN frames f ON f.study_id = s.study_id AND f.slice_index = s.slice_index AND f.frame_index = s.frame_index \
+         JOIN labels l ON l.study_id = s.study_id AND l.slice_index = s.slice_index AND l.frame_index = s.frame_index AND l.labeller = {labeller_sql}"
+    );
+    let result = write_cache(session, &sql, &dir).await;
+    let _ = ctx.deregister_table("_train_keys");
+    let (blocks, samples, bytes) = result?;
+    let wanted: usize = keys.iter().map(|b| b.num_rows()).sum();
+    if samples != wanted {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(TrainError::Config(format!(
+            "selection `{name}` lists {wanted} frames but only {samples} have a mask from labeller {}: label them, or select only labelled frames",
+            labeller.unwrap_or("(the selection's)")
+        )));
+    }
+    let prepared = Prepared { selection: name.into(), selection_sha256: record.file.sha256.clone(), labeller: labeller.map(String::from), samples, bytes, blocks, dir: dir.clone() };
+    std::fs::write(dir.join(READY), serde_json::to_vec_pretty(&prepared).expect("serialises")).map_err(io)?;
+    evict(&cache.dir, cache.max_mib * 1024 * 1024, &dir);
+    tracing::info!(selection = name, samples, mb = bytes as f64 / 1e6, "training data prepared in the cache");
+    Ok((prepared, record))
+}
+
+async fn write_cache(session: &Session, sql: &str, dir: &Path) -> Result<(Vec<Block>, usize, u64), TrainError> {
+    let df = session.sql(sql).await?;
+    let mut stream = df.execute_stream().await.map_err(|e| TrainError::QueryText(e.to_string()))?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("height", DataType::Int32, false),
+        Field::new("width", DataType::Int32, false),
+        Field::new("pixels", DataType::Binary, false),
+        Field::new("mask", DataType::Binary, false),
+    ]));
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(BLOCK_ROWS)).build();
+    let io = |e: String| TrainError::Cache { dir: dir.display().to_string(), message: e };
+    let file_name = "samples-0.parquet".to_string();
+    let file = std::fs::File::create(dir.join(&file_name)).map_err(|e| io(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| io(e.to_string()))?;
+    let mut samples = 0;
+    while let Some(batch) = stream.next().await {
+        let b = batch.map_err(|e| TrainError::QueryText(e.to_string()))?;
+        let col = |n: &str| b.column_by_name(n).expect("selected column").clone();
+        let (h, w, mh, mw) = (col("height"), col("width"), col("mask_height"), col("mask_width"));
+        let (h, w, mh, mw) = (h.as_primitive::<Int32Type>(), w.as_primitive::<Int32Type>(), mh.as_primitive::<Int32Type>(), mw.as_primitive::<Int32Type>());
+        for i in 0..b.num_rows() {
+            if h.value(i) != mh.value(i) || w.value(i) != mw.value(i) {
+                let ids = col("study_id");
+                let id = arrow::compute::cast(&ids, &DataType::Utf8).map(|a| a.as_string::<i32>().value(i).to_string()).unwrap_or_default();
+                return Err(TrainError::Config(format!("study {id}: a mask is {}×{} but its image is {}×{}; re-run ingest with these labels", mh.value(i), mw.value(i), h.value(i), w.value(i))));
+            }
+        }
+        let out = RecordBatch::try_new(schema.clone(), vec![col("height"), col("width"), col("pixels"), col("mask")]).map_err(|e| io(e.to_string()))?;
+        samples += out.num_rows();
+        writer.write(&out).map_err(|e| io(e.to_string()))?;
+    }
+    let meta = writer.close().map_err(|e| io(e.to_string()))?;
+    let blocks = meta.row_groups().iter().enumerate().map(|(i, rg)| Block { file: file_name.clone(), row_group: i, rows: rg.num_rows() as usize }).collect();
+    let bytes = std::fs::metadata(dir.join(&file_name)).map(|m| m.len()).unwrap_or(0);
+    Ok((blocks, samples, bytes))
+}
+
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Removes the least recently used cache folders (never `keep`) until the cache fits `limit`.
+fn evict(root: &Path, limit: u64, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf, u64)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .map(|p| {
+            let used = std::fs::metadata(p.join(READY)).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+            let size = std::fs::read_dir(&p).map(|it| it.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
+            (used, p, size)
+        })
+        .collect();
+    dirs.sort();
+    let mut total: u64 = dirs.iter().map(|d| d.2).sum();
+    for (_, path, size) in dirs {
+        if total <= limit {
+            break;
+        }
+        if path != keep {
+            tracing::info!(dir = %path.display(), mb = size as f64 / 1e6, "cache full: removing the least recently used training data");
+            let _ = std::fs::remove_dir_all(&path);
+            total -= size;
+        }
+    }
+    if total > limit {
+        tracing::warn!(mb = total as f64 / 1e6, limit_mb = limit as f64 / 1e6, "the training data alone is larger than the cache limit (train.cache.max_mib)");
+    }
+}
+
+/// The order of one epoch: (block, row) pairs; see the module docs.
+pub fn epoch_order(blocks: &[Block], seed: u64, epoch: u64, window: usize) -> Vec<(u32, u32)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut order: Vec<usize> = (0..blocks.len()).collect();
+    order.shuffle(&mut rng);
+    let mut out = Vec::with_capacity(blocks.iter().map(|b| b.rows).sum());
+    for chunk in order.chunks(window.max(1)) {
+        let mut pairs: Vec<(u32, u32)> = chunk.iter().flat_map(|b| (0..blocks[*b].rows as u32).map(move |r| (*b as u32, r))).collect();
+        pairs.shuffle(&mut rng);
+        out.extend(pairs);
+    }
+    out
+}
+
+/// The sequential order (validation).
+pub fn sequential_order(blocks: &[Block]) -> Vec<(u32, u32)> {
+    blocks.iter().enumerate().flat_map(|(b, blk)| (0..blk.rows as u32).map(move |r| (b as u32, r))).collect()
+}
+
+/// A batch ready for the model: images `[n, 1, size, size]` in 0…1 and class maps `[n, size, size]`.
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub masks: Vec<i64>,
+    pub n: usize,
+    pub size: usize,
+}
+
+/// How the feeder builds batches.
+#[derive(Debug, Clone)]
+pub struct FeedOptions {
+    pub batch_size: usize,
+    pub image_size: usize,
+    pub preset: Preset,
+    pub seed: u64,
+    pub epoch: u64,
+    /// Batches to skip (resuming mid-epoch).
+    pub start_batch: usize,
+    /// Drop a last incomplete batch (training, as fastai).
+    pub drop_last: bool,
+    pub prefetch: usize,
+    /// Classes above this are background (RV = 3 becomes 0 for a 3-class model).
+    pub max_class: u8,
+}
+
+struct Decoded {
+    image: Vec<f32>,
+    mask: Vec<u8>,
+    h: usize,
+    w: usize,
+}
+
+fn read_block(dir: &Path, b: &Block) -> Result<Vec<Decoded>, String> {
+    let file = std::fs::File::open(dir.join(&b.file)).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|r| r.with_row_groups(vec![b.row_group]).build()).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(b.rows);
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let (h, w) = (batch.column(0).as_primitive::<Int32Type>(), batch.column(1).as_primitive::<Int32Type>());
+        let (px, mk) = (batch.column(2).as_binary::<i32>(), batch.column(3).as_binary::<i32>());
+        for i in 0..batch.num_rows() {
+            let raw: Vec<f32> = px.value(i).chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f32).collect();
+            out.push(Decoded { image: scale01(raw), mask: mk.value(i).to_vec(), h: h.value(i) as usize, w: w.value(i) as usize });
+        }
+    }
+    Ok(out)
+}
+
+/// Scales an image to 0…1 by its 99.5th percentile (a few bright pixels do not darken it).
+pub fn scale01(mut v: Vec<f32>) -> Vec<f32> {
+    if v.is_empty() {
+        return v;
+    }
+    let mut sorted = v.clone();
+    let k = ((sorted.len() - 1) as f64 * 0.995) as usize;
+    let (_, p, _) = sorted.select_nth_unstable_by(k, f32::total_cmp);
+    let top = p.max(1.0);
+    for x in &mut v {
+        *x = (*x / top).clamp(0.0, 1.0);
+    }
+    v
+}
+
+fn sample_seed(seed: u64, epoch: u64, position: usize) -> u64 {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(epoch.to_le_bytes());
+    h.update((position as u64).to_le_bytes());
+    u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}
+
+/// Starts the feeder thread over `order`; batches arrive in order through the receiver.
+pub fn feed(set: &Prepared, order: Vec<(u32, u32)>, opts: FeedOptions) -> Receiver<Result<Batch, String>> {
+    let (tx, rx) = sync_channel(opts.prefetch.max(1));
+    let (dir, blocks) = (set.dir.clone(), set.blocks.clone());
+    std::thread::Builder::new()
+        .name("cinestream-feeder".into())
+        .spawn(move || {
+            let mut decoded: HashMap<u32, Arc<Vec<Decoded>>> = HashMap::new();
+            let mut recent: Vec<u32> = Vec::new();
+            let batches = order.chunks(opts.batch_size).enumerate().skip(opts.start_batch);
+            for (bi, chunk) in batches {
+                if opts.drop_last && chunk.len() < opts.batch_size {
+                    break;
+                }
+                let mut samples = Vec::with_capacity(chunk.len());
+                for (k, (b, r)) in chunk.iter().enumerate() {
+                    if !decoded.contains_key(b) {
+                        match read_block(&dir, &blocks[*b as usize]) {
+                            Ok(d) => {
+                                decoded.insert(*b, Arc::new(d));
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(format!("reading cached block {b}: {e}")));
+                                return;
+                            }
+                        }
+                        recent.push(*b);
+                        // Keep about two shuffle windows decoded.
+                        if recent.len() > 64 {
+                            let old = recent.remove(0);
+                            decoded.remove(&old);
+                        }
+                    }
+                    samples.push((decoded[b].clone(), *r as usize, bi * opts.batch_size + k));
+                }
+                let batch = build(&samples, &opts);
+                if tx.send(Ok(batch)).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn the feeder thread");
+    rx
+}
+
+fn build(samples: &[(Arc<Vec<Decoded>>, usize, usize)], o: &FeedOptions) -> Batch {
+    let s = o.image_size;
+    let work = |(block, row, position): &(Arc<Vec<Decoded>>, usize, usize)| {
+        let d = &block[*row];
+        let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(o.seed, o.epoch, *position));
+        let draw = o.preset.draw(&mut rng);
+        augment::apply(&d.image, &d.mask, d.h, d.w, s, &draw)
+    };
+    // Augment on two threads: the training step is the other consumer of the cores.
+    let half = samples.len().div_ceil(2);
+    let (a, b) = samples.split_at(half);
+    let (mut first, second) = std::thread::scope(|scope| {
+        let h = scope.spawn(|| b.iter().map(work).collect::<Vec<_>>());
+        (a.iter().map(work).collect::<Vec<_>>(), h.join().expect("augmentation thread"))
+    });
+    first.extend(second);
+    let mut images = Vec::with_capacity(samples.len() * s * s);
+    let mut masks = Vec::with_capacity(samples.len() * s * s);
+    for (img, mask) in first {
+        images.extend(img);
+        masks.extend(mask.into_iter().map(|m| if m > o.max_class { 0 } else { m as i64 }));
+    }
+    Batch { images, masks, n: samples.len(), size: s }
+}
+
+/// Counts of each class in a prepared set (for reports).
+pub fn class_counts(set: &Prepared) -> Result<BTreeMap<u8, u64>, String> {
+    let mut counts = BTreeMap::new();
+    for b in &set.blocks {
+        for d in read_block(&set.dir, b)? {
+            for m in d.mask {
+                *counts.entry(m).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocks(sizes: &[usize]) -> Vec<Block> {
+        sizes.iter().enumerate().map(|(i, r)| Block { file: "f".into(), row_group: i, rows: *r }).collect()
+    }
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let b = blocks(&[64, 64, 64, 10]);
+        let o = epoch_order(&b, 3, 0, 2);
+        let mut sorted = o.clone();
+        sorted.sort();
+        assert_eq!(sorted, sequential_order(&b), "every sample exactly once");
+        assert_eq!(o, epoch_order(&b, 3, 0, 2), "same seed and epoch, same order");
+        assert_ne!(o, epoch_order(&b, 3, 1, 2), "epochs differ");
+        assert_ne!(o, epoch_order(&b, 4, 0, 2), "seeds differ");
+        // Block shuffle: the first 128 samples come from one window of two blocks.
+        let first: std::collections::BTreeSet<u32> = o[..128].iter().map(|p| p.0).collect();
+        assert!(first.len() <= 2, "{first:?}");
+    }
+
+    #[test]
+    fn scaling_ignores_a_few_bright_pixels() {
+        let mut v: Vec<f32> = (0..1000).map(|i| (i % 100) as f32).collect();
+        v[0] = 60_000.0;
+        let s = scale01(v);
+        assert!(s[99] > 0.95 && s[0] == 1.0, "{} {}", s[99], s[0]);
+    }
+}
