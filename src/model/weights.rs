@@ -11,11 +11,10 @@
 
 use burn::tensor::backend::Backend;
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
-use object_store::ObjectStoreExt;
 
 use super::encoder::VGG16_STAGES;
 use super::{EncoderKind, ModelConfig, SegModel};
-use crate::store::{self, StoreOptions, explain};
+use crate::store::{self, StoreOptions};
 
 /// Errors loading weights.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +64,7 @@ pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfi
     if !cfg.is_torchvision() {
         return Err(WeightsError::Shape { url: url.into(), what: format!("{:?}", cfg.encoder), width: cfg.width, blocks: cfg.blocks });
     }
-    let bytes = fetch(url, opts).await.map_err(read_err)?;
+    let bytes = store::read_object(url, opts).await.map_err(read_err)?;
     let patterns = torchvision_patterns(cfg.encoder);
     let result = if url.ends_with(".safetensors") {
         let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec())).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true).skip_enum_variants(true).map_indices_contiguous(false);
@@ -96,15 +95,6 @@ pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfi
         });
     }
     Ok(result.applied.len())
-}
-
-/// The bytes of a local file or object.
-async fn fetch(url: &str, opts: &StoreOptions) -> Result<bytes::Bytes, String> {
-    let (folder, name) = url.rsplit_once('/').unwrap_or((".", url));
-    let loc = store::open_existing(if folder.is_empty() { "/" } else { folder }, opts).map_err(|e| e.to_string())?;
-    let path = loc.child(name);
-    let got = loc.store.get(&path).await.map_err(|e| explain(&e))?;
-    got.bytes().await.map_err(|e| explain(&e))
 }
 
 struct TempFile(std::path::PathBuf);

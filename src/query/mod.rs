@@ -315,9 +315,3 @@ fn register_empty_table(ctx: &SessionContext, table: &str) -> Result<(), QueryEr
     ctx.register_table(table, Arc::new(empty)).map_err(register)?;
     Ok(())
 }
-
-/// A session with `frames`, `labels`, `studies` and `curation_log` registered (and the saved
-/// queries at hand), as a plain DataFusion context.
-pub async fn session(data: &StoreLocation) -> Result<SessionContext, QueryError> {
-    Ok(Session::open(Some(data), &SessionOptions::default()).await?.ctx)
-}

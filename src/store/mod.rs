@@ -178,6 +178,16 @@ pub fn open(url: &str, opts: &StoreOptions) -> Result<StoreLocation, StoreError>
     }
 }
 
+/// The bytes of one object named by a path or URL (`./w.pth`, `s3://bucket/models/m.bin`).
+pub async fn read_object(url: &str, opts: &StoreOptions) -> Result<bytes::Bytes, String> {
+    use object_store::ObjectStoreExt;
+    let (folder, name) = url.trim().rsplit_once('/').unwrap_or((".", url.trim()));
+    let loc = open_existing(if folder.is_empty() { "/" } else { folder }, opts).map_err(|e| e.to_string())?;
+    let path = loc.child(name);
+    let got = loc.store.get(&path).await.map_err(|e| explain(&e))?;
+    got.bytes().await.map_err(|e| explain(&e))
+}
+
 /// Like [`open`], for something that must already exist: a local folder is not created.
 pub fn open_existing(url: &str, opts: &StoreOptions) -> Result<StoreLocation, StoreError> {
     let trimmed = url.trim();

@@ -176,11 +176,8 @@ impl Checkpoint {
 /// Loads the weights of one of our models (`…/model` folder or its `model.bin`) into `model`.
 pub async fn load_model<B: Backend>(model: SegModel<B>, url: &str, device: &B::Device) -> Result<SegModel<B>, TrainError> {
     let file = if url.ends_with(".bin") { url.to_string() } else { format!("{}/model.bin", url.trim_end_matches('/')) };
-    let (folder, name) = file.rsplit_once('/').unwrap_or((".", file.as_str()));
-    let loc = store::open_existing(folder, &StoreOptions::default())?;
-    let path = loc.child(name);
     let err = |e: String| TrainError::Store { what: "reading model", url: file.clone(), message: e };
-    let bytes = loc.store.get(&path).await.map_err(|e| err(explain(&e)))?.bytes().await.map_err(|e| err(explain(&e)))?;
+    let bytes = store::read_object(&file, &StoreOptions::default()).await.map_err(err)?;
     let record = Recorder::<B>::load(&recorder(), bytes.to_vec(), device)
         .map_err(|e| err(format!("{e} (is it a model of the same encoder and width? see its model.json)")))?;
     Ok(model.load_record(record))

@@ -17,7 +17,7 @@
 //! 0…1 (by its 99.5th percentile), augments it with a generator seeded by (seed, epoch,
 //! position) and sends whole batches through a bounded channel (`prefetch` deep).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -359,19 +359,6 @@ fn build(samples: &[(Arc<Vec<Decoded>>, usize, usize)], o: &FeedOptions) -> Batc
         masks.extend(mask.into_iter().map(|m| if m > o.max_class { 0 } else { m as i64 }));
     }
     Batch { images, masks, n: samples.len(), size: s }
-}
-
-/// Counts of each class in a prepared set (for reports).
-pub fn class_counts(set: &Prepared) -> Result<BTreeMap<u8, u64>, String> {
-    let mut counts = BTreeMap::new();
-    for b in &set.blocks {
-        for d in read_block(&set.dir, b)? {
-            for m in d.mask {
-                *counts.entry(m).or_insert(0) += 1;
-            }
-        }
-    }
-    Ok(counts)
 }
 
 #[cfg(test)]
