@@ -12,6 +12,7 @@ pub mod augment;
 pub mod encoder;
 pub mod layers;
 pub mod losses;
+pub mod norm;
 pub mod unet;
 pub mod weights;
 

@@ -20,6 +20,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use super::encoder::Features;
 use super::layers::{ConvLayer, PixelShuffleIcnr};
+use super::norm::batch_norm;
 
 fn fit<B: Backend>(x: Tensor<B, 4>, like: [usize; 4]) -> Tensor<B, 4> {
     let d = x.dims();
@@ -54,7 +55,7 @@ impl<B: Backend> UnetBlock<B> {
 
     fn forward(&self, up_in: Tensor<B, 4>, skip: Tensor<B, 4>) -> Tensor<B, 4> {
         let up = fit(self.shuf.forward(up_in), skip.dims());
-        let x = relu(Tensor::cat(vec![up, self.bn.forward(skip)], 1));
+        let x = relu(Tensor::cat(vec![up, batch_norm(&self.bn, skip)], 1));
         self.conv2.forward(self.conv1.forward(x))
     }
 }
@@ -100,7 +101,7 @@ impl<B: Backend> Decoder<B> {
 
     /// `input`: the normalised 3-channel image; returns logits at its size.
     pub fn forward(&self, f: Features<B>, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(self.middle_bn.forward(f.deepest));
+        let x = relu(batch_norm(&self.middle_bn, f.deepest));
         let mut x = self.middle2.forward(self.middle1.forward(x));
         for (block, skip) in self.blocks.iter().zip(f.skips.into_iter().rev()) {
             x = block.forward(x, skip);

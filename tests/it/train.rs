@@ -23,7 +23,7 @@ image_size = {size}
 augment = "s1"
 checkpoint_every = {checkpoint_every}
 cache = {{ dir = "{cache}", max_mib = 512 }}
-stages = [ {{ epochs = {epochs}, lr_max = 3e-3 }} ]
+stages = [ {{ epochs = {epochs}, lr_max = 1e-2 }} ]
 
 [model]
 encoder = "resnet34"
@@ -50,12 +50,14 @@ async fn phantom_data(dir: &Path, studies: usize) -> String {
     data.display().to_string()
 }
 
+/// Width 8, one block per stage, 480 images of 3 studies at 96², 6 epochs (360 steps, about
+/// 4 minutes on 2 cores); validated on the 325 images of the validate study, apical slices
+/// included (26% of them have no LV: a stray LV pixel there scores 0).
 #[tokio::test]
-#[ignore = "issue 4 in progress: 4 epochs of 480 images at 96² reach held-out Dice LV 0.70 / MY 0.68, short of 0.90 / 0.75; the recipe for the tiny model still needs tuning"]
 async fn a_tiny_model_learns_the_phantom() {
     let dir = tempfile::tempdir().unwrap();
     let data = phantom_data(dir.path(), 5).await;
-    let p = pipeline(dir.path(), "tiny", 480, 4, 96, 0);
+    let p = pipeline(dir.path(), "tiny", 480, 6, 96, 0);
     let (ok, out, err) = cli(&["-q", "train", &p, "--data", &data]);
     assert!(ok, "{err}");
     let (lv, my) = dice_of(&out);
@@ -67,7 +69,7 @@ async fn a_tiny_model_learns_the_phantom() {
     assert!(desc["lineage"]["selections"][0]["manifests"].as_array().is_some_and(|m| !m.is_empty()));
     assert_eq!(&std::fs::read(run.join("learning_curve.png")).unwrap()[1..4], b"PNG");
     let log = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(run.join("training_log.parquet")).unwrap()).unwrap();
-    assert_eq!(parquet::file::reader::FileReader::metadata(&log).file_metadata().num_rows(), 4);
+    assert_eq!(parquet::file::reader::FileReader::metadata(&log).file_metadata().num_rows(), 6);
     // A second run of the same name is refused (it would overwrite the first).
     let (ok, _, err) = cli(&["-q", "train", &p, "--data", &data]);
     assert!(!ok && err.contains("--resume"), "{err}");
