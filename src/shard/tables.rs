@@ -15,7 +15,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The tables, in the order they are written.
 pub const TABLES: [&str; 4] = ["frames", "labels", "studies", "curation_log"];
 
-fn f(name: &str, dt: DataType, nullable: bool, description: &str) -> Field {
+/// A column with its description (the `description` metadata every table schema carries).
+pub(crate) fn f(name: &str, dt: DataType, nullable: bool, description: &str) -> Field {
     Field::new(name, dt, nullable).with_metadata([("description".to_string(), description.to_string())].into())
 }
 

@@ -23,8 +23,9 @@ pub struct EpochRow {
     pub seconds: f64,
 }
 
+/// A non-null column with its description.
 fn f(name: &str, dt: DataType, description: &str) -> Field {
-    Field::new(name, dt, false).with_metadata([("description".to_string(), description.to_string())].into())
+    crate::shard::tables::f(name, dt, false, description)
 }
 
 /// The table's schema, with a description per column.
