@@ -13,17 +13,23 @@
 //! the samples of each window of `window` consecutive blocks are shuffled together (shard order +
 //! block shuffle). So a run resumed at batch k sees exactly the batches an uninterrupted run saw.
 //!
+//! **Intensity.** Each sample carries the scale that maps it to 0…1 (see [`Intensity`]): by
+//! default the 99.95th percentile of every pixel of its *study*, computed while preparing (a
+//! top-k pass over the study's frames), so all slices of one acquisition keep the scanner's
+//! relative intensities.
+//!
 //! **Feeding.** A thread reads blocks (keeping the current window decoded), scales each image to
-//! 0…1 (by its 99.95th percentile), augments it with a generator seeded by (seed, epoch,
+//! 0…1 by its sample's scale, augments it with a generator seeded by (seed, epoch,
 //! position) and sends whole batches through a bounded channel (`prefetch` deep).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::array::{AsArray, Float32Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
@@ -44,6 +50,8 @@ use crate::store::StoreLocation;
 /// Samples per Parquet row group of the cache ("block").
 pub const BLOCK_ROWS: usize = 64;
 const READY: &str = "ready.json";
+/// Part of every cache key: a new layout of the cache files never reads an old one.
+const CACHE_FORMAT: &str = "cache-v2 (scale column)";
 
 /// Where prepared sets are kept and how large the cache may grow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +65,21 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig { dir: std::env::temp_dir().join("cinestream-cache"), max_mib: 8192 }
     }
+}
+
+/// How an image is scaled to 0…1 before augmentation (pixel / scale, clipped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intensity {
+    /// One scale per study: the 99.95th percentile of all its pixels (every slice and frame).
+    /// A cine stack is one acquisition with one gain, so an apical slice without a bright
+    /// blood pool keeps its myocardium as grey as every other slice's. Scaling each image by
+    /// itself turned that myocardium nearly white: the phantom demo's model then left 36 of
+    /// 44 apical caps without any myocardium.
+    #[default]
+    Study,
+    /// Each image by its own 99.95th percentile.
+    Image,
 }
 
 /// One block: a row group of a cache file.
@@ -81,9 +104,9 @@ pub struct Prepared {
 }
 
 /// Prepares (or finds in the cache) the image/mask pairs of selection `name`.
-pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labeller: Option<&str>, cache: &CacheConfig) -> Result<(Prepared, SelectionRecord), TrainError> {
+pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labeller: Option<&str>, intensity: Intensity, cache: &CacheConfig) -> Result<(Prepared, SelectionRecord), TrainError> {
     let (record, keys) = selection::load(data, name).await?;
-    let key = hex::encode(Sha256::digest(format!("{}\n{name}\n{}\n{labeller:?}", data.url(), record.file.sha256)));
+    let key = hex::encode(Sha256::digest(format!("{CACHE_FORMAT}\n{}\n{name}\n{}\n{labeller:?}\n{intensity:?}", data.url(), record.file.sha256)));
     let dir = cache.dir.join(&key[..24]);
     let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), message: e.to_string() };
     if let Ok(text) = std::fs::read_to_string(dir.join(READY)) {
@@ -103,6 +126,9 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
     };
     let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(|e| TrainError::QueryText(e.to_string()))?;
     let ctx = session.context();
+    // Rows carry whole images (~100 KB): DataFusion's default 8,192-row batches would hold
+    // ~800 MB at once; 64-row batches keep the pixel scans at a few MB.
+    ctx.sql("SET datafusion.execution.batch_size = 64").await.map_err(|e| TrainError::QueryText(e.to_string()))?;
     ctx.register_table("_train_keys", Arc::new(table)).map_err(|e| TrainError::QueryText(e.to_string()))?;
     let sql = format!(
         "SELECT s.study_id, s.slice_index, s.frame_index, f.height, f.width, f.pixels, l.height AS mask_height, l.width AS mask_width, l.mask \
@@ -110,7 +136,14 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
          JOIN frames f ON f.study_id = s.study_id AND f.slice_index = s.slice_index AND f.frame_index = s.frame_index \
          JOIN labels l ON l.study_id = s.study_id AND l.slice_index = s.slice_index AND l.frame_index = s.frame_index AND l.labeller = {labeller_sql}"
     );
-    let result = write_cache(session, &sql, &dir).await;
+    let result = match intensity {
+        Intensity::Study => study_scales(session).await.map(Some),
+        Intensity::Image => Ok(None),
+    };
+    let result = match result {
+        Ok(scales) => write_cache(session, &sql, &dir, scales.as_ref()).await,
+        Err(e) => Err(e),
+    };
     let _ = ctx.deregister_table("_train_keys");
     let (blocks, samples, bytes) = result?;
     let wanted: usize = keys.iter().map(|b| b.num_rows()).sum();
@@ -128,7 +161,48 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
     Ok((prepared, record))
 }
 
-async fn write_cache(session: &Session, sql: &str, dir: &Path) -> Result<(Vec<Block>, usize, u64), TrainError> {
+/// The [`Intensity::Study`] scale of every study in `_train_keys`, from all of its frames: a
+/// metadata query for each study's pixel count, then one pass over the pixels keeping each
+/// study's top k values (k = 0.05% of its pixels), so memory stays small however large the
+/// studies are.
+async fn study_scales(session: &Session) -> Result<HashMap<String, f32>, TrainError> {
+    let studies = "study_id IN (SELECT DISTINCT study_id FROM _train_keys)";
+    let counts = session
+        .sql(&format!("SELECT study_id, SUM(CAST(height AS BIGINT) * CAST(width AS BIGINT)) AS n FROM frames WHERE {studies} GROUP BY study_id"))
+        .await?
+        .collect()
+        .await
+        .map_err(|e| TrainError::QueryText(e.to_string()))?;
+    let mut acc: HashMap<String, Percentile> = HashMap::new();
+    for b in &counts {
+        let ids = study_ids(b)?;
+        let (ids, n) = (ids.as_string::<i32>(), b.column(1).as_primitive::<Int64Type>());
+        for i in 0..b.num_rows() {
+            acc.insert(ids.value(i).to_string(), Percentile::new(n.value(i).max(1) as u64));
+        }
+    }
+    let df = session.sql(&format!("SELECT study_id, pixels FROM frames WHERE {studies}")).await?;
+    let mut stream = df.execute_stream().await.map_err(|e| TrainError::QueryText(e.to_string()))?;
+    while let Some(batch) = stream.next().await {
+        let b = batch.map_err(|e| TrainError::QueryText(e.to_string()))?;
+        let ids = study_ids(&b)?;
+        let (ids, px) = (ids.as_string::<i32>(), b.column(1).as_binary::<i32>());
+        for i in 0..b.num_rows() {
+            if let Some(p) = acc.get_mut(ids.value(i)) {
+                p.add(u16s(px.value(i)));
+            }
+        }
+    }
+    Ok(acc.into_iter().map(|(id, p)| (id, p.scale())).collect())
+}
+
+/// The `study_id` column of a result as plain strings (whatever string type the scan chose).
+fn study_ids(b: &RecordBatch) -> Result<arrow::array::ArrayRef, TrainError> {
+    let col = b.column_by_name("study_id").ok_or_else(|| TrainError::QueryText("a training query returned no study_id column".into()))?;
+    arrow::compute::cast(col, &DataType::Utf8).map_err(|e| TrainError::QueryText(e.to_string()))
+}
+
+async fn write_cache(session: &Session, sql: &str, dir: &Path, study_scales: Option<&HashMap<String, f32>>) -> Result<(Vec<Block>, usize, u64), TrainError> {
     let df = session.sql(sql).await?;
     let mut stream = df.execute_stream().await.map_err(|e| TrainError::QueryText(e.to_string()))?;
     let schema = Arc::new(Schema::new(vec![
@@ -136,6 +210,7 @@ async fn write_cache(session: &Session, sql: &str, dir: &Path) -> Result<(Vec<Bl
         Field::new("width", DataType::Int32, false),
         Field::new("pixels", DataType::Binary, false),
         Field::new("mask", DataType::Binary, false),
+        Field::new("scale", DataType::Float32, false),
     ]));
     let props = WriterProperties::builder().set_max_row_group_row_count(Some(BLOCK_ROWS)).build();
     let io = |e: String| TrainError::Cache { dir: dir.display().to_string(), message: e };
@@ -155,7 +230,17 @@ async fn write_cache(session: &Session, sql: &str, dir: &Path) -> Result<(Vec<Bl
                 return Err(TrainError::Config(format!("study {id}: a mask is {}×{} but its image is {}×{}; re-run ingest with these labels", mh.value(i), mw.value(i), h.value(i), w.value(i))));
             }
         }
-        let out = RecordBatch::try_new(schema.clone(), vec![col("height"), col("width"), col("pixels"), col("mask")]).map_err(|e| io(e.to_string()))?;
+        let ids = study_ids(&b)?;
+        let (ids, pixels) = (ids.as_string::<i32>(), col("pixels"));
+        let pixels = pixels.as_binary::<i32>();
+        let scales: Float32Array = (0..b.num_rows())
+            .map(|i| match study_scales {
+                Some(by_study) => by_study.get(ids.value(i)).copied().ok_or_else(|| TrainError::Config(format!("study {}: no frames to take its intensity scale from", ids.value(i)))),
+                None => Ok(image_scale(pixels.value(i))),
+            })
+            .collect::<Result<Vec<f32>, TrainError>>()?
+            .into();
+        let out = RecordBatch::try_new(schema.clone(), vec![col("height"), col("width"), col("pixels"), col("mask"), Arc::new(scales)]).map_err(|e| io(e.to_string()))?;
         samples += out.num_rows();
         writer.write(&out).map_err(|e| io(e.to_string()))?;
     }
@@ -260,35 +345,66 @@ fn read_block(dir: &Path, b: &Block) -> Result<Vec<Decoded>, String> {
         let batch = batch.map_err(|e| e.to_string())?;
         let (h, w) = (batch.column(0).as_primitive::<Int32Type>(), batch.column(1).as_primitive::<Int32Type>());
         let (px, mk) = (batch.column(2).as_binary::<i32>(), batch.column(3).as_binary::<i32>());
+        let scale = batch.column(4).as_primitive::<Float32Type>();
         for i in 0..batch.num_rows() {
-            let raw: Vec<f32> = px.value(i).chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f32).collect();
-            out.push(Decoded { image: scale01(raw), mask: mk.value(i).to_vec(), h: h.value(i) as usize, w: w.value(i) as usize });
+            out.push(Decoded { image: to_unit(px.value(i), scale.value(i)), mask: mk.value(i).to_vec(), h: h.value(i) as usize, w: w.value(i) as usize });
         }
     }
     Ok(out)
 }
 
-/// Scales an image to 0…1 by its 99.95th percentile: a few bright pixels (noise, an artefact)
-/// do not darken it, and a bright structure as small as the blood pool of an apical slice
-/// (0.2% of a 256×192 image) is not clipped into the myocardium's grey. A 99.5th percentile
-/// did that: the apical LV and its myocardium both became 1.0, and a model could not tell them
-/// apart.
-pub fn scale01(mut v: Vec<f32>) -> Vec<f32> {
-    if v.is_empty() {
-        return v;
-    }
-    let mut sorted = v.clone();
-    let k = ((sorted.len() - 1) as f64 * SCALE_PERCENTILE) as usize;
-    let (_, p, _) = sorted.select_nth_unstable_by(k, f32::total_cmp);
-    let top = p.max(1.0);
-    for x in &mut v {
-        *x = (*x / top).clamp(0.0, 1.0);
-    }
-    v
+/// The percentile a scale maps to 1. A 99.95th percentile ignores a few bright pixels (noise,
+/// an artefact) yet keeps a bright structure as small as an apical blood pool (0.2% of a
+/// 256×192 image) apart from the myocardium's grey; a 99.5th clipped both to 1.0, and a model
+/// could not tell them apart.
+pub const SCALE_PERCENTILE: f64 = 0.9995;
+
+/// The value at [`SCALE_PERCENTILE`] of `n` pixels fed in any order and any number of pieces:
+/// the smallest of the k largest, k = n − ⌊(n − 1)·p⌋ (the sorted index ⌊(n − 1)·p⌋).
+pub struct Percentile {
+    k: usize,
+    top: BinaryHeap<Reverse<u16>>,
 }
 
-/// The percentile `scale01` maps to 1.
-pub const SCALE_PERCENTILE: f64 = 0.9995;
+impl Percentile {
+    pub fn new(n: u64) -> Self {
+        let k = (n - ((n.max(1) - 1) as f64 * SCALE_PERCENTILE) as u64).max(1) as usize;
+        Percentile { k, top: BinaryHeap::with_capacity(k + 1) }
+    }
+
+    pub fn add(&mut self, values: impl Iterator<Item = u16>) {
+        for v in values {
+            if self.top.len() < self.k {
+                self.top.push(Reverse(v));
+            } else if self.top.peek().is_some_and(|m| v > m.0) {
+                self.top.pop();
+                self.top.push(Reverse(v));
+            }
+        }
+    }
+
+    /// The scale: the percentile, at least 1 (an all-black image stays black).
+    pub fn scale(&self) -> f32 {
+        self.top.peek().map_or(1.0, |m| f32::from(m.0).max(1.0))
+    }
+}
+
+/// The [`Intensity::Image`] scale of one image (little-endian u16 pixels).
+pub fn image_scale(pixels: &[u8]) -> f32 {
+    let mut p = Percentile::new((pixels.len() / 2) as u64);
+    p.add(u16s(pixels));
+    p.scale()
+}
+
+/// Little-endian u16 pixels → pixel / scale, clipped to 0…1.
+pub fn to_unit(pixels: &[u8], scale: f32) -> Vec<f32> {
+    u16s(pixels).map(|v| (f32::from(v) / scale).clamp(0.0, 1.0)).collect()
+}
+
+/// The values of little-endian u16 pixel bytes (the `frames.pixels` encoding).
+fn u16s(pixels: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    pixels.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
+}
 
 fn sample_seed(seed: u64, epoch: u64, position: usize) -> u64 {
     let mut h = Sha256::new();
@@ -391,20 +507,58 @@ mod tests {
         assert!(first.len() <= 2, "{first:?}");
     }
 
+    fn le(v: &[u16]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
     #[test]
-    fn scaling_keeps_a_small_bright_structure_apart_from_a_larger_grey_one() {
+    fn the_percentile_equals_the_sorted_value_whatever_the_pieces() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for n in [1usize, 7, 1999, 20_000, 123_457] {
+            let v: Vec<u16> = (0..n).map(|_| rand::Rng::random_range(&mut rng, 0..4096u16)).collect();
+            let mut sorted = v.clone();
+            sorted.sort();
+            let want = f32::from(sorted[((n - 1) as f64 * SCALE_PERCENTILE) as usize]).max(1.0);
+            let mut p = Percentile::new(n as u64);
+            for piece in v.chunks(1000) {
+                p.add(piece.iter().copied());
+            }
+            assert_eq!(p.scale(), want, "n = {n}");
+            assert_eq!(image_scale(&le(&v)), want, "n = {n}");
+        }
+        assert_eq!(image_scale(&le(&[0; 100])), 1.0, "black stays black");
+    }
+
+    #[test]
+    fn image_scaling_keeps_a_small_bright_structure_apart_from_a_larger_grey_one() {
         // 256×192 image: background 100, a "myocardium" of 2% at 300, a "blood pool" of 0.2% at 900.
         let n = 256 * 192;
-        let v: Vec<f32> = (0..n).map(|i| if i < n / 500 { 900.0 } else if i < n / 50 { 300.0 } else { 100.0 }).collect();
-        let s = scale01(v);
+        let v: Vec<u16> = (0..n).map(|i| if i < n / 500 { 900 } else if i < n / 50 { 300 } else { 100 }).collect();
+        let s = to_unit(&le(&v), image_scale(&le(&v)));
         assert!(s[0] > 0.99 && (s[n / 100] - 1.0 / 3.0).abs() < 0.01, "blood {} myocardium {}", s[0], s[n / 100]);
     }
 
     #[test]
-    fn scaling_ignores_a_few_bright_pixels() {
-        let mut v: Vec<f32> = (0..1000).map(|i| (i % 100) as f32).collect();
-        v[0] = 60_000.0;
-        let s = scale01(v);
+    fn image_scaling_ignores_a_few_bright_pixels() {
+        let mut v: Vec<u16> = (0..1000).map(|i| (i % 100) as u16).collect();
+        v[0] = 60_000;
+        let s = to_unit(&le(&v), image_scale(&le(&v)));
         assert!(s[99] > 0.95 && s[0] == 1.0, "{} {}", s[99], s[0]);
+    }
+
+    #[test]
+    fn study_scaling_keeps_an_apical_cap_as_grey_as_the_myocardium_elsewhere() {
+        // Two slices of one study: mid-ventricular (blood 900, myocardium 300, tissue 180) and
+        // an apical cap (myocardium 300 in tissue 180, no blood pool).
+        let n = 100 * 100;
+        let mid: Vec<u16> = (0..n).map(|i| if i < n / 20 { 900 } else if i < n / 10 { 300 } else { 180 }).collect();
+        let cap: Vec<u16> = (0..n).map(|i| if i < n / 50 { 300 } else { 180 }).collect();
+        let mut study = Percentile::new(2 * n as u64);
+        study.add(mid.iter().chain(&cap).copied());
+        let (m, c) = (to_unit(&le(&mid), study.scale()), to_unit(&le(&cap), study.scale()));
+        assert_eq!(m[n / 15], c[0], "one gain for the study");
+        assert!((c[0] - 1.0 / 3.0).abs() < 0.01, "cap myocardium {}", c[0]);
+        // By itself, the cap's myocardium would be white.
+        assert_eq!(to_unit(&le(&cap), image_scale(&le(&cap)))[0], 1.0);
     }
 }

@@ -36,7 +36,7 @@ use crate::query::selection::{QuerySource, SelectionError, SelectionRecord};
 use crate::query::{QueryError, Session, SessionOptions, selection};
 use crate::store::{self, StoreLocation, StoreOptions};
 use checkpoint::{Checkpoint, Progress as RunState};
-use data::{CacheConfig, FeedOptions, Prepared};
+use data::{CacheConfig, FeedOptions, Intensity, Prepared};
 use log::EpochRow;
 use optim::AdamW;
 use schedule::OneCycle;
@@ -119,6 +119,10 @@ pub struct TrainConfig {
     pub loss: LossKind,
     #[serde(default = "default_augment")]
     pub augment: Preset,
+    /// How images are scaled to 0…1: by their study's 99.95th percentile (`"study"`, default)
+    /// or by their own (`"image"`).
+    #[serde(default)]
+    pub intensity: Intensity,
     #[serde(default = "default_wd")]
     pub weight_decay: f64,
     #[serde(default = "default_init")]
@@ -246,7 +250,7 @@ pub async fn plan(mut train: TrainConfig, model: ModelConfig, data_url: &str, op
     for spec in [&train.train, &train.valid] {
         ensure_selection(&data, spec, opts).await?;
         let session = Session::open(Some(&data), &SessionOptions::default()).await?;
-        let (set, record) = data::prepare(&session, &data, &spec.name, train.labeller.as_deref(), &train.cache).await?;
+        let (set, record) = data::prepare(&session, &data, &spec.name, train.labeller.as_deref(), train.intensity, &train.cache).await?;
         records.push((spec.name.clone(), record));
         sets.push(set);
     }
