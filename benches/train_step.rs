@@ -1,6 +1,6 @@
 //! Training step time on this machine's CPU backend (Burn flex, f32; ndarray for comparison):
 //! forward, loss, backward and the AdamW step, for the tiny configuration the tests train (width 8, one block per stage,
-//! 96², batch 8), the phantom demo's (width 16, 128², batch 16) and the paper's real one
+//! 96², batch 8), the phantom demo's (`pipelines/phantom-demo.toml`: width 8, 128², batch 8) and the paper's real one
 //! (ResNet34 U-Net, width 64, 256², batch 32).
 //!
 //!     cargo bench --bench train_step                  # all three
@@ -56,10 +56,9 @@ fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("\ntraining step benchmark ({cores} cores)");
     let tiny = ModelConfig { encoder: EncoderKind::Resnet34, width: 8, blocks: [1, 1, 1, 1], classes: 3 };
-    let demo = ModelConfig { encoder: EncoderKind::Resnet34, width: 16, blocks: [1, 1, 1, 1], classes: 3 };
     println!("Burn flex (the CLI's CPU backend):");
     time_steps::<Autodiff<Flex>>("tiny", tiny.clone(), 96, 8, 10, 2);
-    time_steps::<Autodiff<Flex>>("demo", demo.clone(), 128, 16, 5, 2);
+    time_steps::<Autodiff<Flex>>("demo", tiny.clone(), 128, 8, 10, 2);
     let real_steps: usize = std::env::var("BENCH_REAL_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     if real_steps > 0 {
         time_steps::<Autodiff<Flex>>("real", ModelConfig::default(), 256, 32, real_steps, 1);

@@ -248,9 +248,11 @@ struct SelectArgs {
 const TRAIN_HELP: &str = "\
 PIPELINE FILE
   [train]   name, train/valid selections (made from a saved query when missing), labeller, seed,
-            batch_size, image_size, loss (cross_entropy | focal | generalized_dice),
-            augment (none | s1 | s2), weight_decay, init (\"random\" | { imagenet = URL } |
-            { checkpoint = URL }), [[train.stages]] (epochs, lr_max, frozen), checkpoint_every,
+            batch_size, image_size, loss (cross_entropy | focal | generalized_dice |
+            cross_entropy_dice: cross-entropy + per-image Dice), augment (none | s1 | s2),
+            intensity (study | image: the 99.95th percentile that maps to 1 is the whole study's,
+            the default, or each image's own), weight_decay, init (\"random\" | { imagenet = URL }
+            | { checkpoint = URL }), [[train.stages]] (epochs, lr_max, frozen), checkpoint_every,
             output, [train.cache] (dir, max_mib)
   [model]   encoder (resnet34 | resnet50 | vgg16_bn), width (64 = torchvision), blocks, classes
   pipelines/train-base.toml is the authors' base recipe, pipelines/transfer.toml the 7T transfer,
@@ -266,7 +268,7 @@ EXAMPLE
   cinestream synth --out ./phantom --studies 40
   cinestream ingest --input ./phantom --output ./data --labels ./phantom/truth
   cinestream train pipelines/phantom-demo.toml --data ./data
-  # … ends with: dice_lv=0.96 dice_my=0.88";
+  # … ends with: dice_lv=0.9748 dice_my=0.8957 (about 5 minutes on 2 cores)";
 
 fn sql_help() -> String {
     let catalog = Catalog::builtin();
