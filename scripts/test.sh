@@ -21,8 +21,21 @@ if ! python3 -c 'import pydicom, pydicom.data, numpy, data_store' >/dev/null 2>&
   python3 -m pip install -q 'pydicom==3.0.2' 'pydicom-data==1.0.0' 'numpy>=1.26'
 fi
 
+# torch and torchvision (the CUDA wheels from PyPI run on a CPU) in their own environment, for
+# the encoder-vs-torchvision check: benches/torchvision_parity.py writes a torchvision resnet34
+# state dict, an input and torchvision's features; tests/it/torchvision.rs compares ours.
+TORCH_ENV=${CINESTREAM_TORCH_ENV:-/var/tmp/cinestream-torch}
+if ! "$TORCH_ENV/bin/python" -c 'import torch, torchvision, safetensors' >/dev/null 2>&1; then
+  echo "test.sh: installing torch and torchvision into $TORCH_ENV (about 5 GB)" >&2
+  python3 -m venv "$TORCH_ENV"
+  "$TORCH_ENV/bin/pip" install -q 'torch==2.15.0' 'torchvision==0.29.2' 'safetensors==0.8.0' 'numpy>=1.26'
+fi
+parity_dir=$(mktemp -d)
+"$TORCH_ENV/bin/python" benches/torchvision_parity.py "$parity_dir" >&2
+export CINESTREAM_TORCHVISION_PARITY=$parity_dir
+
 eval "$(scripts/s3-server.sh start)"
-trap 'scripts/s3-server.sh stop' EXIT
+trap 'scripts/s3-server.sh stop; rm -rf "$parity_dir"' EXIT
 # The tests fail (rather than skip) when a service or tool they need is missing.
 export CINESTREAM_REQUIRE_S3=1 CINESTREAM_REQUIRE_TOOLS=1
 

@@ -82,7 +82,14 @@ pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfi
         model.load_from(&mut store).map_err(|e| read_err(format!("{e} (a .pth must be a state dict; save with torch.save(model.state_dict(), …))")))?
     };
     let missing: Vec<String> = result.missing.iter().map(|(path, _)| path.clone()).filter(|p| p.starts_with("encoder.")).collect();
-    let unexpected: Vec<String> = result.unused.iter().filter(|k| !ignored(k)).cloned().collect();
+    // burn-store fills a BatchNorm's `gamma`/`beta` from the file's `weight`/`bias` (its PyTorch
+    // adapter) but still lists those keys as unused: they were used when the counterpart was.
+    let applied: std::collections::HashSet<&str> = result.applied.iter().map(String::as_str).collect();
+    let read_as_norm = |key: &str| {
+        let burn_name = key.strip_suffix(".weight").map(|p| format!("{p}.gamma")).or_else(|| key.strip_suffix(".bias").map(|p| format!("{p}.beta")));
+        burn_name.is_some_and(|n| applied.contains(n.as_str()))
+    };
+    let unexpected: Vec<String> = result.unused.iter().filter(|k| !ignored(k) && !read_as_norm(k)).cloned().collect();
     if !missing.is_empty() || !unexpected.is_empty() || !result.errors.is_empty() {
         return Err(WeightsError::Keys {
             url: url.into(),

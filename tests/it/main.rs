@@ -9,4 +9,5 @@ mod roundtrip;
 mod schemas;
 mod sql;
 mod storage;
+mod torchvision;
 mod train;
