@@ -42,7 +42,7 @@ pub fn loss<B: Backend>(kind: LossKind, logits: Tensor<B, 4>, target: Tensor<B, 
     let classes = logits.dims()[1];
     let g = one_hot(target, classes);
     match kind {
-        LossKind::CrossEntropy => -(log_softmax(logits.clone(), 1) * g).sum_dim(1).mean(),
+        LossKind::CrossEntropy => -(log_softmax(logits, 1) * g).sum_dim(1).mean(),
         LossKind::CrossEntropyDice => {
             let ce = -(log_softmax(logits.clone(), 1) * g.clone()).sum_dim(1).mean();
             let [b, c, _, _] = g.dims();
@@ -143,10 +143,11 @@ mod tests {
         let dev = Default::default();
         let fg = [1i64, 1, 1, 0, 1, 0, 0, 0];
         let pred = [1i64, 1, 0, 0, 0, 0, 0, 0];
-        let logits: Vec<f32> = (0..2).flat_map(|i| {
-            let p = &pred[i * 4..i * 4 + 4];
-            p.iter().map(|c| if *c == 0 { 30.0 } else { -30.0 }).chain(p.iter().map(|c| if *c == 1 { 30.0 } else { -30.0 })).collect::<Vec<f32>>()
-        }).collect();
+        // [image, class, 1, pixel]: +30 for the predicted class, −30 for the other.
+        let logit = |c: i64, class: i64| if c == class { 30.0f32 } else { -30.0 };
+        let logits: Vec<f32> = (0..2)
+            .flat_map(|i| (0..2).flat_map(move |class| (0..4).map(move |k| logit(pred[i * 4 + k], class))))
+            .collect();
         let logits = Tensor::<B, 4>::from_data(TensorData::new(logits, [2, 2, 1, 4]), &dev);
         let target = Tensor::<B, 3, Int>::from_data(TensorData::new(fg.to_vec(), [2, 1, 4]), &dev);
         let v = loss(LossKind::CrossEntropyDice, logits, target).into_scalar() as f64;
