@@ -255,3 +255,8 @@ pub fn schema_json(table: &str) -> Option<serde_json::Value> {
         .collect();
     Some(serde_json::json!({ "table": table, "schema_version": SCHEMA_VERSION, "columns": columns }))
 }
+
+/// The values of a `frames.pixels` cell: little-endian u16, row-major (as `frames` writes them).
+pub fn pixel_values(pixels: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    pixels.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
+}

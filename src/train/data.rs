@@ -45,6 +45,7 @@ use super::TrainError;
 use crate::model::augment::{self, Preset};
 use crate::query::Session;
 use crate::query::selection::{self, SelectionRecord};
+use crate::shard::tables::pixel_values;
 use crate::store::StoreLocation;
 
 /// Samples per Parquet row group of the cache ("block").
@@ -189,7 +190,7 @@ async fn study_scales(session: &Session) -> Result<HashMap<String, f32>, TrainEr
         let (ids, px) = (ids.as_string::<i32>(), b.column(1).as_binary::<i32>());
         for i in 0..b.num_rows() {
             if let Some(p) = acc.get_mut(ids.value(i)) {
-                p.add(u16s(px.value(i)));
+                p.add(pixel_values(px.value(i)));
             }
         }
     }
@@ -392,19 +393,15 @@ impl Percentile {
 /// The [`Intensity::Image`] scale of one image (little-endian u16 pixels).
 pub fn image_scale(pixels: &[u8]) -> f32 {
     let mut p = Percentile::new((pixels.len() / 2) as u64);
-    p.add(u16s(pixels));
+    p.add(pixel_values(pixels));
     p.scale()
 }
 
 /// Little-endian u16 pixels → pixel / scale, clipped to 0…1.
 pub fn to_unit(pixels: &[u8], scale: f32) -> Vec<f32> {
-    u16s(pixels).map(|v| (f32::from(v) / scale).clamp(0.0, 1.0)).collect()
+    pixel_values(pixels).map(|v| (f32::from(v) / scale).clamp(0.0, 1.0)).collect()
 }
 
-/// The values of little-endian u16 pixel bytes (the `frames.pixels` encoding).
-fn u16s(pixels: &[u8]) -> impl Iterator<Item = u16> + '_ {
-    pixels.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
-}
 
 fn sample_seed(seed: u64, epoch: u64, position: usize) -> u64 {
     let mut h = Sha256::new();
