@@ -127,8 +127,9 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
     };
     let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(|e| TrainError::QueryText(e.to_string()))?;
     let ctx = session.context();
-    // Rows carry whole images (~100 KB): DataFusion's default 8,192-row batches would hold
-    // ~800 MB at once; 64-row batches keep the pixel scans at a few MB.
+    // Rows carry whole images (~100 KB each): at DataFusion's default of 8,192 rows a batch is
+    // hundreds of MB. With 64-row batches, preparing the demo's two sets from scratch plus an
+    // epoch peaked at 720 MB RSS; it was 1,509 MB before (BENCHMARKS.md).
     ctx.sql("SET datafusion.execution.batch_size = 64").await.map_err(|e| TrainError::QueryText(e.to_string()))?;
     ctx.register_table("_train_keys", Arc::new(table)).map_err(|e| TrainError::QueryText(e.to_string()))?;
     let sql = format!(
@@ -137,14 +138,14 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
          JOIN frames f ON f.study_id = s.study_id AND f.slice_index = s.slice_index AND f.frame_index = s.frame_index \
          JOIN labels l ON l.study_id = s.study_id AND l.slice_index = s.slice_index AND l.frame_index = s.frame_index AND l.labeller = {labeller_sql}"
     );
-    let result = match intensity {
-        Intensity::Study => study_scales(session).await.map(Some),
-        Intensity::Image => Ok(None),
-    };
-    let result = match result {
-        Ok(scales) => write_cache(session, &sql, &dir, scales.as_ref()).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let scales = match intensity {
+            Intensity::Study => Some(study_scales(session).await?),
+            Intensity::Image => None,
+        };
+        write_cache(session, &sql, &dir, scales.as_ref()).await
+    }
+    .await;
     let _ = ctx.deregister_table("_train_keys");
     let (blocks, samples, bytes) = result?;
     let wanted: usize = keys.iter().map(|b| b.num_rows()).sum();
