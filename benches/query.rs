@@ -1,5 +1,5 @@
 //! SQL benchmark: the saved `confidence_sets` and `volumes` queries over 1,149 studies and
-//! 433,460 label rows, timed from opening the session (listing manifests, reading footers) to
+//! 433,460 label rows, timed from opening the session (reading the Delta logs and footers) to
 //! the last row, with the bytes read from the store — the proof that mask bytes stay unread.
 //!
 //!     cargo bench --bench query        # BENCH_DIR (default /var/tmp/cinestream-bench)
@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use arrow::array::{ArrayRef, BinaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use cinestream::query::{Session, SessionOptions};
-use cinestream::shard::ShardSet;
+use cinestream::shard::{RunInfo, ShardSet, TableChange, commit_run};
 use cinestream::shard::tables;
 use cinestream::shard::writer::ShardConfig;
 use cinestream::store::{self, StoreLocation};
@@ -154,7 +154,7 @@ fn study(i: usize) -> (RecordBatch, RecordBatch) {
 }
 
 async fn generate(data: &StoreLocation) {
-    let mut shards = ShardSet::new(data, "bench-query", &ShardConfig::default());
+    let mut shards = ShardSet::new(data, "bench-query", &ShardConfig::default(), &Default::default());
     let t = Instant::now();
     let mut rows = 0;
     for i in 0..STUDIES {
@@ -164,7 +164,10 @@ async fn generate(data: &StoreLocation) {
         shards.write("studies", studies).await.unwrap();
     }
     assert_eq!(rows, 433_460);
-    shards.commit("bench query generator", serde_json::json!({ "label_rows": rows }), serde_json::json!({})).await.unwrap();
+    let files = shards.finish().await.unwrap();
+    let changes = files.into_iter().map(|(t, adds)| (t, TableChange { adds, ..Default::default() })).collect();
+    let run = RunInfo { app_id: "bench-query-generator".into(), command: "bench query generator".into(), run_id: "bench-query".into(), summary: serde_json::json!({ "label_rows": rows }), config: serde_json::json!({}) };
+    commit_run(data, &run, changes).await.unwrap();
     eprintln!("generated {STUDIES} studies, {rows} label rows in {:.0} s", t.elapsed().as_secs_f64());
 }
 
@@ -194,7 +197,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let data = store::open(dir.to_str().unwrap(), &Default::default()).unwrap();
-        if !dir.join("_manifest").exists() {
+        if !dir.join("labels/_delta_log").exists() {
             generate(&data).await;
         }
         let (total, masks) = sizes(&dir);

@@ -28,7 +28,7 @@ pub enum ConfigError {
 pub struct IngestConfig {
     /// Storage URL of the DICOM input prefix.
     pub input: String,
-    /// Storage URL of the output prefix (tables and manifests go below it).
+    /// Storage URL of the output prefix (one Delta table per table goes below it).
     pub output: String,
     /// Truth CSV URLs (Kaggle formats).
     #[serde(default)]
@@ -50,6 +50,10 @@ pub struct IngestConfig {
     pub shards: ShardConfig,
     #[serde(default)]
     pub store: StoreOptions,
+    /// Replace the rows of studies whose source changed since they were ingested (otherwise such
+    /// studies are refused); also re-ingests studies upgraded from the manifest format.
+    #[serde(default)]
+    pub replace: bool,
 }
 
 fn default_labeller() -> String {
@@ -73,6 +77,7 @@ impl IngestConfig {
             curation: CurationConfig::default(),
             shards: ShardConfig::default(),
             store: StoreOptions::default(),
+            replace: false,
         }
     }
 

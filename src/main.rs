@@ -15,7 +15,9 @@ use cinestream::query::output::{self, OutputFormat};
 use cinestream::query::saved::Catalog;
 use cinestream::query::selection::{self, QuerySource};
 use cinestream::query::{Session, SessionOptions, TABLE_HELP, udf};
-use cinestream::shard::tables;
+use cinestream::shard::delta::AsOf;
+use cinestream::shard::writer::ShardConfig;
+use cinestream::shard::{legacy, maintain, tables};
 use cinestream::store::{self, StoreOptions};
 use cinestream::synth::{self, SynthConfig, defects};
 
@@ -34,8 +36,8 @@ STORAGE URLS
     about = "Cardiac cine MRI: stream DICOM from object storage, curate it, and write Parquet tables",
     long_about = "cinestream streams short-axis cine DICOM studies from object storage (a local folder, S3 or \
 MinIO), curates them (orientation, repeated slices and stacks, slice spacing, missing frames, scaling, \
-rotation) and writes the frames, labels, studies and curation_log tables as Parquet shards committed by a \
-manifest.",
+rotation) and writes the frames, labels, studies, curation_log and sources tables as Delta Lake tables \
+(Parquet files committed atomically to a transaction log) that SQL, DuckDB, polars, pandas and Spark read.",
     after_help = "QUICK START
   cinestream synth --out ./phantom --studies 12 --defects all
   cinestream ingest --input ./phantom --output ./data --labels ./phantom/truth \\
@@ -86,17 +88,24 @@ OUTPUT
 EXAMPLE
   cinestream synth --out s3://bucket/phantom --studies 40 --seed 7 --defects rotated_90,scaled")]
     Synth(SynthArgs),
-    /// Read DICOM studies, curate them, and write Parquet tables with a manifest.
-    #[command(after_help = format!("TABLES (under the output prefix)
+    /// Read DICOM studies, curate them, and commit them to Delta Lake tables.
+    #[command(after_help = format!("TABLES (Delta Lake tables under the output prefix: <table>/ with its _delta_log/)
   frames/        one row per curated image (pixels: u16 little-endian)
   labels/        one row per mask (--labels), with LV/MY/RV pixel counts
-  studies/       one row per study: geometry, scale factor, truth volumes
   curation_log/  one row per finding: problem, resolution, object, detail
-  _manifest/     the commit record: files, rows, sizes, SHA-256, summary, config
-Readers trust only files listed in a manifest, so a crashed run exposes nothing.
+  studies/       one row per study: geometry, scale factor, truth volumes
+  sources/       one row per ingested source study: fingerprints, run (the idempotency record)
+Each table gets one commit per run, carrying the run's summary, config and file SHA-256s
+(`cinestream log`). Readers see committed versions only, so a crashed run exposes nothing.
+
+RE-INGEST AND CRASHES
+  A study already in the tables (same source id, same fingerprint of its objects) is skipped
+  and reported; new studies are appended; a changed study is refused (exit status 1) unless
+  --replace, which swaps exactly its rows in the same commit. A killed run leaves files no
+  commit references: rerun it to complete the work, `cinestream vacuum` to remove them.
 
 RECONCILIATION
-  image files = frames written + files quarantined + files excluded; the summary prints each.
+  image files = frames written + quarantined + excluded + skipped; the summary prints each.
 
 EXAMPLES
   cinestream ingest --input ./phantom --output ./data --labels ./phantom/truth --labeller phantom
@@ -117,11 +126,56 @@ EXAMPLES
     /// Train a segmentation model on named selections (the authors' recipe; CPU, or CUDA).
     #[command(after_help = TRAIN_HELP)]
     Train(TrainArgs),
+    /// Show the commits of the tables: version, time, operation, rows, run summary.
+    #[command(after_help = "EXAMPLES
+  cinestream log --data ./data
+  cinestream log --data s3://curated/v1 frames
+  cinestream sql --data ./data --as-of 3 \"SELECT count(*) FROM frames\"   # read an old version")]
+    Log(LogArgs),
+    /// Remove files no table version needs (killed runs' uploads, old versions' files).
+    #[command(after_help = "Dry run unless --apply: lists what it would delete. Files younger than --older-than
+are kept (an ingest still running owns them; readers may time-travel to those versions).
+
+EXAMPLES
+  cinestream vacuum --data ./data                      # what would go (older than 7 days)
+  cinestream vacuum --data ./data --older-than 1h --apply")]
+    Vacuum(VacuumArgs),
+    /// Convert a data prefix of the old manifest format (`_manifest/`) into Delta tables.
+    #[command(after_help = "The files stay where they are; each is checked against its manifest's SHA-256 and
+committed to its table. Source studies are recorded in `sources` with an unknown fingerprint,
+so re-ingesting the same input skips them (--replace re-ingests them). Safe to rerun.")]
+    Upgrade {
+        /// The data prefix (path, file://, s3://).
+        #[arg(long)]
+        data: String,
+    },
     /// Print the schema of a table (or all) as the JSON kept in schemas/.
     Schema {
-        /// frames, labels, studies, curation_log or training_log; all when omitted.
+        /// frames, labels, studies, curation_log, sources or training_log; all when omitted.
         table: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct LogArgs {
+    /// The data prefix (path, file://, s3://).
+    #[arg(long)]
+    data: String,
+    /// Only these tables (frames, labels, curation_log, studies, sources).
+    tables: Vec<String>,
+}
+
+#[derive(Args)]
+struct VacuumArgs {
+    /// The data prefix (path, file://, s3://).
+    #[arg(long)]
+    data: String,
+    /// Keep files younger than this, and files of versions newer than this (7d, 12h, 30m, 0).
+    #[arg(long, default_value = "7d")]
+    older_than: String,
+    /// Delete (without it, only list what would be deleted).
+    #[arg(long)]
+    apply: bool,
 }
 
 #[derive(Args)]
@@ -166,6 +220,10 @@ struct IngestArgs {
     /// Largest shard file in MiB.
     #[arg(long)]
     shard_mib: Option<usize>,
+    /// Replace the rows of studies whose source objects changed since they were ingested
+    /// (without it such studies are refused).
+    #[arg(long)]
+    replace: bool,
 }
 
 #[derive(Args)]
@@ -185,6 +243,10 @@ struct QueryArgs {
     /// A folder of your own saved queries (*.sql with the same header); repeatable.
     #[arg(long = "queries", value_name = "DIR")]
     query_dirs: Vec<std::path::PathBuf>,
+    /// Read the tables as they were: a version (3), a time (2026-12-01T12:00:00Z), or one
+    /// version per table (frames=3,labels=5,…, as selection.json records). Default: latest.
+    #[arg(long, value_name = "VERSION|TIME|TABLE=V,…")]
+    as_of: Option<String>,
 }
 
 #[derive(Args)]
@@ -259,7 +321,7 @@ PIPELINE FILE
   pipelines/phantom-demo.toml a few CPU minutes on phantom data.
 
 OUTPUTS (under <data>/models/<name>/ unless train.output says otherwise)
-  model/model.bin, model/model.json   weights; configuration, selections and manifests (lineage)
+  model/model.bin, model/model.json   weights; configuration, selections and table versions (lineage)
   training_log.parquet                per epoch: loss, validation Dice LV/MY, images seen
   learning_curve.png                  Dice and loss against images seen
   checkpoints/                        resume with --resume (same data order, same weights)
@@ -272,7 +334,7 @@ EXAMPLE
 
 fn sql_help() -> String {
     let catalog = Catalog::builtin();
-    let mut h = String::from("TABLES (from the committed manifests of --data)\n");
+    let mut h = String::from("TABLES (the Delta tables of --data, at their latest version or --as-of)\n");
     for (name, what, example) in TABLE_HELP {
         h += &format!("  {name:<13} {what}\n                e.g. cinestream sql --data ./data \"{example}\"\n");
     }
@@ -309,8 +371,9 @@ Column names with capitals need double quotes in SQL (\"Id\"). `SHOW TABLES` lis
 fn select_help() -> String {
     format!("WHAT IS STORED (under <data>/selections/NAME/)
   frames.parquet   the frame keys (study_id, slice_index, frame_index, + the query's other columns)
-  selection.json   the SQL as run and every saved view it used, parameters, the manifests read,
-                   row/study counts and the SHA-256 of frames.parquet (written last: the commit)
+  selection.json   the SQL as run and every saved view it used, parameters, the version of every
+                   table read, row/study counts and the SHA-256 of frames.parquet (written last)
+Re-selecting with --as-of TABLE=V,… (the versions recorded) reproduces it whatever came since.
 The result must name each frame once (per labeller), and every frame must be in `frames`.
 
 EXAMPLES
@@ -331,7 +394,8 @@ fn session_options(q: &QueryArgs) -> Result<SessionOptions> {
         .iter()
         .map(|v| v.split_once('=').map(|(n, s)| (n.trim().to_string(), s.to_string())).with_context(|| format!("bad --view `{v}`: write NAME=SQL")))
         .collect::<Result<Vec<_>>>()?;
-    Ok(SessionOptions { tables, format_in: q.format_in, views, params: q.params.clone(), query_dirs: q.query_dirs.clone(), store: StoreOptions::default() })
+    let as_of = q.as_of.as_deref().map(AsOf::parse).transpose().map_err(anyhow::Error::msg)?.unwrap_or_default();
+    Ok(SessionOptions { tables, format_in: q.format_in, views, params: q.params.clone(), query_dirs: q.query_dirs.clone(), store: StoreOptions::default(), as_of })
 }
 
 fn log_io(cli: &Cli, session: &Session, rows: u64) {
@@ -496,6 +560,9 @@ impl Progress for BarProgress {
         self.bar.inc(files as u64);
         self.bar.set_message(format!("images, {done}/{total} studies"));
     }
+    fn committing(&self) {
+        self.bar.set_message("committing the Delta tables");
+    }
 }
 
 async fn run_synth(cli: &Cli, a: &SynthArgs) -> Result<()> {
@@ -544,6 +611,9 @@ fn ingest_config(a: &IngestArgs) -> Result<IngestConfig> {
     if let Some(n) = a.studies_in_flight {
         cfg.studies_in_flight = n;
     }
+    if a.replace {
+        cfg.replace = true;
+    }
     if let Some(n) = a.shard_mib {
         cfg.shards.max_file_mib = n;
         cfg.shards.row_group_mib = cfg.shards.row_group_mib.min(n);
@@ -562,6 +632,76 @@ async fn run_ingest(cli: &Cli, a: &IngestArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else if !cli.quiet {
         print!("{}", report.render());
+    }
+    if !report.sources_refused.is_empty() {
+        bail!(
+            "{} studies changed since they were ingested and were not ingested again ({}): rerun with --replace to swap their rows; the other studies are committed",
+            report.sources_refused.len(),
+            report.sources_refused.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn run_log(cli: &Cli, a: &LogArgs) -> Result<()> {
+    let data = store::open_existing(&a.data, &StoreOptions::default())?;
+    legacy::refuse_unconverted(&data).await?;
+    let rows = maintain::history(&data, &a.tables).await?;
+    if rows.is_empty() {
+        bail!("no Delta tables under `{data}`: `cinestream ingest --output {data}` writes them");
+    }
+    if cli.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+        return Ok(());
+    }
+    println!("{:<13} {:>7}  {:<24} {:<18} {:>9} {:>9}  summary", "table", "version", "time (UTC)", "operation", "+rows", "-rows");
+    let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    for r in rows {
+        let time = r.time.map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
+        println!("{:<13} {:>7}  {:<24} {:<18} {:>9} {:>9}  {}", r.table, r.version, time, r.operation, num(r.rows_added), num(r.rows_removed), r.summary);
+    }
+    Ok(())
+}
+
+async fn run_vacuum(cli: &Cli, a: &VacuumArgs) -> Result<()> {
+    let data = store::open_existing(&a.data, &StoreOptions::default())?;
+    legacy::refuse_unconverted(&data).await?;
+    let older = maintain::parse_duration(&a.older_than).map_err(|e| anyhow::anyhow!("--older-than {e}"))?;
+    let report = maintain::vacuum(&data, older, !a.apply).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let total: usize = report.files.values().map(Vec::len).sum();
+    for (table, files) in &report.files {
+        for f in files {
+            println!("{} {f}", if a.apply { "deleted" } else { "would delete" });
+        }
+        if !files.is_empty() && !cli.quiet {
+            eprintln!("{table}: {} files", files.len());
+        }
+    }
+    if !cli.quiet {
+        eprintln!("{total} files {}", if a.apply { "deleted" } else { "would be deleted (dry run: add --apply to delete)" });
+    }
+    Ok(())
+}
+
+async fn run_upgrade(cli: &Cli, data: &str) -> Result<()> {
+    let data = store::open_existing(data, &StoreOptions::default())?;
+    let report = legacy::upgrade(&data, &ShardConfig::default()).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if report.manifests == 0 {
+        println!("no manifests under {data}: nothing to upgrade");
+    } else {
+        println!("upgraded {} manifests under {data}:", report.manifests);
+        for (t, n) in &report.files {
+            println!("  {t:<13} {n} files, {} rows{}", report.rows[t], if report.already.contains(t) { " (already upgraded)" } else { "" });
+        }
+        println!("  sources       {} source studies (fingerprint unknown)", report.source_studies);
     }
     Ok(())
 }
@@ -610,6 +750,9 @@ fn run() -> Result<()> {
             Command::Sql(a) => run_sql(&cli, a).await,
             Command::Select(a) => run_select(&cli, a).await,
             Command::Train(a) => run_train(&cli, a).await,
+            Command::Log(a) => run_log(&cli, a).await,
+            Command::Vacuum(a) => run_vacuum(&cli, a).await,
+            Command::Upgrade { data } => run_upgrade(&cli, data).await,
             Command::Schema { table } => run_schema(table.as_deref()),
         }
     })

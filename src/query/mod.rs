@@ -2,8 +2,9 @@
 //! queries of `pipelines/queries/` as views.
 //!
 //! - **Tables.** The prefix's store is registered under a private URL (`cinestream://data/`),
-//!   and each table is a listing table over exactly the files its committed manifests list, with
-//!   the schema from [`crate::shard::tables`] (no inference, no half-written files). Parquet
+//!   and each table is a listing table over exactly the active files of one version of its Delta
+//!   table (the latest, or `--as-of`), with the schema from [`crate::shard::tables`] (no
+//!   inference, no uncommitted files). The versions read are kept for lineage. Parquet
 //!   projection push-down means a query over metadata columns never reads pixel or mask bytes;
 //!   the store is wrapped in a [`CountingStore`] so that can be shown ([`Session::io`]).
 //! - **External tables** (`--table NAME=URL`, [`external`]) are CSV/TSV/Parquet files from any
@@ -34,7 +35,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
-use crate::shard::manifest::{Manifest, ManifestError, ManifestRef};
+use crate::shard::delta::{self, AsOf, DeltaError};
+use crate::shard::legacy::{self, LegacyError};
 use crate::shard::tables::{self, TABLES};
 use crate::store::counting::{CountSnapshot, Counts, CountingStore};
 use crate::store::{StoreLocation, StoreOptions};
@@ -46,7 +48,9 @@ use saved::Catalog;
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error(transparent)]
-    Manifest(#[from] ManifestError),
+    Delta(#[from] DeltaError),
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
     #[error("registering table `{table}`: {source}")]
     Register { table: String, source: DataFusionError },
     #[error("external table `{table}`: {message}")]
@@ -69,7 +73,19 @@ pub const TABLE_HELP: &[(&str, &str, &str)] = &[
     ("labels", "one mask of one frame by one labeller (lv/my/rv_pixels, mask)", "SELECT labeller, sum(lv_pixels) FROM labels GROUP BY labeller"),
     ("studies", "one study: geometry, scale factor, truth volumes", "SELECT study_id, n_slices, truth_edv_ml FROM studies ORDER BY study_id"),
     ("curation_log", "one curation finding", "SELECT problem, count(*) FROM curation_log GROUP BY problem"),
+    ("sources", "one ingested source study: fingerprints, run", "SELECT run_id, count(*) FROM sources GROUP BY run_id"),
 ];
+
+/// The version of one table a session reads (what selections and models record as lineage).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TableVersion {
+    pub table: String,
+    /// `None`: the table has no Delta log yet (read as empty).
+    pub version: Option<i64>,
+    /// Active data files of that version.
+    pub files: usize,
+}
 
 /// What a session is built from besides the data prefix.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +101,8 @@ pub struct SessionOptions {
     /// Folders of the user's own saved queries.
     pub query_dirs: Vec<PathBuf>,
     pub store: StoreOptions,
+    /// Which version of the data prefix's tables to read (`--as-of`).
+    pub as_of: AsOf,
 }
 
 /// A DataFusion session over a data prefix with the saved queries at hand.
@@ -93,7 +111,7 @@ pub struct Session {
     catalog: Catalog,
     params: Params,
     counts: Option<Arc<Counts>>,
-    manifests: Vec<ManifestRef>,
+    versions: Vec<TableVersion>,
     /// Saved views planned so far: name → SQL with parameters filled in.
     views: Mutex<BTreeMap<String, String>>,
 }
@@ -120,9 +138,9 @@ impl Session {
             }
         }
         params.set_args(&opts.params)?;
-        let (counts, manifests) = match data {
+        let (counts, versions) = match data {
             Some(d) => {
-                let (c, m) = register_data(&ctx, d).await?;
+                let (c, m) = register_data(&ctx, d, &opts.as_of).await?;
                 (Some(c), m)
             }
             None => {
@@ -133,7 +151,7 @@ impl Session {
         for t in &opts.tables {
             t.register(&ctx, opts.format_in, &opts.store).await?;
         }
-        Ok(Session { ctx, catalog, params, counts, manifests, views: Mutex::default() })
+        Ok(Session { ctx, catalog, params, counts, versions, views: Mutex::default() })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -145,9 +163,9 @@ impl Session {
     pub fn params(&self) -> &Params {
         &self.params
     }
-    /// The committed manifests the session reads.
-    pub fn manifests(&self) -> &[ManifestRef] {
-        &self.manifests
+    /// The table versions the session reads.
+    pub fn versions(&self) -> &[TableVersion] {
+        &self.versions
     }
     /// Requests and bytes read from the data prefix so far.
     pub fn io(&self) -> CountSnapshot {
@@ -267,25 +285,35 @@ impl Session {
     }
 }
 
-/// Registers the committed tables of a data prefix; returns the byte counter and manifests.
-async fn register_data(ctx: &SessionContext, data: &StoreLocation) -> Result<(Arc<Counts>, Vec<ManifestRef>), QueryError> {
+/// Registers one version of each table of a data prefix; returns the byte counter and versions.
+async fn register_data(ctx: &SessionContext, data: &StoreLocation, as_of: &AsOf) -> Result<(Arc<Counts>, Vec<TableVersion>), QueryError> {
+    legacy::refuse_unconverted(data).await?;
     let counting = CountingStore::new(data.store.clone());
     let counts = counting.counts();
     let url = url::Url::parse(DATA_URL).expect("constant URL");
     ctx.register_object_store(&url, Arc::new(counting));
-    let committed = Manifest::list_committed(data).await?;
-    let manifests: Vec<Manifest> = committed.iter().map(|c| c.manifest.clone()).collect();
+    let mut versions = Vec::new();
     for table in TABLES {
         let schema = tables::schema(table).expect("known table");
-        let files = Manifest::files_of(&manifests, table);
         let register = |e| QueryError::Register { table: table.to_string(), source: e };
+        let opened = match delta::open(data, table, as_of).await {
+            Ok(t) => t,
+            // A table made after the version asked for did not exist then: it is empty.
+            Err(DeltaError::NoVersion { .. }) if *as_of != AsOf::Latest => None,
+            Err(e) => return Err(e.into()),
+        };
+        let files = match &opened {
+            Some(t) => delta::active_files(t)?,
+            None => Vec::new(),
+        };
+        versions.push(TableVersion { table: table.to_string(), version: opened.as_ref().and_then(delta::version), files: files.len() });
         if files.is_empty() {
             register_empty_table(ctx, table)?;
             continue;
         }
         let urls = files
             .iter()
-            .map(|f| ListingTableUrl::parse(format!("{DATA_URL}/{}", data.child(&f.path))))
+            .map(|f| ListingTableUrl::parse(format!("{DATA_URL}/{}", data.child(&format!("{table}/{}", f.path)))))
             .collect::<Result<Vec<_>, _>>()
             .map_err(register)?;
         let options = ListingOptions::new(Arc::new(parquet_format())).with_file_extension(".parquet");
@@ -293,7 +321,7 @@ async fn register_data(ctx: &SessionContext, data: &StoreLocation) -> Result<(Ar
         let provider = ListingTable::try_new(config).map_err(register)?;
         ctx.register_table(table, Arc::new(provider)).map_err(register)?;
     }
-    Ok((counts, committed.into_iter().map(|c| c.reference).collect()))
+    Ok((counts, versions))
 }
 
 /// Parquet reading that fetches exactly each file's footer, rather than DataFusion's default of

@@ -5,8 +5,9 @@
 //! - `frames.parquet` — the frame keys (`study_id`, `slice_index`, `frame_index`, plus whatever
 //!   else the query returned, e.g. `labeller`, `split`), sorted by key;
 //! - `selection.json` — the commit record, written last: the query, the SQL as run and the SQL
-//!   of every saved view it used (parameters filled in), the parameter values, the manifests it
-//!   read, row and study counts, and the SHA-256 of `frames.parquet`.
+//!   of every saved view it used (parameters filled in), the parameter values, the version of
+//!   every table it read, row and study counts, and the SHA-256 of `frames.parquet`.
+//!   `--as-of` with those versions ([`SelectionRecord::as_of`]) reads exactly the same data.
 //!
 //! Before anything is written the result is checked: the key columns exist, no frame (per
 //! labeller) is listed twice, and every key names a frame in the `frames` table.
@@ -26,8 +27,9 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{QueryError, Session};
-use crate::shard::manifest::{FileEntry, ManifestRef};
+use super::{QueryError, Session, TableVersion};
+use crate::shard::delta::AsOf;
+use crate::shard::writer::FileEntry;
 use crate::store::{StoreLocation, explain};
 
 /// Folder of selections under a data prefix.
@@ -53,8 +55,8 @@ pub struct SelectionRecord {
     pub views: BTreeMap<String, String>,
     /// Every parameter's value in force.
     pub params: BTreeMap<String, String>,
-    /// The committed manifests of the data prefix the query read.
-    pub manifests: Vec<ManifestRef>,
+    /// The version of each table of the data prefix the query read.
+    pub tables: Vec<TableVersion>,
     pub rows: u64,
     pub studies: u64,
     pub columns: Vec<String>,
@@ -62,7 +64,12 @@ pub struct SelectionRecord {
 }
 
 impl SelectionRecord {
-    pub const FORMAT: &'static str = "cinestream-selection-v1";
+    pub const FORMAT: &'static str = "cinestream-selection-v2";
+
+    /// The versions to read to see exactly what this selection saw.
+    pub fn as_of(&self) -> AsOf {
+        AsOf::Tables(self.tables.iter().map(|t| (t.table.clone(), t.version)).collect())
+    }
 }
 
 /// Errors making or reading a selection.
@@ -143,7 +150,7 @@ pub async fn create(session: &Session, data: &StoreLocation, name: &str, query: 
         sql: session.params().substitute(&query.sql, &query.label).map_err(QueryError::from)?,
         views: session.views_used(),
         params: session.params().resolved(),
-        manifests: session.manifests().to_vec(),
+        tables: session.versions().to_vec(),
         rows: file.rows,
         studies,
         columns: batch.schema().fields().iter().map(|f| f.name().clone()).collect(),
@@ -175,8 +182,11 @@ pub async fn load(data: &StoreLocation, name: &str) -> Result<(SelectionRecord, 
         }
     };
     let json = read(folder.child(RECORD)).await?;
-    let record: SelectionRecord =
-        serde_json::from_slice(&json).map_err(|e| SelectionError::Read { url: folder.url().to_string(), message: format!("{RECORD}: {e}") })?;
+    let record: SelectionRecord = serde_json::from_slice(&json).map_err(|e| {
+        let old = serde_json::from_slice::<serde_json::Value>(&json).ok().is_some_and(|v| v["format"] == "cinestream-selection-v1");
+        let message = if old { format!("{RECORD} was made before the tables were Delta tables: make it again (`cinestream select … --replace`)") } else { format!("{RECORD}: {e}") };
+        SelectionError::Read { url: folder.url().to_string(), message }
+    })?;
     let bytes = read(folder.child(&record.file.path)).await?;
     let sha = hex::encode(Sha256::digest(&bytes));
     if sha != record.file.sha256 {

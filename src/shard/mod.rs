@@ -1,26 +1,35 @@
-//! Shard stage: record batches → bounded Parquet files → a committed manifest.
+//! Shard stage: record batches → bounded Parquet files → Delta Lake commits.
 //!
 //! Every table is written by one or more *lanes*: a [`writer::TableWriter`] running as its own
 //! task behind a bounded channel (capacity 1, so a slow writer slows the pipeline instead of
 //! buffering). Large tables (`frames`, `labels`) get `encoder_lanes` lanes fed round-robin, so
 //! Parquet encoding and compression run in parallel with each other and with curation.
-//! [`ShardSet::commit`] closes the lanes, collects their files and writes the manifest
+//! [`ShardSet::finish`] closes the lanes and returns their files; [`commit_run`] then makes one
+//! Delta commit per table ([`delta`]), in [`tables::TABLES`] order, each carrying the run's
+//! application transaction id, so a rerun after a crash commits only what is missing
 //! (delta-rs' write/commit split).
 
-pub mod manifest;
+pub mod delta;
+pub mod legacy;
+pub mod maintain;
 pub mod reader;
+pub mod rewrite;
+pub mod stats;
 pub mod tables;
 pub mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use arrow::array::RecordBatch;
+use deltalake_core::kernel::Remove;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::store::StoreLocation;
-use manifest::{FileEntry, Manifest, ManifestError, TableEntry};
-use writer::{ShardConfig, TableWriter, WriteError};
+use delta::{Committed, CommitSpec, DeltaError};
+use writer::{DataFile, ShardConfig, TableWriter, WriteError};
 
 /// Errors of the shard stage.
 #[derive(Debug, thiserror::Error)]
@@ -28,15 +37,17 @@ pub enum ShardError {
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error(transparent)]
-    Manifest(#[from] ManifestError),
+    Delta(#[from] DeltaError),
     #[error("a writer task of table `{table}` failed: {message}")]
     Lane { table: String, message: String },
+    #[error("reading `{object}`: {source}")]
+    Read { object: String, source: parquet::errors::ParquetError },
 }
 
 /// One writer task of a table.
 struct Lane {
     tx: mpsc::Sender<RecordBatch>,
-    handle: JoinHandle<Result<Vec<FileEntry>, WriteError>>,
+    handle: JoinHandle<Result<Vec<DataFile>, WriteError>>,
 }
 
 impl Lane {
@@ -53,7 +64,7 @@ impl Lane {
         Lane { tx, handle }
     }
 
-    async fn join(self, table: &str) -> Result<Vec<FileEntry>, ShardError> {
+    async fn join(self, table: &str) -> Result<Vec<DataFile>, ShardError> {
         drop(self.tx);
         let joined = self.handle.await.map_err(|e| ShardError::Lane { table: table.to_string(), message: e.to_string() })?;
         Ok(joined?)
@@ -62,26 +73,27 @@ impl Lane {
 
 /// Writers for every table of a run.
 pub struct ShardSet {
-    out: StoreLocation,
-    run_id: String,
     lanes: BTreeMap<&'static str, (Vec<Lane>, usize)>,
 }
 
 impl ShardSet {
-    pub fn new(out: &StoreLocation, run_id: &str, cfg: &ShardConfig) -> Self {
+    /// Lanes for every table but those in `skip` (tables a crashed attempt of this run already
+    /// committed: their rows are dropped, not written again).
+    pub fn new(out: &StoreLocation, run_id: &str, cfg: &ShardConfig, skip: &BTreeSet<&str>) -> Self {
         let lanes = tables::TABLES
             .iter()
+            .filter(|t| !skip.contains(*t))
             .map(|t| {
                 let n = if matches!(*t, "frames" | "labels") { cfg.encoder_lanes.max(1) } else { 1 };
                 (*t, ((0..n).map(|i| Lane::spawn(out, t, i, run_id, cfg)).collect(), 0))
             })
             .collect();
-        Self { out: out.clone(), run_id: run_id.to_string(), lanes }
+        Self { lanes }
     }
 
     /// Hands rows of `table` to its next lane (waits while that lane is busy).
     pub async fn write(&mut self, table: &str, batch: RecordBatch) -> Result<(), ShardError> {
-        let (lanes, next) = self.lanes.get_mut(table).expect("known table");
+        let Some((lanes, next)) = self.lanes.get_mut(table) else { return Ok(()) };
         let i = *next % lanes.len();
         *next += 1;
         if lanes[i].tx.send(batch).await.is_err() {
@@ -93,27 +105,85 @@ impl ShardSet {
         Ok(())
     }
 
-    /// Closes every lane, collects the files and commits the manifest; returns it and its URL.
-    pub async fn commit(self, command: &str, summary: serde_json::Value, config: serde_json::Value) -> Result<(Manifest, String), ShardError> {
-        let mut tables = BTreeMap::new();
+    /// Closes every lane and returns the files written per table.
+    pub async fn finish(self) -> Result<BTreeMap<&'static str, Vec<DataFile>>, ShardError> {
+        let mut out = BTreeMap::new();
         for (name, (lanes, _)) in self.lanes {
             let mut files = Vec::new();
             for lane in lanes {
                 files.extend(lane.join(name).await?);
             }
-            tables.insert(name.to_string(), TableEntry { schema_version: tables::SCHEMA_VERSION, files });
+            out.insert(name, files);
         }
-        let manifest = Manifest {
-            format: Manifest::FORMAT.to_string(),
-            run_id: self.run_id,
-            created: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-            command: command.to_string(),
-            cinestream_version: env!("CARGO_PKG_VERSION").to_string(),
-            tables,
-            summary,
-            config,
-        };
-        let url = manifest.commit(&self.out).await?;
-        Ok((manifest, url))
+        Ok(out)
     }
+}
+
+/// What every commit of a run says about the run.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// Application transaction id: names the work, the same on a rerun of the same work.
+    pub app_id: String,
+    pub command: String,
+    pub run_id: String,
+    /// The run's report (counts that reconcile).
+    pub summary: Value,
+    /// The resolved configuration (no credentials).
+    pub config: Value,
+}
+
+/// The change a run makes to one table.
+#[derive(Debug, Default)]
+pub struct TableChange {
+    pub adds: Vec<DataFile>,
+    /// Files whose rows leave the table (rewritten without the replaced studies).
+    pub removes: Vec<Remove>,
+    /// Rows that leave the table (those of `removes` the rewritten files do not keep).
+    pub rows_removed: u64,
+    /// Rows of `adds` that are kept rows of rewritten files, not new rows.
+    pub rows_rewritten: u64,
+    /// SQL predicate naming the replaced rows (an overwrite), `None` for a plain append.
+    pub replace_where: Option<String>,
+}
+
+/// Commits each table's change, in [`tables::TABLES`] order; tables are created when missing
+/// (also those with no change, so every engine finds every table). Returns what each did.
+pub async fn commit_run(out: &StoreLocation, run: &RunInfo, mut changes: BTreeMap<&'static str, TableChange>) -> Result<BTreeMap<&'static str, Committed>, ShardError> {
+    let mut done = BTreeMap::new();
+    for table in tables::TABLES {
+        let schema = tables::schema(table).expect("known table");
+        let create_info = HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": run.command, "run_id": run.run_id, "created_by": env!("CARGO_PKG_VERSION") }))]);
+        let mut t = delta::open_or_create(out, table, &schema, tables::STATS_COLUMNS, create_info).await?;
+        let change = changes.remove(table).unwrap_or_default();
+        if change.adds.is_empty() && change.removes.is_empty() {
+            continue;
+        }
+        let rows_added: u64 = change.adds.iter().map(|f| f.entry.rows).sum::<u64>() - change.rows_rewritten;
+        let files: Vec<&writer::FileEntry> = change.adds.iter().map(|f| &f.entry).collect();
+        let info = HashMap::from([(
+            "cinestream".to_string(),
+            serde_json::json!({
+                "command": run.command,
+                "run_id": run.run_id,
+                "app_id": run.app_id,
+                "cinestream_version": env!("CARGO_PKG_VERSION"),
+                "table": table,
+                "schema_version": tables::SCHEMA_VERSION,
+                "rows_added": rows_added,
+                "rows_removed": change.rows_removed,
+                "files": files,
+                "summary": run.summary,
+                "config": run.config,
+            }),
+        )]);
+        let operation = match &change.replace_where {
+            None => DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None },
+            Some(p) => DeltaOperation::Write { mode: SaveMode::Overwrite, partition_by: None, predicate: Some(p.clone()) },
+        };
+        let spec = CommitSpec { app_id: run.app_id.clone(), adds: change.adds, removes: change.removes, operation, info };
+        let result = delta::commit(&mut t, spec).await?;
+        tracing::info!(table, ?result, rows_added, rows_removed = change.rows_removed, "committed");
+        done.insert(table, result);
+    }
+    Ok(done)
 }

@@ -1,5 +1,6 @@
 //! Reading Parquet from an object store: an [`AsyncFileReader`] over any `ObjectStore`, so
-//! readers fetch only the footer and the column chunks they project (ranged GETs).
+//! readers fetch only the footer and the column chunks they project (ranged GETs), and
+//! [`read_objects`] for the small reads of our own (idempotency keys, files to rewrite).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -54,4 +55,23 @@ impl MetadataSuffixFetch for &mut StoreReader {
         let options = GetOptions { range: Some(GetRange::Suffix(suffix as u64)), ..Default::default() };
         async move { self.store.get_opts(&self.path, options).await.map_err(external)?.bytes().await.map_err(external) }.boxed()
     }
+}
+
+/// Reads whole Parquet objects (all row groups), optionally only some columns, in order.
+pub async fn read_objects(store: &Arc<dyn ObjectStore>, paths: &[Path], columns: Option<&[&str]>) -> Result<Vec<arrow::array::RecordBatch>> {
+    use futures::TryStreamExt;
+    use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+    let mut out = Vec::new();
+    for path in paths {
+        let builder = ParquetRecordBatchStreamBuilder::new(StoreReader::new(store.clone(), path.clone())).await?;
+        let builder = match columns {
+            Some(cols) => {
+                let mask = ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
+                builder.with_projection(mask)
+            }
+            None => builder,
+        };
+        out.extend(builder.build()?.try_collect::<Vec<_>>().await?);
+    }
+    Ok(out)
 }

@@ -1,19 +1,26 @@
-//! The four tables ingest writes — their Arrow schemas (with a description per column, mirrored
-//! in `schemas/<table>.json`) and builders from curated studies to record batches.
+//! The tables ingest writes — their Arrow schemas (with a description per column, mirrored in
+//! `schemas/<table>.json`) and builders from curated studies to record batches.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryBuilder, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{ArrayRef, BinaryBuilder, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::curate::CuratedStudy;
 use crate::curate::findings::Finding;
 
 /// Version of the table layouts; bumped on any schema change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// The tables, in the order they are written.
-pub const TABLES: [&str; 4] = ["frames", "labels", "studies", "curation_log"];
+/// The tables, in the order a run commits them: `studies` after the rows that describe a
+/// study, and `sources` — the record of which source studies are in — last.
+pub const TABLES: [&str; 5] = ["frames", "labels", "curation_log", "studies", "sources"];
+
+/// Columns with Delta data-skipping statistics (those a table has); never the blobs.
+pub const STATS_COLUMNS: &[&str] = &["study_id", "source_study_id", "split", "slice_index", "frame_index", "labeller", "problem"];
+
+/// Columns holding image or mask bytes.
+pub const BLOB_COLUMNS: &[&str] = &["pixels", "mask"];
 
 /// A column with its description (the `description` metadata every table schema carries).
 pub(crate) fn f(name: &str, dt: DataType, nullable: bool, description: &str) -> Field {
@@ -33,6 +40,9 @@ fn geometry_fields(out: &mut Vec<Field>) {
 
 /// Schema of a table by name.
 pub fn schema(table: &str) -> Option<SchemaRef> {
+    if table == "sources" {
+        return Some(sources_schema());
+    }
     let mut c = vec![f("study_id", DataType::Utf8, false, STUDY_ID)];
     match table {
         "frames" => {
@@ -88,6 +98,45 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
         _ => return None,
     }
     Some(Arc::new(Schema::new(c)))
+}
+
+fn sources_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        f("source_study_id", DataType::Utf8, false, "Id of the input study (Kaggle id, or `s` + a keyed hash of StudyInstanceUID); one row per ingested source study"),
+        f("fingerprint", DataType::Utf8, false, "SHA-256 over the study's source objects (relative key and SHA-256 of each), its truth volumes, labeller and curation settings; empty for studies upgraded from the manifest format"),
+        f("listing_fingerprint", DataType::Utf8, false, "SHA-256 over the listing of the study's objects (key, size, ETag): an unchanged listing is recognised without reading the objects"),
+        f("image_files", DataType::Int32, false, "Image files of the study in the input"),
+        f("study_ids", DataType::Utf8, false, "The study_id values written for it, comma-separated (several when a repeated stack was split; empty when nothing was usable)"),
+        f("run_id", DataType::Utf8, false, "The ingest run that wrote it"),
+        f("ingested_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false, "When that run committed (UTC)"),
+    ]))
+}
+
+/// One `sources` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRow {
+    pub source_study_id: String,
+    pub fingerprint: String,
+    pub listing_fingerprint: String,
+    pub image_files: usize,
+    pub study_ids: Vec<String>,
+}
+
+/// Rows of `sources` for one run.
+pub fn sources_batch(rows: &[SourceRow], run_id: &str, at: chrono::DateTime<chrono::Utc>) -> RecordBatch {
+    let n = rows.len();
+    batch(
+        "sources",
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.source_study_id.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.fingerprint.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.listing_fingerprint.as_str()))),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.image_files as i32))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.study_ids.join(",")))),
+            Arc::new(StringArray::from(vec![run_id; n])),
+            Arc::new(TimestampMicrosecondArray::from(vec![at.timestamp_micros(); n]).with_timezone("UTC")),
+        ],
+    )
 }
 
 fn batch(table: &str, cols: Vec<ArrayRef>) -> RecordBatch {
@@ -229,9 +278,8 @@ pub fn findings_batch(findings: &[Finding]) -> RecordBatch {
     )
 }
 
-/// The schema as the JSON document kept in `schemas/<table>.json`.
-/// Every table with a schema file in `schemas/`: ingest's four and the training log.
-pub const DOCUMENTED: [&str; 5] = ["frames", "labels", "studies", "curation_log", "training_log"];
+/// Every table with a schema file in `schemas/`: ingest's tables and the training log.
+pub const DOCUMENTED: [&str; 6] = ["frames", "labels", "studies", "curation_log", "sources", "training_log"];
 
 /// The schema of any documented table.
 pub fn documented_schema(table: &str) -> Option<SchemaRef> {

@@ -2,8 +2,9 @@
 //!
 //! `write(batch)` encodes into an in-memory Parquet file (on a blocking thread) and, once the
 //! file reaches `max_file_bytes`, uploads it create-only under `<output>/<table>/` and starts the
-//! next; `finish()` uploads the last one. Nothing becomes visible to readers until the manifest
-//! is committed ([`super::manifest`]), so memory per table is bounded by one file's size.
+//! next; `finish()` uploads the last one. Nothing becomes visible to readers until the files are
+//! committed to the table's Delta log ([`super::delta`]), so memory per table is bounded by one
+//! file's size. Each file comes back with its row count, size, SHA-256 and Delta statistics.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -17,7 +18,27 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{StoreLocation, explain};
 
-use super::manifest::FileEntry;
+use super::stats::FileStats;
+use super::tables;
+
+/// One written file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// Path relative to the folder it belongs to (a table's root, a selection's folder).
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// A data file of a table, ready to be committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataFile {
+    pub entry: FileEntry,
+    /// Delta `add.stats`: row count and min/max/null counts of the key columns.
+    pub stats: String,
+}
 
 /// Errors writing shards.
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +121,8 @@ pub struct TableWriter {
     run_id: String,
     schema: SchemaRef,
     cfg: ShardConfig,
-    current: Option<ArrowWriter<Vec<u8>>>,
-    rows_in_current: u64,
-    files: Vec<FileEntry>,
+    current: Option<(ArrowWriter<Vec<u8>>, FileStats)>,
+    files: Vec<DataFile>,
 }
 
 impl TableWriter {
@@ -114,7 +134,6 @@ impl TableWriter {
             schema,
             cfg: cfg.clone(),
             current: None,
-            rows_in_current: 0,
             files: Vec::new(),
         }
     }
@@ -124,22 +143,25 @@ impl TableWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let mut w = match self.current.take() {
-            Some(w) => w,
-            None => ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.cfg.properties()))
-                .map_err(|source| WriteError::Encode { table: self.table.clone(), source })?,
+        let (w, mut stats) = match self.current.take() {
+            Some(current) => current,
+            None => (
+                ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.cfg.properties()))
+                    .map_err(|source| WriteError::Encode { table: self.table.clone(), source })?,
+                FileStats::new(&self.schema, tables::STATS_COLUMNS),
+            ),
         };
-        let rows = batch.num_rows() as u64;
+        stats.update(&batch);
         let (w, res) = tokio::task::spawn_blocking(move || {
+            let mut w = w;
             let res = w.write(&batch);
             (w, res)
         })
         .await
         .map_err(|e| WriteError::Task { table: self.table.clone(), message: e.to_string() })?;
         res.map_err(|source| WriteError::Encode { table: self.table.clone(), source })?;
-        self.rows_in_current += rows;
         let full = w.bytes_written() + w.in_progress_size() >= self.cfg.max_file_mib << 20;
-        self.current = Some(w);
+        self.current = Some((w, stats));
         if full {
             self.upload_current().await?;
         }
@@ -147,14 +169,14 @@ impl TableWriter {
     }
 
     async fn upload_current(&mut self) -> Result<(), WriteError> {
-        let Some(w) = self.current.take() else { return Ok(()) };
+        let Some((w, stats)) = self.current.take() else { return Ok(()) };
         let table = self.table.clone();
         let bytes = tokio::task::spawn_blocking(move || w.into_inner())
             .await
             .map_err(|e| WriteError::Task { table: table.clone(), message: e.to_string() })?
             .map_err(|source| WriteError::Encode { table: table.clone(), source })?;
-        let name = format!("{}/part-{}-{:05}.parquet", self.table, self.run_id, self.files.len());
-        let path = self.out.child(&name);
+        let name = format!("part-{}-{:05}.parquet", self.run_id, self.files.len());
+        let path = self.out.child(&format!("{}/{name}", self.table));
         let sha = hex::encode(Sha256::digest(&bytes));
         let len = bytes.len() as u64;
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
@@ -163,17 +185,14 @@ impl TableWriter {
             .put_opts(&path, PutPayload::from(bytes), opts)
             .await
             .map_err(|e| WriteError::Upload { object: self.out.object_url(&path), message: explain(&e) })?;
-        tracing::debug!(table = %self.table, file = %name, rows = self.rows_in_current, bytes = len, "shard uploaded");
-        self.files.push(FileEntry { path: name, rows: self.rows_in_current, bytes: len, sha256: sha });
-        self.rows_in_current = 0;
+        tracing::debug!(table = %self.table, file = %name, rows = stats.rows(), bytes = len, "shard uploaded");
+        self.files.push(DataFile { entry: FileEntry { path: name, rows: stats.rows(), bytes: len, sha256: sha }, stats: stats.to_json() });
         Ok(())
     }
 
     /// Uploads the last shard and returns every file written.
-    pub async fn finish(mut self) -> Result<Vec<FileEntry>, WriteError> {
-        if self.rows_in_current > 0 {
-            self.upload_current().await?;
-        }
+    pub async fn finish(mut self) -> Result<Vec<DataFile>, WriteError> {
+        self.upload_current().await?;
         Ok(self.files)
     }
 }

@@ -66,6 +66,8 @@ pub struct PlannedFile {
     pub path: Path,
     pub series_key: String,
     pub size: u64,
+    /// The store's ETag (a content hash on S3; inode, time and size on local folders).
+    pub e_tag: Option<String>,
 }
 
 /// The files of one study.
@@ -122,9 +124,9 @@ pub async fn inventory(input: &StoreLocation, cfg: &SourceConfig, secret: &[u8])
                     split: place.split.clone(),
                     files: Vec::new(),
                 });
-                plan.files.push(PlannedFile { key, path: m.location, series_key: place.series_key, size: m.size });
+                plan.files.push(PlannedFile { key, path: m.location, series_key: place.series_key, size: m.size, e_tag: m.e_tag });
             }
-            None => generic.push(PlannedFile { key, series_key: String::new(), path: m.location, size: m.size }),
+            None => generic.push(PlannedFile { key, series_key: String::new(), path: m.location, size: m.size, e_tag: m.e_tag }),
         }
     }
     let mut studies: Vec<StudyPlan> = kaggle.into_values().collect();
@@ -220,6 +222,8 @@ pub struct LoadedStudy {
     pub quarantined: Vec<Finding>,
     /// Bytes read from storage.
     pub bytes_read: u64,
+    /// SHA-256 of every file read, by key (what the study's fingerprint is made of).
+    pub digests: Vec<(String, [u8; 32])>,
 }
 
 /// Fetches and parses one study's files, and attaches label masks where given.
@@ -230,14 +234,22 @@ pub async fn load_study(
     cfg: &SourceConfig,
 ) -> Result<LoadedStudy, SourceError> {
     let store = input.store.clone();
-    let results: Vec<(PlannedFile, u64, Result<parse::ParsedImage, Unreadable>)> = futures::stream::iter(plan.files)
+    let results: Vec<(PlannedFile, u64, [u8; 32], Result<parse::ParsedImage, Unreadable>)> = futures::stream::iter(plan.files)
         .map(|f| {
             let store = store.clone();
             async move {
                 let bytes = read(&store, &f, None).await?;
                 let n = bytes.len() as u64;
-                let parsed = blocking(&f.key, move |b: bytes::Bytes| parse::parse_dicom(&b), bytes).await?;
-                Ok::<_, SourceError>((f, n, parsed))
+                let (digest, parsed) = blocking(
+                    &f.key,
+                    move |b: bytes::Bytes| {
+                        use sha2::Digest;
+                        (sha2::Sha256::digest(&b).into(), parse::parse_dicom(&b))
+                    },
+                    bytes,
+                )
+                .await?;
+                Ok::<_, SourceError>((f, n, digest, parsed))
             }
         })
         .buffered(cfg.fetch_concurrency.max(1))
@@ -246,8 +258,10 @@ pub async fn load_study(
     let mut quarantined = Vec::new();
     let mut images = Vec::with_capacity(results.len());
     let mut bytes_read = 0;
-    for (f, n, parsed) in results {
+    let mut digests = Vec::with_capacity(results.len());
+    for (f, n, digest, parsed) in results {
         bytes_read += n;
+        digests.push((f.key.clone(), digest));
         match parsed {
             Ok(p) => images.push(SourceImage {
                 key: f.key,
@@ -291,5 +305,5 @@ pub async fn load_study(
             }
         }
     }
-    Ok(LoadedStudy { input: StudyInput { study_id: plan.study_id, split: plan.split, images }, quarantined, bytes_read })
+    Ok(LoadedStudy { input: StudyInput { study_id: plan.study_id, split: plan.split, images }, quarantined, bytes_read, digests })
 }

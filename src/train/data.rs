@@ -5,7 +5,8 @@
 //! **Prepare.** The selection's frame keys are joined (DataFusion) with `frames` (pixels) and
 //! `labels` (the mask of the chosen labeller) on the data prefix — any store — and the pairs are
 //! written to a local cache folder as Parquet with small row groups ("blocks", 64 samples). A
-//! cache folder is keyed by the data prefix, the selection's checksum and the labeller; it is
+//! cache folder is keyed by the data prefix, the selection's checksum, the table versions it
+//! read and the labeller (the session reads the tables at those versions); it is
 //! complete once `ready.json` exists, and the least recently used folders are removed to keep
 //! the cache under its size limit.
 //!
@@ -107,7 +108,8 @@ pub struct Prepared {
 /// Prepares (or finds in the cache) the image/mask pairs of selection `name`.
 pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labeller: Option<&str>, intensity: Intensity, cache: &CacheConfig) -> Result<(Prepared, SelectionRecord), TrainError> {
     let (record, keys) = selection::load(data, name).await?;
-    let key = hex::encode(Sha256::digest(format!("{CACHE_FORMAT}\n{}\n{name}\n{}\n{labeller:?}\n{intensity:?}", data.url(), record.file.sha256)));
+    // Keyed by the table versions too: the same keys over other data are another data set.
+    let key = hex::encode(Sha256::digest(format!("{CACHE_FORMAT}\n{}\n{name}\n{}\n{}\n{labeller:?}\n{intensity:?}", data.url(), record.file.sha256, record.as_of())));
     let dir = cache.dir.join(&key[..24]);
     let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), message: e.to_string() };
     if let Ok(text) = std::fs::read_to_string(dir.join(READY)) {

@@ -8,7 +8,7 @@
 //!   epoch's end, committed by `latest.json` (written last). `--resume` continues from it
 //!   mid-epoch with the same data order and ends with the weights an uninterrupted run has.
 //! - `model/model.bin` + `model/model.json`: the final weights, the resolved configuration, and
-//!   the lineage (selections with their checksums, queries, parameters and manifests).
+//!   the lineage (selections with their checksums, queries, parameters and table versions).
 //! - `training_log.parquet` (schema `schemas/training_log.json`) and `learning_curve.png`:
 //!   per epoch, loss and validation Dice LV/MY against images seen (the paper's Fig. 6).
 
@@ -249,7 +249,9 @@ pub async fn plan(mut train: TrainConfig, model: ModelConfig, data_url: &str, op
     let mut sets = Vec::new();
     for spec in [&train.train, &train.valid] {
         ensure_selection(&data, spec, opts).await?;
-        let session = Session::open(Some(&data), &SessionOptions::default()).await?;
+        // The tables as the selection saw them, whatever was committed since.
+        let (record, _) = selection::load(&data, &spec.name).await?;
+        let session = Session::open(Some(&data), &SessionOptions { as_of: record.as_of(), store: opts.clone(), ..Default::default() }).await?;
         let (set, record) = data::prepare(&session, &data, &spec.name, train.labeller.as_deref(), train.intensity, &train.cache).await?;
         records.push((spec.name.clone(), record));
         sets.push(set);
@@ -272,7 +274,7 @@ pub async fn plan(mut train: TrainConfig, model: ModelConfig, data_url: &str, op
         "data": data.url(),
         "selections": records.iter().map(|(role, r)| serde_json::json!({
             "name": role, "sha256": r.file.sha256, "rows": r.rows, "studies": r.studies, "query": r.query,
-            "params": r.params, "manifests": r.manifests,
+            "params": r.params, "tables": r.tables,
         })).collect::<Vec<_>>(),
     });
     Ok(Plan { train, model, data, output, train_set, valid_set, lineage })

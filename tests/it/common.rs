@@ -41,14 +41,29 @@ pub async fn synth(out: &str, studies: usize, seed: u64, defects: &str) -> Synth
     synth::run(&open(out), &cfg, |_| {}).await.unwrap()
 }
 
-/// Ingests a phantom output with its truth CSVs and truth masks.
-pub async fn ingest_phantom(input: &str, output: &str) -> IngestReport {
+/// The ingest settings for a phantom output with its truth CSVs and truth masks.
+pub fn phantom_config(input: &str, output: &str) -> IngestConfig {
     let mut cfg = IngestConfig::new(input, output);
     let base = input.trim_end_matches('/');
     cfg.truth = ["train.csv", "validate.csv", "solution.csv"].iter().map(|f| format!("{base}/{f}")).collect();
     cfg.labels = Some(format!("{base}/truth"));
     cfg.labeller = "phantom".into();
-    ingest::run(&cfg, Arc::new(NoProgress)).await.unwrap()
+    cfg
+}
+
+/// Ingests a phantom output with its truth CSVs and truth masks.
+pub async fn ingest_phantom(input: &str, output: &str) -> IngestReport {
+    ingest::run(&phantom_config(input, output), Arc::new(NoProgress)).await.unwrap()
+}
+
+/// The CLI arguments of [`ingest_phantom`].
+pub fn phantom_ingest_args(input: &str, output: &str) -> Vec<String> {
+    let base = input.trim_end_matches('/');
+    let mut args: Vec<String> = vec!["ingest".into(), "--input".into(), input.into(), "--output".into(), output.into(), "--labels".into(), format!("{base}/truth"), "--labeller".into(), "phantom".into()];
+    for f in ["train.csv", "validate.csv", "solution.csv"] {
+        args.extend(["--truth".to_string(), format!("{base}/{f}")]);
+    }
+    args
 }
 
 /// Runs SQL (saved queries included) over the committed tables of a data prefix.
@@ -156,4 +171,42 @@ pub fn output_texts(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         texts.push((format!("{} (decoded)", f.display()), decoded));
     }
     texts
+}
+
+/// Every row of `table` as a line (binary columns as their SHA-256), sorted, leaving out
+/// `skip` columns (run ids, times): two tables with equal lines hold the same rows.
+pub async fn table_rows(data: &str, table: &str, skip: &[&str]) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let batches = sql(data, &format!("SELECT * FROM {table}")).await;
+    let mut rows = Vec::new();
+    for b in &batches {
+        let cols: Vec<(usize, bool)> = b.schema().fields().iter().enumerate().filter(|(_, f)| !skip.contains(&f.name().as_str())).map(|(i, f)| (i, f.data_type() == &DataType::Binary)).collect();
+        let text: Vec<Arc<dyn Array>> = cols.iter().map(|(i, bin)| if *bin { b.column(*i).clone() } else { arrow::compute::cast(b.column(*i), &DataType::Utf8).unwrap() }).collect();
+        for r in 0..b.num_rows() {
+            let line: Vec<String> = cols
+                .iter()
+                .zip(&text)
+                .map(|((_, bin), a)| match (a.is_null(r), bin) {
+                    (true, _) => "∅".into(),
+                    (false, true) => hex::encode(Sha256::digest(a.as_binary::<i32>().value(r))),
+                    (false, false) => a.as_string::<i32>().value(r).to_string(),
+                })
+                .collect();
+            rows.push(line.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Columns that differ between two runs of the same work.
+pub const RUN_COLUMNS: &[&str] = &["run_id", "ingested_at"];
+
+/// Every ingest table's rows (see [`table_rows`]).
+pub async fn all_rows(data: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for t in cinestream::shard::tables::TABLES {
+        out.push((t.to_string(), table_rows(data, t, RUN_COLUMNS).await));
+    }
+    out
 }

@@ -3,6 +3,7 @@
 mod common;
 mod compose;
 mod curation;
+mod delta;
 mod phi;
 mod pydicom_files;
 mod roundtrip;

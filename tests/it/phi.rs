@@ -1,5 +1,5 @@
 //! No planted patient-identifying string appears in any output byte: Parquet values (decoded),
-//! raw files, the manifest, stdout and the logs (JSON, debug level).
+//! raw files, the Delta logs, stdout and the logs (JSON, debug level).
 
 use crate::common::output_texts;
 

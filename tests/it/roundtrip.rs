@@ -1,5 +1,5 @@
 //! synth → storage → ingest → tables read back with DataFusion, on file:// and on S3; the CLI
-//! quickstart; manifests as the only source of truth.
+//! quickstart; the Delta log as the only source of truth.
 
 use arrow::array::{Array, AsArray};
 use futures::TryStreamExt;
@@ -7,7 +7,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
-use cinestream::shard::manifest::Manifest;
+use cinestream::shard::delta::{self, AsOf};
 
 async fn roundtrip(raw: &str, data: &str) {
     let report = synth(raw, 5, 42, "none").await;
@@ -65,28 +65,33 @@ async fn s3_roundtrip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manifests_list_checksummed_files_and_hide_orphans() {
+async fn commits_list_checksummed_files_and_hide_orphans() {
     let dir = tempfile::tempdir().unwrap();
     let (raw, data) = (dir.path().join("raw"), dir.path().join("data"));
     synth(raw.to_str().unwrap(), 2, 5, "none").await;
     ingest_phantom(raw.to_str().unwrap(), data.to_str().unwrap()).await;
     let loc = open(data.to_str().unwrap());
-    let manifests = Manifest::list(&loc).await.unwrap();
-    assert_eq!(manifests.len(), 1);
-    let m = &manifests[0];
-    assert_eq!(m.summary["image_files"], m.summary["frames_from_files"]);
-    for (table, entry) in &m.tables {
-        for f in &entry.files {
-            let bytes = loc.store.get(&loc.child(&f.path)).await.unwrap().bytes().await.unwrap();
-            assert_eq!(bytes.len() as u64, f.bytes, "{table}");
-            assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{table}: checksum");
+    for table in ["frames", "labels", "studies", "sources"] {
+        let t = delta::open(&loc, table, &AsOf::Latest).await.unwrap().unwrap();
+        let history = delta::history(&t, None).await.unwrap();
+        assert_eq!(history.len(), 2, "{table}: created, then one commit for the run");
+        let info = &history[0].info["cinestream"];
+        assert_eq!(info["summary"]["image_files"], info["summary"]["frames_from_files"]);
+        let files = info["files"].as_array().unwrap();
+        assert_eq!(files.len(), delta::active_files(&t).unwrap().len(), "{table}");
+        for f in files {
+            let path = loc.child(&format!("{table}/{}", f["path"].as_str().unwrap()));
+            let bytes = loc.store.get(&path).await.unwrap().bytes().await.unwrap();
+            assert_eq!(bytes.len() as u64, f["bytes"].as_u64().unwrap(), "{table}");
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), f["sha256"].as_str().unwrap(), "{table}: checksum");
         }
     }
     let before = i64s(&sql(data.to_str().unwrap(), "SELECT COUNT(*) AS n FROM frames").await, "n")[0];
-    // A shard without a committed manifest (a crashed run) is invisible to readers.
-    let first = &m.tables["frames"].files[0];
+    // A file no commit lists (a crashed run's) is invisible to readers.
+    let t = delta::open(&loc, "frames", &AsOf::Latest).await.unwrap().unwrap();
+    let first = &delta::active_files(&t).unwrap()[0];
     let orphan = loc.child("frames/part-orphan-00000.parquet");
-    let bytes = loc.store.get(&loc.child(&first.path)).await.unwrap().bytes().await.unwrap();
+    let bytes = loc.store.get(&loc.child(&format!("frames/{}", first.path))).await.unwrap().bytes().await.unwrap();
     loc.store.put(&orphan, PutPayload::from(bytes)).await.unwrap();
     let after = i64s(&sql(data.to_str().unwrap(), "SELECT COUNT(*) AS n FROM frames").await, "n")[0];
     assert_eq!(before, after);
@@ -115,13 +120,18 @@ fn cli_quickstart_prints_a_reconciled_summary() {
         args.extend(["--truth", t.as_str()]);
     }
     let out = run(&args);
-    for want in ["image files", "= frames written", "+ quarantined", "+ excluded", "unreadable_file", "rotation", "manifest"] {
+    for want in ["image files", "= frames written", "+ quarantined", "+ excluded", "+ skipped", "unreadable_file", "rotation", "commits (Delta)"] {
         assert!(out.contains(want), "summary lacks `{want}`:\n{out}");
     }
     let num = |label: &str| -> usize {
         let line = out.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{label} in {out}"));
         line.split_whitespace().last().unwrap().parse().unwrap()
     };
-    assert_eq!(num("image files"), num("= frames written") + num("+ quarantined") + num("+ excluded"));
+    let skipped = |out: &str| -> usize {
+        let line = out.lines().find(|l| l.trim_start().starts_with("+ skipped")).unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert_eq!(num("image files"), num("= frames written") + num("+ quarantined") + num("+ excluded") + skipped(&out));
+    assert_eq!(skipped(&out), 0);
     assert_eq!(num("+ quarantined"), 4);
 }

@@ -306,7 +306,8 @@ async fn selections_on_s3_record_lineage_and_refuse_bad_results() {
     let want = run_sql(&s, "SELECT count(*) AS n FROM confidence_frames").await;
     let record = selection::create(&s, &data, "p5_train", &named("confidence_frames"), false).await.unwrap();
     assert_eq!(record.rows as i64, i64s(&want, "n")[0]);
-    assert_eq!(record.manifests, s.manifests());
+    assert_eq!(record.tables, s.versions());
+    assert!(record.tables.iter().any(|t| t.table == "frames" && t.version.is_some() && t.files > 0), "{:?}", record.tables);
     assert!(record.views.contains_key("volumes") && record.views.contains_key("label_quality"), "{:?}", record.views.keys());
     assert_eq!(record.params["splits"], "train,test");
     let (loaded, batches) = selection::load(&data, "p5_train").await.unwrap();

@@ -20,7 +20,7 @@ async fn conformance(loc: &StoreLocation) {
     let mut listed: Vec<Path> = s.list(Some(&loc.child("dir"))).map_ok(|m| m.location).try_collect().await.unwrap();
     listed.sort();
     assert_eq!(listed, vec![a.clone(), b.clone()]);
-    // Create-only puts (what manifests rely on) refuse to overwrite, by meaning.
+    // Create-only puts (what Delta commits rely on) refuse to overwrite, by meaning.
     let create = PutOptions { mode: PutMode::Create, ..Default::default() };
     let err = s.put_opts(&a, PutPayload::from_static(b"again"), create).await.unwrap_err();
     assert!(matches!(err, object_store::Error::AlreadyExists { .. }), "{err:?}");
@@ -76,5 +76,5 @@ async fn wrong_s3_credentials_fail_clearly_and_write_nothing() {
     }
     let written: Vec<_> = open(&format!("s3://{bucket}/{prefix}")).store.list(Some(&Path::from(prefix.as_str()))).try_collect().await.unwrap();
     assert!(written.is_empty(), "nothing may be written with wrong credentials: {written:?}");
-    assert!(!dir.path().join("out/_manifest").exists());
+    assert!(!dir.path().join("out/frames/_delta_log").exists());
 }

@@ -66,7 +66,7 @@ async fn a_tiny_model_learns_the_phantom() {
     let run = Path::new(&data).join("models/tiny");
     let desc: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("model/model.json")).unwrap()).unwrap();
     assert_eq!(desc["lineage"]["selections"][0]["name"], "tiny_train_480");
-    assert!(desc["lineage"]["selections"][0]["manifests"].as_array().is_some_and(|m| !m.is_empty()));
+    assert!(desc["lineage"]["selections"][0]["tables"].as_array().is_some_and(|m| m.iter().any(|t| t["table"] == "frames" && t["version"].is_i64())));
     assert_eq!(&std::fs::read(run.join("learning_curve.png")).unwrap()[1..4], b"PNG");
     let log = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(run.join("training_log.parquet")).unwrap()).unwrap();
     assert_eq!(parquet::file::reader::FileReader::metadata(&log).file_metadata().num_rows(), 6);

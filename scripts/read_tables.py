@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Reads cinestream's Delta tables the way the README shows: deltalake (pandas), polars and DuckDB.
+
+    python3 scripts/read_tables.py ./data            # a local data prefix
+    python3 scripts/read_tables.py s3://bucket/data  # S3: AWS_* variables, as for cinestream
+
+Prints one JSON object: per table and engine, the row count and the column names, so a test can
+hold them against cinestream's own. DuckDB's `delta` extension is downloaded at run time, which
+this project's machines cannot do; DuckDB reads the Parquet files of the current version
+instead (`DeltaTable.file_uris()`), which is exactly what `delta_scan` would read for our tables
+(no deletion vectors, no column mapping).
+"""
+import json
+import os
+import sys
+
+import duckdb
+import polars as pl
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+TABLES = ["frames", "labels", "curation_log", "studies", "sources"]
+BLOBS = {"pixels", "mask"}
+
+
+def storage_options(url):
+    if not url.startswith("s3://"):
+        return None
+    opts = {
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["AWS_ENDPOINT_URL"] = endpoint
+        opts["AWS_ALLOW_HTTP"] = "true"
+        opts["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+    return opts
+
+
+def main(data):
+    data = data.rstrip("/")
+    opts = storage_options(data)
+    out = {}
+    for table in TABLES:
+        url = f"{data}/{table}"
+        try:
+            dt = DeltaTable(url, storage_options=opts)
+        except TableNotFoundError:
+            # Not created yet (a run killed before its first commit): nothing to read.
+            out[table] = {"version": None, "columns": [], "pandas_rows": 0, "polars_rows": 0, "polars_columns": [], "duckdb_rows": 0}
+            continue
+        # pandas, through deltalake (the blob columns left out: they are large and not needed here)
+        columns = [f.name for f in dt.schema().fields]
+        small = [c for c in columns if c not in BLOBS]
+        pdf = dt.to_pandas(columns=small)
+        # polars
+        lf = pl.scan_delta(url, storage_options=opts)
+        pl_rows = lf.select(pl.len()).collect().item()
+        pl_columns = lf.collect_schema().names()
+        # DuckDB over the committed files of the current version
+        files = dt.file_uris()
+        if files:
+            con = duckdb.connect()
+            if opts:
+                host = opts.get("AWS_ENDPOINT_URL", "").split("://", 1)[-1]
+                con.execute(
+                    "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL false)",
+                    [opts["AWS_ACCESS_KEY_ID"], opts["AWS_SECRET_ACCESS_KEY"], opts["AWS_REGION"], host],
+                )
+            duck_rows = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
+        else:
+            duck_rows = 0
+        out[table] = {
+            "version": dt.version(),
+            "columns": columns,
+            "pandas_rows": len(pdf),
+            "polars_rows": pl_rows,
+            "polars_columns": pl_columns,
+            "duckdb_rows": duck_rows,
+        }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

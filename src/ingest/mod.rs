@@ -1,0 +1,493 @@
+//! `cinestream ingest`: source → curate → shard → Delta commits, as a bounded streaming pipeline.
+//!
+//! Studies flow one by one: a study's files are fetched (bounded concurrency) and parsed on
+//! blocking threads, curated on a blocking thread, and its rows handed to the shard writers. At
+//! most `studies_in_flight` studies are being loaded or curated at once, and the writer consumes
+//! them in order, so memory is bounded by configuration, not by the data set, and the slowest
+//! stage sets the pace.
+//!
+//! **Idempotent and incremental** ([`known`]): a study already in the tables (its source id and
+//! fingerprint are in `sources`) is skipped and reported; a new one is appended; a changed one
+//! is refused, or with `--replace` its old rows are swapped for the new in the same commit.
+//!
+//! **Crash-safe**: the run writes its files, then commits each table once with an application
+//! transaction id derived from the work (the studies and their listing fingerprints), `sources`
+//! last. A killed run leaves only unreferenced files (`cinestream vacuum` removes them); its
+//! rerun computes the same id, skips the tables the killed run already committed, and commits
+//! the rest. The summary reconciles:
+//! `image files = frames written from files + quarantined + excluded + skipped (already present or refused)`.
+
+pub mod known;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ConfigError, IngestConfig};
+use crate::curate::findings::{Finding, Problem, Resolution};
+use crate::curate::{self, CurationOutput};
+use crate::shard::delta::{self, AsOf, Committed};
+use crate::shard::legacy::{self, LegacyError};
+use crate::shard::tables::{self, SourceRow, Truth};
+use crate::shard::{RunInfo, ShardError, ShardSet, TableChange, commit_run, rewrite};
+use crate::source::labels::{LabelError, LabelIndex};
+use crate::source::truth::{self, TruthError};
+use crate::source::{self, SourceError, StudyPlan};
+use crate::store::{self, StoreError, StoreLocation, explain};
+use known::{Decision, Known, Salt};
+
+/// Errors that stop an ingest run.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot access the output `{url}`: {message}")]
+    Output { url: String, message: String },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Labels(#[from] LabelError),
+    #[error(transparent)]
+    Truth(#[from] TruthError),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
+    #[error("curating study `{study}` failed: {message}")]
+    Task { study: String, message: String },
+    #[error("counts do not reconcile (a bug, please report): {0}")]
+    Reconcile(String),
+}
+
+/// Progress callbacks (the CLI draws a progress bar with them).
+pub trait Progress: Send + Sync {
+    /// The listing is done: this many studies and image files will be read.
+    fn planned(&self, _studies: usize, _files: usize) {}
+    /// One study was written (or skipped).
+    fn study_done(&self, _study: &str, _files: usize, _bytes: u64) {}
+    /// Every study was handled; the tables are being committed.
+    fn committing(&self) {}
+}
+
+/// A progress sink that ignores everything.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// The reconciled summary of a run (also stored in each commit's info).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct IngestReport {
+    pub objects_listed: usize,
+    /// Objects that are not images (CSV, Parquet, …), not read.
+    pub side_files: usize,
+    /// Image files considered.
+    pub image_files: usize,
+    /// Source files that became frames.
+    pub frames_from_files: usize,
+    /// Frames copied to fill a missing time point or slice.
+    pub frames_filled: usize,
+    pub files_quarantined: usize,
+    /// Source files removed by curation rules (repeats, non-parallel planes, outliers, …).
+    pub files_excluded: usize,
+    /// Image files of studies not ingested again (already present, or changed and refused).
+    pub files_skipped: usize,
+    /// Source studies in the input.
+    pub studies_in: usize,
+    /// Curated studies written (a split stack counts twice).
+    pub studies_written: usize,
+    /// Source studies new to the tables.
+    pub sources_new: usize,
+    /// Source studies whose rows were replaced (`--replace`).
+    pub sources_replaced: Vec<String>,
+    /// Source studies already in the tables, with how they were recognised.
+    pub sources_present: BTreeMap<String, String>,
+    /// Source studies that changed since they were ingested and were left as they are.
+    pub sources_refused: Vec<String>,
+    pub label_rows: usize,
+    /// Findings per problem class.
+    pub findings: BTreeMap<String, usize>,
+    /// Files quarantined or excluded, per reason (problem class or parse failure).
+    pub excluded_by_reason: BTreeMap<String, usize>,
+    pub bytes_read: u64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    /// The application transaction id of the run's commits (empty when nothing was committed).
+    pub app_id: String,
+    /// Per table: the version committed, `already committed`, or `unchanged`.
+    pub commits: BTreeMap<String, String>,
+}
+
+impl IngestReport {
+    /// `image files = frames from files + quarantined + excluded`, or what differs.
+    pub fn reconcile(&self) -> Result<(), String> {
+        let rhs = self.frames_from_files + self.files_quarantined + self.files_excluded + self.files_skipped;
+        if self.image_files == rhs {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} image files ≠ {} frames from files + {} quarantined + {} excluded + {} skipped",
+                self.image_files, self.frames_from_files, self.files_quarantined, self.files_excluded, self.files_skipped
+            ))
+        }
+    }
+
+    /// The human summary printed at the end of a run.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "ingest summary\n  objects listed        {}\n  side files (not read) {}\n  image files           {}\n    = frames written    {}\n    + quarantined       {}\n    + excluded          {}\n    + skipped           {} (studies already present or refused)\n  filled frames         {} (copies for missing time points / slices)\n  source studies        {} in: {} new, {} replaced, {} already present, {} changed and refused\n  studies written       {}\n  label rows            {}\n  throughput            {:.0} images/s, {:.1} MB/s over {:.1} s\n",
+            self.objects_listed,
+            self.side_files,
+            self.image_files,
+            self.frames_from_files,
+            self.files_quarantined,
+            self.files_excluded,
+            self.files_skipped,
+            self.frames_filled,
+            self.studies_in,
+            self.sources_new,
+            self.sources_replaced.len(),
+            self.sources_present.len(),
+            self.sources_refused.len(),
+            self.studies_written,
+            self.label_rows,
+            self.images_per_second,
+            self.bytes_read as f64 / 1e6 / self.seconds.max(1e-9),
+            self.seconds
+        );
+        if !self.excluded_by_reason.is_empty() {
+            s.push_str("  quarantined/excluded by reason\n");
+            for (k, v) in &self.excluded_by_reason {
+                s.push_str(&format!("    {k:<28} {v}\n"));
+            }
+        }
+        if !self.findings.is_empty() {
+            s.push_str("  findings (curation_log)\n");
+            for (k, v) in &self.findings {
+                s.push_str(&format!("    {k:<28} {v}\n"));
+            }
+        }
+        if !self.sources_present.is_empty() {
+            let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (study, why) in &self.sources_present {
+                by_reason.entry(why.as_str()).or_default().push(study.as_str());
+            }
+            s.push_str("  already present (skipped)\n");
+            for (why, studies) in by_reason {
+                s.push_str(&format!("    {} ({why}): {}\n", studies.len(), abbreviate(&studies)));
+            }
+        }
+        if !self.sources_refused.is_empty() {
+            let ids: Vec<&str> = self.sources_refused.iter().map(String::as_str).collect();
+            s.push_str(&format!("  CHANGED, NOT INGESTED  {} — rerun with --replace to swap their rows\n", abbreviate(&ids)));
+        }
+        if self.commits.is_empty() {
+            s.push_str("  commits               none (nothing new)\n");
+        } else {
+            s.push_str("  commits (Delta)\n");
+            for (t, v) in &self.commits {
+                s.push_str(&format!("    {t:<19} {v}\n"));
+            }
+        }
+        s
+    }
+}
+
+/// `a, b, c, … (n more)`.
+fn abbreviate(ids: &[&str]) -> String {
+    const SHOWN: usize = 12;
+    let mut s = ids.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    if ids.len() > SHOWN {
+        s.push_str(&format!(", … ({} more)", ids.len() - SHOWN));
+    }
+    s
+}
+
+/// Key for pseudonymous ids of studies outside the Kaggle layout.
+fn pseudonym_secret() -> Vec<u8> {
+    match std::env::var("CINESTREAM_PSEUDONYM_KEY") {
+        Ok(k) if !k.is_empty() => k.into_bytes(),
+        _ => b"cinestream-default-pseudonym-key".to_vec(),
+    }
+}
+
+fn run_id() -> String {
+    let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+    hex::encode(&Sha256::digest(seed.as_bytes())[..6])
+}
+
+/// Fails early (before any work) when the output cannot be listed, e.g. wrong credentials.
+async fn probe_output(out: &StoreLocation) -> Result<(), IngestError> {
+    let prefix = (!out.prefix.as_ref().is_empty()).then_some(&out.prefix);
+    out.store
+        .list_with_delimiter(prefix)
+        .await
+        .map(|_| ())
+        .map_err(|e| IngestError::Output { url: out.url().to_string(), message: explain(&e) })
+}
+
+/// Reason label for the per-reason counts.
+fn reason(f: &Finding) -> String {
+    if f.problem == Problem::UnreadableFile {
+        let d = &f.detail;
+        let short = d.split([':', '(']).next().unwrap_or(d).trim();
+        format!("unreadable: {short}")
+    } else {
+        f.problem.as_str().to_string()
+    }
+}
+
+
+/// What became of one source study.
+enum Outcome {
+    /// Not ingested again: already present (`refused` false) or changed and refused.
+    Skipped { why: String, refused: bool, files: usize },
+    /// Read and curated: its rows are to be written.
+    Curated { quarantined: Vec<Finding>, out: CurationOutput, files: usize, bytes: u64, fingerprint: String, replace: bool },
+}
+
+/// The application transaction id of the work: the candidate studies (those the listing does
+/// not show as present) with their listing fingerprints, the unassigned files to log, and
+/// whether changed studies are replaced. A rerun of the same work on the same tables gets the
+/// same id.
+fn app_id(candidates: &[(&str, &str)], unassigned: &[Finding], replace: bool) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("replace={replace}\n").as_bytes());
+    for (study, listing) in candidates {
+        h.update(format!("{study}\t{listing}\n").as_bytes());
+    }
+    for f in unassigned {
+        h.update(format!("unassigned\t{}\n", f.object_key.as_deref().unwrap_or("")).as_bytes());
+    }
+    format!("cinestream-ingest-{}", &hex::encode(h.finalize())[..32])
+}
+
+/// Tables that already hold transaction `app_id` (an earlier attempt of this work committed them).
+async fn committed_tables(out: &StoreLocation, app_id: &str) -> Result<BTreeSet<&'static str>, IngestError> {
+    let mut done = BTreeSet::new();
+    for table in tables::TABLES {
+        if let Some(t) = delta::open(out, table, &AsOf::Latest).await.map_err(ShardError::from)? {
+            if delta::has_transaction(&t, app_id).await.map_err(ShardError::from)? {
+                done.insert(table);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The changes that drop the old rows of replaced source studies (`replaced`: source id → the
+/// study ids it had), for every table not already committed.
+async fn replacements(out: &StoreLocation, replaced: &BTreeMap<String, Vec<String>>, skip: &BTreeSet<&str>, writer_id: &str, cfg: &crate::shard::writer::ShardConfig) -> Result<BTreeMap<&'static str, TableChange>, IngestError> {
+    let mut changes = BTreeMap::new();
+    if replaced.is_empty() {
+        return Ok(changes);
+    }
+    let sources: BTreeSet<String> = replaced.keys().cloned().collect();
+    let studies: BTreeSet<String> = replaced.iter().flat_map(|(s, ids)| ids.iter().cloned().chain([s.clone()])).collect();
+    for table in tables::TABLES.into_iter().filter(|t| !skip.contains(t)) {
+        let Some(t) = delta::open(out, table, &AsOf::Latest).await.map_err(ShardError::from)? else { continue };
+        let (column, values) = if matches!(table, "labels" | "curation_log") { ("study_id", &studies) } else { ("source_study_id", &sources) };
+        changes.insert(table, rewrite::without_rows(out, table, &t, column, values, &format!("{writer_id}-rw"), cfg).await?);
+    }
+    Ok(changes)
+}
+
+/// Runs an ingest.
+pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<IngestReport, IngestError> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let input = store::open_existing(&cfg.input, &cfg.store)?;
+    let output = store::open(&cfg.output, &cfg.store)?;
+    probe_output(&output).await?;
+    legacy::refuse_unconverted(&output).await?;
+    let truth: Arc<HashMap<String, Truth>> = Arc::new(truth::load(&cfg.truth, &cfg.store).await?);
+    let labels = match &cfg.labels {
+        Some(url) => Some(Arc::new(LabelIndex::open(&store::open_existing(url, &cfg.store)?).await?)),
+        None => None,
+    };
+    let inv = source::inventory(&input, &cfg.source, &pseudonym_secret()).await?;
+    let known: Arc<Known> = Arc::new(known::load(&output).await?);
+    let salt = Arc::new(Salt::new(&cfg.labeller, &serde_json::to_value(&cfg.curation).expect("curation settings serialise")));
+    let mut report = IngestReport {
+        objects_listed: inv.image_files() + inv.side_files.len(),
+        side_files: inv.side_files.len(),
+        image_files: inv.image_files(),
+        studies_in: inv.studies.len(),
+        ..Default::default()
+    };
+    progress.planned(inv.studies.len(), inv.image_files());
+    tracing::info!(studies = inv.studies.len(), files = inv.image_files(), side_files = inv.side_files.len(), known = known.sources.len(), input = %input, "listed input");
+
+    let plans: Vec<(StudyPlan, String, Option<Decision>)> = inv
+        .studies
+        .into_iter()
+        .map(|p| {
+            let listing = salt.listing_fingerprint(&p, truth.get(&p.study_id).copied());
+            let decision = known.by_listing(&p.study_id, &listing, cfg.replace);
+            (p, listing, decision)
+        })
+        .collect();
+    let mut unassigned = Vec::new();
+    for (key, why) in &inv.unreadable {
+        if known.unassigned_logged.contains(key) {
+            report.files_skipped += 1;
+            continue;
+        }
+        unassigned.push(Finding {
+            study_id: "unassigned".into(),
+            problem: Problem::UnreadableFile,
+            resolution: Resolution::Quarantined,
+            object_key: Some(key.clone()),
+            detail: why.to_string(),
+            excluded_files: 1,
+        });
+    }
+    let candidates: Vec<(&str, &str)> =
+        plans.iter().filter(|(_, _, d)| !matches!(d, Some(Decision::Present(_)))).map(|(p, l, _)| (p.study_id.as_str(), l.as_str())).collect();
+    let app_id = app_id(&candidates, &unassigned, cfg.replace);
+    let run_id = run_id();
+    let done = committed_tables(&output, &app_id).await?;
+    if !done.is_empty() {
+        tracing::warn!(app_id = %app_id, tables = ?done, "an earlier attempt of this ingest committed some tables: committing the rest");
+    }
+    let mut shards = ShardSet::new(&output, &run_id, &cfg.shards, &done);
+    let record = |findings: &[Finding], report: &mut IngestReport| {
+        for f in findings {
+            *report.findings.entry(f.problem.as_str().to_string()).or_default() += 1;
+            if f.excluded_files > 0 {
+                *report.excluded_by_reason.entry(reason(f)).or_default() += f.excluded_files as usize;
+            }
+            if f.problem == Problem::UnreadableFile {
+                report.files_quarantined += f.excluded_files as usize;
+            } else {
+                report.files_excluded += f.excluded_files as usize;
+            }
+        }
+    };
+    if !unassigned.is_empty() {
+        record(&unassigned, &mut report);
+        shards.write("curation_log", tables::findings_batch(&unassigned)).await?;
+    }
+
+    let (in_flight, replace) = (cfg.studies_in_flight, cfg.replace);
+    let mut studies = futures::stream::iter(plans)
+        .map(|(plan, listing, decision)| {
+            let (input, labels, source_cfg, cur_cfg) = (input.clone(), labels.clone(), cfg.source.clone(), cfg.curation.clone());
+            let (known, salt, truth) = (known.clone(), salt.clone(), truth.clone());
+            let study = plan.study_id.clone();
+            let handle = tokio::spawn(async move {
+                let files = plan.files.len();
+                if let Some(Decision::Present(why)) = decision {
+                    return Ok::<_, SourceError>(Outcome::Skipped { why: why.into(), refused: false, files });
+                }
+                let loaded = source::load_study(&input, plan, labels.as_deref(), &source_cfg).await?;
+                let fingerprint = salt.fingerprint(&loaded.digests, truth.get(&loaded.input.study_id).copied());
+                let decision = match decision {
+                    Some(d) => d,
+                    None => known.by_content(&loaded.input.study_id, &fingerprint),
+                };
+                match decision {
+                    Decision::Present(why) => return Ok(Outcome::Skipped { why: why.into(), refused: false, files }),
+                    Decision::Changed if !replace => return Ok(Outcome::Skipped { why: "changed".into(), refused: true, files }),
+                    _ => {}
+                }
+                let bytes = loaded.bytes_read;
+                let quarantined = loaded.quarantined;
+                let out = tokio::task::spawn_blocking(move || curate::curate(loaded.input, &cur_cfg))
+                    .await
+                    .map_err(|e| SourceError::Task { object: "curation".into(), message: e.to_string() })?;
+                Ok(Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace: decision == Decision::Changed })
+            });
+            let listing = listing.clone();
+            async move { (study, listing, handle.await) }
+        })
+        .buffered(in_flight);
+
+    let mut sources: Vec<SourceRow> = Vec::new();
+    let mut replaced: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while let Some((study, listing, joined)) = studies.next().await {
+        let outcome = joined.map_err(|e| IngestError::Task { study: study.clone(), message: e.to_string() })??;
+        let (quarantined, out, files, bytes, fingerprint, replace) = match outcome {
+            Outcome::Skipped { why, refused, files } => {
+                report.files_skipped += files;
+                if refused {
+                    tracing::warn!(study = %study, "the study's source objects changed since it was ingested: not ingested (use --replace)");
+                    report.sources_refused.push(study.clone());
+                } else {
+                    tracing::info!(study = %study, reason = %why, "already in the tables: skipped");
+                    report.sources_present.insert(study.clone(), why);
+                }
+                progress.study_done(&study, files, 0);
+                continue;
+            }
+            Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace } => (quarantined, out, files, bytes, fingerprint, replace),
+        };
+        let mut findings = quarantined;
+        findings.extend(out.findings.iter().cloned());
+        record(&findings, &mut report);
+        report.bytes_read += bytes;
+        for s in &out.studies {
+            let b = tables::study_batches(s, truth.get(&s.source_study_id).copied(), &cfg.labeller);
+            report.frames_filled += s.slices.iter().flat_map(|sl| &sl.frames).filter(|f| f.fill.is_some()).count();
+            report.frames_from_files += s.source_files;
+            report.studies_written += 1;
+            shards.write("frames", b.frames).await?;
+            if let Some(l) = b.labels {
+                report.label_rows += l.num_rows();
+                shards.write("labels", l).await?;
+            }
+            shards.write("studies", b.studies).await?;
+        }
+        if !findings.is_empty() {
+            shards.write("curation_log", tables::findings_batch(&findings)).await?;
+        }
+        if replace {
+            let old = known.sources.get(&study).map(|k| k.study_ids.clone()).unwrap_or_default();
+            replaced.insert(study.clone(), old);
+            report.sources_replaced.push(study.clone());
+        } else {
+            report.sources_new += 1;
+        }
+        let study_ids = out.studies.iter().map(|s| s.study_id.clone()).collect();
+        sources.push(SourceRow { source_study_id: study.clone(), fingerprint, listing_fingerprint: listing, image_files: files, study_ids });
+        progress.study_done(&study, files, bytes);
+    }
+    if !sources.is_empty() {
+        shards.write("sources", tables::sources_batch(&sources, &run_id, chrono::Utc::now())).await?;
+    }
+    let written = shards.finish().await?;
+    report.reconcile().map_err(IngestError::Reconcile)?;
+    progress.committing();
+    let mut changes = replacements(&output, &replaced, &done, &run_id, &cfg.shards).await?;
+    for (table, files) in written {
+        changes.entry(table).or_default().adds.extend(files);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.images_per_second = report.image_files as f64 / report.seconds.max(1e-9);
+    let has_work = changes.values().any(|c| !c.adds.is_empty() || !c.removes.is_empty());
+    if has_work {
+        report.app_id = app_id.clone();
+    }
+    for t in &done {
+        report.commits.insert(t.to_string(), "already committed by an earlier attempt".into());
+    }
+    let run = RunInfo {
+        app_id,
+        command: "ingest".into(),
+        run_id,
+        summary: serde_json::to_value(&report).expect("report serialises"),
+        config: serde_json::to_value(cfg).expect("config serialises"),
+    };
+    for (table, result) in commit_run(&output, &run, changes).await? {
+        let text = match result {
+            Committed::Version(v) => format!("version {v}"),
+            Committed::AlreadyThere => "already committed (this work's transaction id is in the table)".into(),
+        };
+        report.commits.insert(table.to_string(), text);
+    }
+    Ok(report)
+}
