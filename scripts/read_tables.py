@@ -4,8 +4,9 @@
     python3 scripts/read_tables.py ./data            # a local data prefix
     python3 scripts/read_tables.py s3://bucket/data  # S3: AWS_* variables, as for cinestream
 
-Prints one JSON object: per table and engine, the row count and the column names, so a test can
-hold them against cinestream's own. DuckDB's `delta` extension is downloaded at run time, which
+Prints one JSON object: per table and engine, the row count and the column names, and (for a
+local folder) the results of the README's examples, so a test can hold them against
+cinestream's own. DuckDB's `delta` extension is downloaded at run time, which
 this project's machines cannot do; DuckDB reads the Parquet files of the current version
 instead (`DeltaTable.file_uris()`), which is exactly what `delta_scan` would read for our tables
 (no deletion vectors, no column mapping).
@@ -59,17 +60,13 @@ def main(data):
         lf = pl.scan_delta(url, storage_options=opts)
         pl_rows = lf.select(pl.len()).collect().item()
         pl_columns = lf.collect_schema().names()
-        # DuckDB over the committed files of the current version
+        # DuckDB over the committed files of the current version. On S3 it needs its httpfs
+        # extension, which (like `delta`) it downloads at run time: not here, so local only.
         files = dt.file_uris()
-        if files:
-            con = duckdb.connect()
-            if opts:
-                host = opts.get("AWS_ENDPOINT_URL", "").split("://", 1)[-1]
-                con.execute(
-                    "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL false)",
-                    [opts["AWS_ACCESS_KEY_ID"], opts["AWS_SECRET_ACCESS_KEY"], opts["AWS_REGION"], host],
-                )
-            duck_rows = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0]
+        if opts is not None:
+            duck_rows = None
+        elif files:
+            duck_rows = duckdb.sql("SELECT count(*) FROM read_parquet($f)", params={"f": files}).fetchall()[0][0]
         else:
             duck_rows = 0
         out[table] = {
@@ -80,7 +77,22 @@ def main(data):
             "polars_columns": pl_columns,
             "duckdb_rows": duck_rows,
         }
+    if opts is None:
+        out["readme"] = readme_examples(data)
     print(json.dumps(out))
+
+
+def readme_examples(data):
+    """The README's examples, as written there (with `data` for the folder)."""
+    studies = pl.read_delta(f"{data}/studies").select("study_id", "n_slices", "truth_edv_ml")
+    problems = DeltaTable(f"{data}/curation_log").to_pandas().groupby("problem").size()
+    duck = duckdb.sql("SELECT problem, count(*) FROM read_parquet($f) GROUP BY 1",
+                      params={"f": DeltaTable(f"{data}/curation_log").file_uris()}).fetchall()
+    return {
+        "studies": studies.height,
+        "pandas_problems": {k: int(v) for k, v in problems.items()},
+        "duckdb_problems": {k: int(v) for k, v in duck},
+    }
 
 
 if __name__ == "__main__":

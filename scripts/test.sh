@@ -20,6 +20,11 @@ if ! python3 -c 'import pydicom, pydicom.data, numpy, data_store' >/dev/null 2>&
   echo "test.sh: installing pydicom, pydicom-data, numpy" >&2
   python3 -m pip install -q 'pydicom==3.0.2' 'pydicom-data==1.0.0' 'numpy>=1.26'
 fi
+# Other engines reading our Delta tables (scripts/read_tables.py, tests/it/delta.rs).
+if ! python3 -c 'import deltalake, polars, duckdb, pandas, pyarrow' >/dev/null 2>&1; then
+  echo "test.sh: installing deltalake, polars, duckdb, pandas, pyarrow" >&2
+  python3 -m pip install -q 'deltalake==1.6.6' 'polars==2.1.0' 'duckdb==2.0.1' 'pandas>=2.2' 'pyarrow>=17'
+fi
 
 # torch and torchvision (the CUDA wheels from PyPI run on a CPU) in their own environment, for
 # the encoder-vs-torchvision check: benches/torchvision_parity.py writes a torchvision resnet34
@@ -40,9 +45,9 @@ trap 'scripts/s3-server.sh stop; rm -rf "$parity_dir"' EXIT
 export CINESTREAM_REQUIRE_S3=1 CINESTREAM_REQUIRE_TOOLS=1
 
 cargo build --all-targets --locked
-# The CUDA backend must keep compiling although no GPU is here (issue 4); its own target folder
-# keeps the check's artifacts apart from the build's.
-CARGO_TARGET_DIR="${CINESTREAM_CUDA_CHECK_DIR:-/var/tmp/cinestream-cuda-check}" cargo check --locked --features cuda --lib --bins
+# The CUDA backend must keep compiling although no GPU is here (issue 4). Same target folder as
+# the build: build scripts and proc macros are shared instead of built twice.
+cargo check --locked --features cuda --lib --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast --test-threads 2 "$@"
 else

@@ -303,6 +303,15 @@ async fn other_engines_read_every_table() {
         let pl: Vec<String> = serde_json::from_value(s["polars_columns"].clone()).unwrap();
         assert_eq!((&cols, &pl), (&ours, &ours), "{t}: schema");
     }
+    // The README's examples give what cinestream gives.
+    let b = sql(data.to_str().unwrap(), "SELECT problem, count(*) AS n FROM curation_log GROUP BY problem").await;
+    let ours: BTreeMap<String, i64> = strs(&b, "problem").into_iter().map(Option::unwrap).zip(i64s(&b, "n")).collect();
+    let readme = &seen["readme"];
+    assert_eq!(readme["studies"].as_u64(), Some(table_rows(data.to_str().unwrap(), "studies", &[]).await.len() as u64));
+    for engine in ["pandas_problems", "duckdb_problems"] {
+        let theirs: BTreeMap<String, i64> = serde_json::from_value(readme[engine].clone()).unwrap();
+        assert_eq!(theirs, ours, "{engine}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
