@@ -47,6 +47,8 @@ def main(data):
     for table in TABLES:
         url = f"{data}/{table}"
         try:
+            if opts is None and not os.path.isdir(os.path.join(url, "_delta_log")):
+                raise TableNotFoundError(url)
             dt = DeltaTable(url, storage_options=opts)
         except TableNotFoundError:
             # Not created yet (a run killed before its first commit): nothing to read.
@@ -77,7 +79,7 @@ def main(data):
             "polars_columns": pl_columns,
             "duckdb_rows": duck_rows,
         }
-    if opts is None:
+    if opts is None and all(out[t]["version"] is not None for t in TABLES):
         out["readme"] = readme_examples(data)
     print(json.dumps(out))
 
@@ -86,8 +88,9 @@ def readme_examples(data):
     """The README's examples, as written there (with `data` for the folder)."""
     studies = pl.read_delta(f"{data}/studies").select("study_id", "n_slices", "truth_edv_ml")
     problems = DeltaTable(f"{data}/curation_log").to_pandas().groupby("problem").size()
+    files = DeltaTable(f"{data}/curation_log").file_uris()
     duck = duckdb.sql("SELECT problem, count(*) FROM read_parquet($f) GROUP BY 1",
-                      params={"f": DeltaTable(f"{data}/curation_log").file_uris()}).fetchall()
+                      params={"f": files}).fetchall() if files else []  # read_parquet needs a file
     return {
         "studies": studies.height,
         "pandas_problems": {k: int(v) for k, v in problems.items()},
