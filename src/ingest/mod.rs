@@ -397,12 +397,12 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
                 }
                 let bytes = loaded.bytes_read;
                 let quarantined = loaded.quarantined;
+                let object = format!("study {} (curation)", loaded.input.study_id);
                 let out = tokio::task::spawn_blocking(move || curate::curate(loaded.input, &cur_cfg))
                     .await
-                    .map_err(|e| SourceError::Task { object: "curation".into(), message: e.to_string() })?;
+                    .map_err(|e| SourceError::Task { object, message: e.to_string() })?;
                 Ok(Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace: decision == Decision::Changed })
             });
-            let listing = listing.clone();
             async move { (study, listing, handle.await) }
         })
         .buffered(in_flight);
