@@ -189,17 +189,7 @@ pub async fn open_or_create(out: &StoreLocation, table: &str, schema: &Schema, s
         return Ok(t);
     }
     let loc = location(out, table)?;
-    let kernel: StructType = schema.try_into_kernel().map_err(|e| DeltaError::table(&loc.url, DeltaTableError::from(e)))?;
-    let stats: Vec<&str> = stats_columns.iter().copied().filter(|c| schema.column_with_name(c).is_some()).collect();
-    let created = DeltaTable::new(loc.log_store.clone())
-        .create()
-        .with_table_name(table)
-        .with_columns(kernel.fields().cloned())
-        .with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(stats.join(",")))
-        .with_save_mode(SaveMode::Ignore)
-        .with_commit_properties(CommitProperties::default().with_metadata(info))
-        .await;
-    match created {
+    match create(&loc, table, schema, stats_columns, info).await {
         Ok(t) => Ok(t),
         Err(e) => match open(out, table, &AsOf::Latest).await? {
             // Another writer created it first.
@@ -210,6 +200,24 @@ pub async fn open_or_create(out: &StoreLocation, table: &str, schema: &Schema, s
             None => Err(DeltaError::table(&loc.url, e)),
         },
     }
+}
+
+/// Commits version 0 of a new table, or fails if any version exists.
+///
+/// No retries: delta-rs would otherwise retry a create that lost the race
+/// as version 1, a second metadata action that makes every concurrent
+/// writer's append fail with "Metadata changed since last commit".
+async fn create(loc: &Location, table: &str, schema: &Schema, stats_columns: &[&str], info: HashMap<String, Value>) -> Result<DeltaTable, DeltaTableError> {
+    let kernel: StructType = schema.try_into_kernel().map_err(DeltaTableError::from)?;
+    let stats: Vec<&str> = stats_columns.iter().copied().filter(|c| schema.column_with_name(c).is_some()).collect();
+    DeltaTable::new(loc.log_store.clone())
+        .create()
+        .with_table_name(table)
+        .with_columns(kernel.fields().cloned())
+        .with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(stats.join(",")))
+        .with_save_mode(SaveMode::Ignore)
+        .with_commit_properties(CommitProperties::default().with_metadata(info).with_max_retries(0))
+        .await
 }
 
 fn check_schema(t: &DeltaTable, table: &str, schema: &Schema) -> Result<(), DeltaError> {
@@ -384,6 +392,69 @@ mod tests {
         assert!(file(s("1", "2")).may_hold("study_id", &v));
         assert!(!file(s("2", "5")).may_hold("study_id", &v));
         assert!(file(None).may_hold("study_id", &v), "no statistics: must be read");
+    }
+
+    /// A store whose next listing comes back empty: a writer that looked for
+    /// the table just before another writer created it.
+    #[derive(Debug)]
+    struct StaleListing {
+        inner: Arc<dyn ObjectStore>,
+        stale: std::sync::atomic::AtomicBool,
+    }
+
+    impl std::fmt::Display for StaleListing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "StaleListing({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for StaleListing {
+        async fn put_opts(&self, p: &Path, payload: object_store::PutPayload, o: object_store::PutOptions) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(p, payload, o).await
+        }
+        async fn put_multipart_opts(&self, p: &Path, o: object_store::PutMultipartOptions) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(p, o).await
+        }
+        async fn get_opts(&self, p: &Path, o: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(p, o).await
+        }
+        fn delete_stream(&self, l: futures::stream::BoxStream<'static, object_store::Result<Path>>) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(l)
+        }
+        fn list(&self, prefix: Option<&Path>) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            if self.stale.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return futures::stream::empty().boxed();
+            }
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, o: object_store::CopyOptions) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, o).await
+        }
+    }
+
+    /// Two writers that both found no table: the one that loses the race to
+    /// version 0 must fail (its caller then opens the winner's table), never
+    /// commit a version 1 with a second metadata action — that made a
+    /// concurrent ingest's append fail with "Metadata changed since last commit".
+    #[tokio::test]
+    async fn a_create_that_lost_the_race_commits_nothing() {
+        use arrow::datatypes::{DataType, Field};
+        let store = Arc::new(StaleListing { inner: Arc::new(object_store::memory::InMemory::new()), stale: false.into() });
+        let out = StoreLocation::new(store.clone(), Path::from("data"), "memory://create-race/data");
+        let schema = Schema::new(vec![Field::new("study_id", DataType::Utf8, false)]);
+        let loc = location(&out, "studies").unwrap();
+        let first = create(&loc, "studies", &schema, &["study_id"], HashMap::new()).await.unwrap();
+        assert_eq!(first.version(), Some(0));
+        store.stale.store(true, std::sync::atomic::Ordering::SeqCst);
+        let lost = create(&loc, "studies", &schema, &["study_id"], HashMap::new()).await;
+        assert!(lost.is_err(), "the create that lost the race must fail");
+        assert_eq!(loc.log_store.get_latest_version(0).await.unwrap(), 0, "no second metadata commit");
+        let t = open_or_create(&out, "studies", &schema, &["study_id"], HashMap::new()).await.unwrap();
+        assert_eq!(t.version(), Some(0));
     }
 
     #[test]
