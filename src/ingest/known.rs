@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::shard::delta::{self, AsOf};
 use crate::shard::reader::read_objects;
 use crate::shard::tables::Truth;
-use crate::shard::{ShardError, tables};
+use crate::shard::{ShardError, publish, tables};
 use crate::source::StudyPlan;
 use crate::store::StoreLocation;
 
@@ -53,11 +53,13 @@ pub enum Decision {
     Changed,
 }
 
-/// Reads `sources` and the unassigned findings of `curation_log` (their key columns only).
+/// Reads `sources` and the published unassigned findings of `curation_log` (their key columns
+/// only).
 pub async fn load(out: &StoreLocation) -> Result<Known, ShardError> {
     let mut known = Known::default();
-    if let Some(t) = delta::open(out, "sources", &AsOf::Latest).await? {
-        let paths: Vec<_> = delta::active_files(&t)?.iter().map(|f| out.child(&format!("sources/{}", f.path))).collect();
+    let sources = delta::open(out, "sources", &AsOf::Latest).await?;
+    if let Some(t) = &sources {
+        let paths: Vec<_> = delta::active_files(t)?.iter().map(|f| out.child(&format!("sources/{}", f.path))).collect();
         let batches = read_objects(&out.store, &paths, None).await.map_err(|source| ShardError::Read { object: format!("{}/sources", out.url()), source })?;
         for b in &batches {
             let col = |name: &str| b.column_by_name(name).expect("sources column").as_string::<i32>().clone();
@@ -73,7 +75,9 @@ pub async fn load(out: &StoreLocation) -> Result<Known, ShardError> {
     }
     if let Some(t) = delta::open(out, "curation_log", &AsOf::Latest).await? {
         let wanted: BTreeSet<String> = ["unassigned".to_string()].into();
-        let paths: Vec<_> = delta::active_files(&t)?.iter().filter(|f| f.may_hold("study_id", &wanted)).map(|f| out.child(&format!("curation_log/{}", f.path))).collect();
+        // Published runs' findings only: a killed run's rerun must see what its first attempt saw.
+        let visible = publish::visible_files(&t, "curation_log", sources.as_ref()).await?;
+        let paths: Vec<_> = visible.iter().filter(|f| f.may_hold("study_id", &wanted)).map(|f| out.child(&format!("curation_log/{}", f.path))).collect();
         let batches = read_objects(&out.store, &paths, Some(&["study_id", "object_key"])).await.map_err(|source| ShardError::Read { object: format!("{}/curation_log", out.url()), source })?;
         for b in &batches {
             let (ids, keys) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());

@@ -4,7 +4,8 @@
 //! - **Tables.** The prefix's store is registered under a private URL (`cinestream://data/`),
 //!   and each table is a listing table over exactly the active files of one version of its Delta
 //!   table (the latest, or `--as-of`), with the schema from [`crate::shard::tables`] (no
-//!   inference, no uncommitted files). The versions read are kept for lineage. Parquet
+//!   inference, no uncommitted files), of published runs only ([`publish`]: a run killed before
+//!   its last commit stays invisible in every table). The versions read are kept for lineage. Parquet
 //!   projection push-down means a query over metadata columns never reads pixel or mask bytes;
 //!   the store is wrapped in a [`CountingStore`] so that can be shown ([`Session::io`]).
 //! - **External tables** (`--table NAME=URL`, [`external`]) are CSV/TSV/Parquet files from any
@@ -37,6 +38,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use crate::shard::delta::{self, AsOf, DeltaError};
 use crate::shard::legacy::{self, LegacyError};
+use crate::shard::publish;
 use crate::shard::tables::{self, TABLES};
 use crate::store::counting::{CountSnapshot, Counts, CountingStore};
 use crate::store::{StoreLocation, StoreOptions};
@@ -292,18 +294,25 @@ async fn register_data(ctx: &SessionContext, data: &StoreLocation, as_of: &AsOf)
     let counts = counting.counts();
     let url = url::Url::parse(DATA_URL).expect("constant URL");
     ctx.register_object_store(&url, Arc::new(counting));
-    let mut versions = Vec::new();
+    let mut opened = BTreeMap::new();
     for table in TABLES {
-        let schema = tables::schema(table).expect("known table");
-        let register = |e| QueryError::Register { table: table.to_string(), source: e };
-        let opened = match delta::open(data, table, as_of).await {
+        let t = match delta::open(data, table, as_of).await {
             Ok(t) => t,
             // A table made after the version asked for did not exist then: it is empty.
             Err(DeltaError::NoVersion { .. }) if *as_of != AsOf::Latest => None,
             Err(e) => return Err(e.into()),
         };
-        let files = match &opened {
-            Some(t) => delta::active_files(t)?,
+        opened.insert(table, t);
+    }
+    let sources = opened[tables::PUBLISHING_TABLE].as_ref();
+    let mut versions = Vec::new();
+    for table in TABLES {
+        let schema = tables::schema(table).expect("known table");
+        let register = |e| QueryError::Register { table: table.to_string(), source: e };
+        let opened = &opened[table];
+        let files = match opened {
+            // Only published runs' files (see shard::publish).
+            Some(t) => publish::visible_files(t, table, sources).await?,
             None => Vec::new(),
         };
         versions.push(TableVersion { table: table.to_string(), version: opened.as_ref().and_then(delta::version), files: files.len() });

@@ -47,6 +47,8 @@ pub enum DeltaError {
     Unsupported { url: String, features: String },
     #[error("Delta table `{url}` has columns {found}, but cinestream writes {expected}: it was made by another program or version; write to a new prefix")]
     SchemaMismatch { url: String, found: String, expected: String },
+    #[error("Delta table `{url}`: commit {version} is unreadable ({message}); was it written by another program?")]
+    Log { url: String, version: i64, message: String },
     #[error("bad table URL `{url}`: {message}")]
     Url { url: String, message: String },
 }

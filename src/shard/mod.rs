@@ -7,11 +7,13 @@
 //! [`ShardSet::finish`] closes the lanes and returns their files; [`commit_run`] then makes one
 //! Delta commit per table ([`delta`]), in [`tables::TABLES`] order, each carrying the run's
 //! application transaction id, so a rerun after a crash commits only what is missing
-//! (delta-rs' write/commit split).
+//! (delta-rs' write/commit split). The last commit, to `sources`, publishes the run to
+//! cinestream's readers ([`publish`]).
 
 pub mod delta;
 pub mod legacy;
 pub mod maintain;
+pub mod publish;
 pub mod reader;
 pub mod rewrite;
 pub mod stats;
@@ -147,43 +149,51 @@ pub struct TableChange {
 }
 
 /// Commits each table's change, in [`tables::TABLES`] order; tables are created when missing
-/// (also those with no change, so every engine finds every table). Returns what each did.
+/// (also those with no change, so every engine finds every table). The publishing table is
+/// committed whenever another table was (with no rows if it has none), with the [`publish::Marks`]
+/// readers need: that commit makes the run visible. Returns what each commit did.
 pub async fn commit_run(out: &StoreLocation, run: &RunInfo, mut changes: BTreeMap<&'static str, TableChange>) -> Result<BTreeMap<&'static str, Committed>, ShardError> {
     let mut done = BTreeMap::new();
+    let mut opened = BTreeMap::new();
     for table in tables::TABLES {
         let schema = tables::schema(table).expect("known table");
         let create_info = HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": run.command, "run_id": run.run_id, "created_by": env!("CARGO_PKG_VERSION") }))]);
         let mut t = delta::open_or_create(out, table, &schema, tables::STATS_COLUMNS, create_info).await?;
         let change = changes.remove(table).unwrap_or_default();
-        if change.adds.is_empty() && change.removes.is_empty() {
+        let publishing = table == tables::PUBLISHING_TABLE;
+        if change.adds.is_empty() && change.removes.is_empty() && !(publishing && !done.is_empty()) {
+            opened.insert(table, t);
             continue;
         }
         let rows_added: u64 = change.adds.iter().map(|f| f.entry.rows).sum::<u64>() - change.rows_rewritten;
         let files: Vec<&writer::FileEntry> = change.adds.iter().map(|f| &f.entry).collect();
-        let info = HashMap::from([(
-            "cinestream".to_string(),
-            serde_json::json!({
-                "command": run.command,
-                "run_id": run.run_id,
-                "app_id": run.app_id,
-                "cinestream_version": env!("CARGO_PKG_VERSION"),
-                "table": table,
-                "schema_version": tables::SCHEMA_VERSION,
-                "rows_added": rows_added,
-                "rows_removed": change.rows_removed,
-                "files": files,
-                "summary": run.summary,
-                "config": run.config,
-            }),
-        )]);
+        let mut info = serde_json::json!({
+            "command": run.command,
+            "run_id": run.run_id,
+            "app_id": run.app_id,
+            "cinestream_version": env!("CARGO_PKG_VERSION"),
+            "table": table,
+            "schema_version": tables::SCHEMA_VERSION,
+            "rows_added": rows_added,
+            "rows_removed": change.rows_removed,
+            "files": files,
+            "summary": run.summary,
+            "config": run.config,
+        });
+        if publishing {
+            let (key, marks) = publish::marks_for(&opened, Some(&t), &run.app_id).await?.to_info();
+            info[key] = marks;
+        }
         let operation = match &change.replace_where {
             None => DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None },
             Some(p) => DeltaOperation::Write { mode: SaveMode::Overwrite, partition_by: None, predicate: Some(p.clone()) },
         };
+        let info = HashMap::from([("cinestream".to_string(), info)]);
         let spec = CommitSpec { app_id: run.app_id.clone(), adds: change.adds, removes: change.removes, operation, info };
         let result = delta::commit(&mut t, spec).await?;
         tracing::info!(table, ?result, rows_added, rows_removed = change.rows_removed, "committed");
         done.insert(table, result);
+        opened.insert(table, t);
     }
     Ok(done)
 }

@@ -14,7 +14,11 @@ pub const SCHEMA_VERSION: u32 = 2;
 
 /// The tables, in the order a run commits them: `studies` after the rows that describe a
 /// study, and `sources` — the record of which source studies are in — last.
-pub const TABLES: [&str; 5] = ["frames", "labels", "curation_log", "studies", "sources"];
+pub const TABLES: [&str; 5] = ["frames", "labels", "curation_log", "studies", PUBLISHING_TABLE];
+
+/// The table whose commit publishes a run: committed last by every run that committed anything
+/// ([`super::publish`]).
+pub const PUBLISHING_TABLE: &str = "sources";
 
 /// Columns with Delta data-skipping statistics (those a table has); never the blobs.
 pub const STATS_COLUMNS: &[&str] = &["study_id", "source_study_id", "split", "slice_index", "frame_index", "labeller", "problem"];

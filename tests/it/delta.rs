@@ -182,6 +182,7 @@ async fn kill_and_rerun(raw: &str, data_of: impl Fn(usize) -> String, seed: u64,
     let full: BTreeMap<String, usize> = want.iter().map(|(t, r)| (t.clone(), r.len())).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut orphaned_total = 0;
+    let mut hidden_points = 0;
     for i in 1..=points {
         let data = data_of(i);
         let at = Duration::from_secs_f64(rng.random_range(0.05..1.05) * clean_time.as_secs_f64());
@@ -196,12 +197,18 @@ async fn kill_and_rerun(raw: &str, data_of: impl Fn(usize) -> String, seed: u64,
         child.kill().unwrap_or(()); // SIGKILL
         child.wait().unwrap();
         let seen = visible_counts(&data).await;
-        let partial: Vec<&String> = seen.iter().filter(|(t, (n, _))| *n != 0 && *n != full[*t]).map(|(t, _)| t).collect();
-        let committed: Vec<&String> = seen.iter().filter(|(t, (n, _))| *n == full[*t] && *n > 0).map(|(t, _)| t).collect();
+        // cinestream sees the run in every table or in none (shard::publish); an engine reading
+        // one table at a time sees each table's commit whole or not at all.
+        let committed: Vec<&String> = seen.iter().filter(|(t, (_, py))| py.is_some_and(|p| p == full[*t] && p > 0)).map(|(t, _)| t).collect();
         println!("kill point {i}: SIGKILL after {:.3} s of a {:.3} s run{}; tables committed before the kill: {committed:?}", at.as_secs_f64(), clean_time.as_secs_f64(), if finished { " (it had finished)" } else { "" });
-        assert!(partial.is_empty(), "kill point {i}: tables show part of a run: {seen:?} (full: {full:?})");
-        for (t, (n, py)) in &seen {
-            assert!(py.is_none_or(|p| p == *n), "kill point {i}: polars sees {py:?} rows of {t}, cinestream {n}");
+        let ours: BTreeSet<bool> = seen.iter().map(|(t, (n, _))| *n == full[t]).collect();
+        let none = seen.values().all(|(n, _)| *n == 0);
+        if none && !committed.is_empty() {
+            hidden_points += 1;
+        }
+        assert!(none || ours == BTreeSet::from([true]), "kill point {i}: cinestream shows part of a run: {seen:?} (full: {full:?})");
+        for (t, (_, py)) in &seen {
+            assert!(py.is_none_or(|p| p == 0 || p == full[t]), "kill point {i}: polars sees {py:?} rows of {t} (full: {})", full[t]);
         }
         let (ok, _, err) = cli(&phantom_ingest_args(raw, &data).iter().map(String::as_str).collect::<Vec<_>>());
         assert!(ok, "kill point {i}: the rerun failed: {err}");
@@ -216,7 +223,7 @@ async fn kill_and_rerun(raw: &str, data_of: impl Fn(usize) -> String, seed: u64,
         assert!(orphans(&loc).await.is_empty(), "kill point {i}: vacuum removed the orphans");
         assert_eq!(all_rows(&data).await, want, "kill point {i}: vacuum kept every committed row");
     }
-    println!("{points} kill points: {orphaned_total} orphaned files found and vacuumed");
+    println!("{points} kill points: {orphaned_total} orphaned files found and vacuumed; at {hidden_points} the killed run had committed tables that cinestream kept hidden (unpublished)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,274 @@
+//! When a run's rows become visible to cinestream's readers: all tables at once.
+//!
+//! Delta commits one table at a time, so a run's `frames` commit lands before its `sources`
+//! commit, and a run killed in between leaves `frames` holding rows whose `labels` never came.
+//! [`TABLES`](super::tables::TABLES) ends with `sources`, and every run that committed anything
+//! commits `sources` last (with no rows if it has none): a run is **published** when its
+//! application transaction id is in `sources`. Readers ([`visible_files`]) hide the files of
+//! commits whose run is not published, and bring back the files such a commit removed (a
+//! `--replace` that did not finish), so `sql`, `select` and `train` see each run entirely or not
+//! at all — across every table, whatever crashed and whatever runs concurrently.
+//!
+//! Finding the unpublished commits must not mean reading every table's whole history on every
+//! query. So each `sources` commit records [`Marks`]: per table, a version at or below which
+//! every commit is published or listed as pending (its version and run). A reader checks only
+//! the pending commits and those above the mark — normally none, one in the crash window.
+//! A writer computes the marks from the previous ones, before its `sources` commit.
+//!
+//! Engines that read one Delta table at a time (polars, deltalake, DuckDB, Spark) see each table's
+//! commits atomically but not this cross-table rule; README says so and how to apply it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use deltalake_core::DeltaTable;
+use serde_json::Value;
+
+use super::delta::{self, ActiveFile, DeltaError};
+
+/// The key of a `sources` commit's `cinestream` info that holds the marks.
+const MARKS_KEY: &str = "marks";
+
+/// How far back the marks of `sources` are looked for (commits without marks: creation,
+/// vacuum, commits of other programs).
+const MARKS_LOOKBACK: usize = 64;
+
+/// What a `sources` commit records about every other table (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Marks {
+    /// Per table: every commit at or below this version is published or in `pending`.
+    pub published: BTreeMap<String, i64>,
+    /// Commits at or below their table's mark whose run had not committed `sources`.
+    pub pending: Vec<Pending>,
+}
+
+/// A commit whose run had not committed `sources` when the marks were made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    pub table: String,
+    pub version: i64,
+    pub app_id: String,
+}
+
+impl Marks {
+    /// The marks as a `cinestream` commit-info entry.
+    pub fn to_info(&self) -> (String, Value) {
+        (MARKS_KEY.to_string(), serde_json::to_value(self).expect("marks serialise"))
+    }
+}
+
+/// The parts of one commit that visibility needs.
+#[derive(Debug, Default)]
+struct CommitEntry {
+    /// `commitInfo.cinestream.app_id`: `None` for commits that are not a run's (creation, vacuum).
+    app_id: Option<String>,
+    adds: Vec<String>,
+    /// Path and size of each removed file.
+    removes: Vec<(String, i64)>,
+    /// `commitInfo.cinestream.marks` (`sources` commits of runs).
+    marks: Option<Value>,
+}
+
+async fn read_entry(t: &DeltaTable, version: i64) -> Result<CommitEntry, DeltaError> {
+    let url = t.table_url().clone();
+    let bytes = t
+        .log_store()
+        .read_commit_entry(version as u64)
+        .await
+        .map_err(|e| DeltaError::Table { url: url.to_string(), source: Box::new(e) })?
+        .ok_or_else(|| DeltaError::NoVersion { url: url.to_string(), as_of: version.to_string() })?;
+    let mut entry = CommitEntry::default();
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let action: Value = serde_json::from_slice(line).map_err(|e| DeltaError::Log { url: url.to_string(), version, message: e.to_string() })?;
+        let ours = &action["commitInfo"]["cinestream"];
+        if let Some(id) = ours["app_id"].as_str() {
+            entry.app_id = Some(id.to_string());
+        }
+        if !ours[MARKS_KEY].is_null() {
+            entry.marks = Some(ours[MARKS_KEY].clone());
+        }
+        if let Some(path) = action["add"]["path"].as_str() {
+            entry.adds.push(path.to_string());
+        }
+        if let Some(path) = action["remove"]["path"].as_str() {
+            entry.removes.push((path.to_string(), action["remove"]["size"].as_i64().unwrap_or(0)));
+        }
+    }
+    Ok(entry)
+}
+
+/// The newest marks at or below the loaded version of `sources` (none: nothing is published).
+async fn latest_marks(sources: Option<&DeltaTable>) -> Result<Marks, DeltaError> {
+    let Some(t) = sources else { return Ok(Marks::default()) };
+    let Some(latest) = delta::version(t) else { return Ok(Marks::default()) };
+    for version in (0..=latest).rev().take(MARKS_LOOKBACK) {
+        if let Some(marks) = read_entry(t, version).await?.marks {
+            let url = t.table_url().to_string();
+            return serde_json::from_value(marks).map_err(|e| DeltaError::Log { url, version, message: format!("marks: {e}") });
+        }
+    }
+    Ok(Marks::default())
+}
+
+/// Whether `app_id` committed to `sources` (at its loaded version).
+async fn is_published(sources: Option<&DeltaTable>, app_id: &str) -> Result<bool, DeltaError> {
+    match sources {
+        Some(t) => delta::has_transaction(t, app_id).await,
+        None => Ok(false),
+    }
+}
+
+/// The candidate commits of `table` loaded at `version`: pending ones and those above the mark.
+fn candidates(marks: &Marks, table: &str, version: i64) -> BTreeSet<i64> {
+    let mark = marks.published.get(table).copied().unwrap_or(-1);
+    let pending = marks.pending.iter().filter(|p| p.table == table && p.version <= version).map(|p| p.version);
+    pending.chain(mark + 1..=version).collect()
+}
+
+/// The unpublished commits of `t` (at its loaded version), other than `except`'s.
+async fn unpublished(t: &DeltaTable, table: &str, marks: &Marks, sources: Option<&DeltaTable>, except: Option<&str>) -> Result<Vec<(i64, CommitEntry)>, DeltaError> {
+    let Some(version) = delta::version(t) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for v in candidates(marks, table, version) {
+        let entry = read_entry(t, v).await?;
+        let Some(app) = entry.app_id.as_deref() else { continue };
+        if Some(app) != except && !is_published(sources, app).await? {
+            out.push((v, entry));
+        }
+    }
+    Ok(out)
+}
+
+/// The marks a run records in its `sources` commit, made after its other tables committed:
+/// every table's latest version, with the commits of other unpublished runs up to it.
+pub async fn marks_for(tables: &BTreeMap<&str, DeltaTable>, sources: Option<&DeltaTable>, app_id: &str) -> Result<Marks, DeltaError> {
+    let prev = latest_marks(sources).await?;
+    let mut marks = Marks::default();
+    for (table, t) in tables {
+        let Some(version) = delta::version(t) else { continue };
+        for (v, entry) in unpublished(t, table, &prev, sources, Some(app_id)).await? {
+            marks.pending.push(Pending { table: table.to_string(), version: v, app_id: entry.app_id.expect("unpublished commits are runs'") });
+        }
+        marks.published.insert(table.to_string(), version);
+    }
+    Ok(marks)
+}
+
+/// The files of `t` (at its loaded version) that readers see: the active files without those of
+/// unpublished runs, plus the files such runs removed. `sources` is the `sources` table at the
+/// version read alongside (`None`: absent, so no run is published).
+pub async fn visible_files(t: &DeltaTable, table: &str, sources: Option<&DeltaTable>) -> Result<Vec<ActiveFile>, DeltaError> {
+    let mut files = delta::active_files(t)?;
+    if table == super::tables::PUBLISHING_TABLE {
+        return Ok(files);
+    }
+    let marks = latest_marks(sources).await?;
+    let hidden = unpublished(t, table, &marks, sources, None).await?;
+    if hidden.is_empty() {
+        return Ok(files);
+    }
+    let added: BTreeSet<&str> = hidden.iter().flat_map(|(_, e)| e.adds.iter().map(String::as_str)).collect();
+    tracing::debug!(table, commits = hidden.len(), files = added.len(), "hiding commits of runs that have not committed `sources`");
+    files.retain(|f| !added.contains(f.path.as_str()));
+    let active: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
+    for (_, e) in &hidden {
+        for (path, size) in &e.removes {
+            if !added.contains(path.as_str()) && !active.contains(path) {
+                files.push(ActiveFile { path: path.clone(), size: *size, rows: None, stats: None, partition_values: HashMap::new() });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::shard::delta::{AsOf, CommitSpec};
+    use crate::shard::writer::{DataFile, FileEntry};
+    use crate::shard::{RunInfo, TableChange, commit_run};
+    use crate::store::StoreLocation;
+    use deltalake_core::protocol::{DeltaOperation, SaveMode};
+
+    fn file(name: &str) -> DataFile {
+        DataFile { entry: FileEntry { path: format!("{name}.parquet"), rows: 1, bytes: 1, sha256: String::new() }, stats: r#"{"numRecords":1}"#.into() }
+    }
+
+    fn run(app: &str) -> RunInfo {
+        RunInfo { app_id: app.into(), command: "test".into(), run_id: app.into(), summary: Value::Null, config: Value::Null }
+    }
+
+    fn adds(names: &[&str]) -> TableChange {
+        TableChange { adds: names.iter().map(|n| file(n)).collect(), ..Default::default() }
+    }
+
+    /// What readers see of `frames` and `labels`.
+    async fn seen(out: &StoreLocation) -> Vec<Vec<String>> {
+        let sources = delta::open(out, "sources", &AsOf::Latest).await.unwrap();
+        let mut all = Vec::new();
+        for table in ["frames", "labels"] {
+            let t = delta::open(out, table, &AsOf::Latest).await.unwrap().unwrap();
+            let files = visible_files(&t, table, sources.as_ref()).await.unwrap();
+            all.push(files.into_iter().map(|f| f.path.trim_end_matches(".parquet").to_string()).collect());
+        }
+        all
+    }
+
+    /// A run that commits `frames` and dies: `append` adds files, `replace` also removes one.
+    async fn crash_after_frames(out: &StoreLocation, app: &str, append: &[&str], replace: Option<&str>) {
+        let mut t = delta::open(out, "frames", &AsOf::Latest).await.unwrap().unwrap();
+        let removes = delta::active_files(&t).unwrap().iter().filter(|f| Some(f.path.trim_end_matches(".parquet")) == replace).map(delta::remove_action).collect();
+        let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+        let info = HashMap::from([("cinestream".to_string(), serde_json::json!({ "app_id": app }))]);
+        let spec = CommitSpec { app_id: app.into(), adds: append.iter().map(|n| file(n)).collect(), removes, operation, info };
+        delta::commit(&mut t, spec).await.unwrap();
+    }
+
+    /// Runs that crash after their first commit stay invisible in every table — also while
+    /// other runs complete, and a crashed replace still shows the rows it meant to replace —
+    /// until a rerun commits their last table.
+    #[tokio::test]
+    async fn only_published_runs_are_visible_in_every_table() {
+        let out = crate::store::open("memory://publish-visibility/data", &Default::default()).unwrap();
+        commit_run(&out, &run("a"), [("frames", adds(&["fa"])), ("labels", adds(&["la"])), ("sources", adds(&["sa"]))].into()).await.unwrap();
+        assert_eq!(seen(&out).await, [vec!["fa"], vec!["la"]]);
+
+        crash_after_frames(&out, "b", &["fb"], None).await;
+        assert_eq!(seen(&out).await, [vec!["fa"], vec!["la"]], "a run killed after `frames` is invisible");
+
+        // A run without rows for `sources` still publishes itself there.
+        commit_run(&out, &run("c"), [("frames", adds(&["fc"])), ("labels", adds(&["lc"]))].into()).await.unwrap();
+        assert_eq!(seen(&out).await, [vec!["fa", "fc"], vec!["la", "lc"]], "b stays hidden while c completes");
+        let sources = delta::open(&out, "sources", &AsOf::Latest).await.unwrap();
+        let marks = latest_marks(sources.as_ref()).await.unwrap();
+        assert_eq!(marks.pending, vec![Pending { table: "frames".into(), version: 2, app_id: "b".into() }], "c's marks remember b: {marks:?}");
+
+        crash_after_frames(&out, "r", &["fr"], Some("fa")).await;
+        assert_eq!(seen(&out).await, [vec!["fa", "fc"], vec!["la", "lc"]], "an unfinished replace shows the old rows");
+
+        // b's rerun: `frames` is already committed, the rest is not.
+        commit_run(&out, &run("b"), [("labels", adds(&["lb"])), ("sources", adds(&["sb"]))].into()).await.unwrap();
+        assert_eq!(seen(&out).await, [vec!["fa", "fb", "fc"], vec!["la", "lb", "lc"]]);
+
+        commit_run(&out, &run("r"), [("sources", adds(&["sr"]))].into()).await.unwrap();
+        assert_eq!(seen(&out).await, [vec!["fb", "fc", "fr"], vec!["la", "lb", "lc"]], "the replace is visible once published");
+        let sources = delta::open(&out, "sources", &AsOf::Latest).await.unwrap();
+        assert!(latest_marks(sources.as_ref()).await.unwrap().pending.is_empty(), "every run is published");
+    }
+
+    #[test]
+    fn candidates_are_pending_commits_and_those_above_the_mark() {
+        let marks = Marks {
+            published: [("frames".to_string(), 4)].into(),
+            pending: vec![Pending { table: "frames".into(), version: 2, app_id: "a".into() }, Pending { table: "labels".into(), version: 1, app_id: "a".into() }],
+        };
+        assert_eq!(candidates(&marks, "frames", 6), [2, 5, 6].into());
+        assert_eq!(candidates(&marks, "frames", 4), [2].into());
+        assert_eq!(candidates(&marks, "frames", 1), BTreeSet::new(), "an older version than the pending commit");
+        assert_eq!(candidates(&marks, "studies", 1), [0, 1].into(), "no mark: every commit");
+    }
+}
