@@ -7,6 +7,11 @@
 //!
 //!     cargo bench --bench ingest                 # BENCH_DIR (default /var/tmp/cinestream-bench)
 //!     BENCH_STUDIES=80 BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
+//!     BENCH_COMPARE_BIN=/path/to/old/cinestream BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
+//!
+//! With `BENCH_COMPARE_BIN`, another build of cinestream (an older commit, say) ingests the
+//! large data set too, alternating with this one `BENCH_REPEAT` times (default 3); the medians
+//! and their ratio are printed. Both must accept the same `ingest` flags.
 //!
 //! Needs /usr/bin/time (Debian package `time`) and, for the baseline, python3 with pydicom,
 //! numpy and pyarrow.
@@ -138,4 +143,37 @@ fn main() {
     if let [small, large] = &rows[..] {
         println!("peak RSS grows {:.2}× while the data grows {:.1}×", large.3.peak_rss_mib / small.3.peak_rss_mib, large.1.0 as f64 / small.1.0 as f64);
     }
+    if let Ok(other) = std::env::var("BENCH_COMPARE_BIN") {
+        compare(bin, &other, &ensure_data(bin, &dir, studies), &dir);
+    }
+}
+
+/// Times this build and `other` alternately on the same data; prints medians and their ratio.
+fn compare(bin: &str, other: &str, raw: &Path, dir: &Path) {
+    let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut files = Vec::new();
+    dicom_files(raw, &mut files);
+    let images = files.len() as f64;
+    let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..repeat {
+        for (k, b) in [bin, other].into_iter().enumerate() {
+            let out = dir.join(format!("out-compare-{k}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let m = timed(Command::new(b).args(["-q", "ingest", "--input", raw.to_str().unwrap(), "--output", out.to_str().unwrap()]));
+            eprintln!("compare run {i}: {b}: {:.2} s, {:.0} MiB", m.seconds, m.peak_rss_mib);
+            runs[k].push(m);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut summary = Vec::new();
+    for (k, b) in [bin, other].into_iter().enumerate() {
+        let s = median(&mut runs[k].iter().map(|m| m.seconds).collect());
+        let rss = median(&mut runs[k].iter().map(|m| m.peak_rss_mib).collect());
+        println!("{b}: median of {repeat}: {:.0} images/s ({s:.2} s), peak RSS {rss:.0} MiB", images / s);
+        summary.push((s, rss));
+    }
+    println!("this build / other: {:.3}× the throughput, {:.2}× the peak RSS", summary[1].0 / summary[0].0, summary[0].1 / summary[1].1);
 }

@@ -13,7 +13,7 @@ use deltalake_core::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
 use super::delta::{self, AsOf, DeltaError};
-use super::tables;
+use super::{publish, tables};
 use crate::store::StoreLocation;
 
 /// One commit of one table.
@@ -32,12 +32,19 @@ pub struct HistoryRow {
 /// The history of `tables` (every table when empty), newest first per table.
 pub async fn history(out: &StoreLocation, only: &[String]) -> Result<Vec<HistoryRow>, DeltaError> {
     let mut rows = Vec::new();
+    let sources = delta::open(out, tables::PUBLISHING_TABLE, &AsOf::Latest).await?;
     for table in tables::TABLES.iter().filter(|t| only.is_empty() || only.iter().any(|o| o == *t)) {
         let Some(t) = delta::open(out, table, &AsOf::Latest).await? else { continue };
         let latest = delta::version(&t).unwrap_or(0);
         for (i, info) in delta::history(&t, None).await?.into_iter().enumerate() {
             let ours = info.info.get("cinestream");
             let number = |k: &str| ours.and_then(|o| o[k].as_u64());
+            let mut summary = ours.map(summarise).unwrap_or_default();
+            if let Some(app) = ours.and_then(|o| o["app_id"].as_str())
+                && !publish::is_published(sources.as_ref(), app).await?
+            {
+                summary.push_str(" [unpublished: the run stopped before its `sources` commit; hidden from cinestream's readers until it is rerun]");
+            }
             rows.push(HistoryRow {
                 table: table.to_string(),
                 version: latest - i as i64,
@@ -45,7 +52,7 @@ pub async fn history(out: &StoreLocation, only: &[String]) -> Result<Vec<History
                 operation: info.operation.clone().unwrap_or_default(),
                 rows_added: number("rows_added"),
                 rows_removed: number("rows_removed"),
-                summary: ours.map(summarise).unwrap_or_default(),
+                summary,
             });
         }
     }

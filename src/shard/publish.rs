@@ -112,7 +112,7 @@ async fn latest_marks(sources: Option<&DeltaTable>) -> Result<Marks, DeltaError>
 }
 
 /// Whether `app_id` committed to `sources` (at its loaded version).
-async fn is_published(sources: Option<&DeltaTable>, app_id: &str) -> Result<bool, DeltaError> {
+pub async fn is_published(sources: Option<&DeltaTable>, app_id: &str) -> Result<bool, DeltaError> {
     match sources {
         Some(t) => delta::has_transaction(t, app_id).await,
         None => Ok(false),

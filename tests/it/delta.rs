@@ -205,6 +205,8 @@ async fn kill_and_rerun(raw: &str, data_of: impl Fn(usize) -> String, seed: u64,
         let none = seen.values().all(|(n, _)| *n == 0);
         if none && !committed.is_empty() {
             hidden_points += 1;
+            let (ok, log, err) = cli(&["log", "--data", &data, committed[0].as_str()]);
+            assert!(ok && log.contains("[unpublished"), "kill point {i}: `log` marks the hidden commit: {log}{err}");
         }
         assert!(none || ours == BTreeSet::from([true]), "kill point {i}: cinestream shows part of a run: {seen:?} (full: {full:?})");
         for (t, (_, py)) in &seen {
