@@ -198,13 +198,8 @@ pub fn study_batches(s: &CuratedStudy, truth: Option<Truth>, labeller: &str) -> 
     let all: Vec<&_> = frames.iter().collect();
 
     let mut pixels = BinaryBuilder::with_capacity(n, n * (g.h * g.w) as usize * 2);
-    let mut bytes = Vec::with_capacity((g.h * g.w) as usize * 2);
     for (_, _, _, fr) in &frames {
-        bytes.clear();
-        for v in fr.pixels.iter() {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        pixels.append_value(&bytes);
+        pixels.append_value(pixel_bytes(&fr.pixels));
     }
     let mut cols: Vec<ArrayRef> = vec![
         ids(),
@@ -308,7 +303,30 @@ pub fn schema_json(table: &str) -> Option<serde_json::Value> {
     Some(serde_json::json!({ "table": table, "schema_version": SCHEMA_VERSION, "columns": columns }))
 }
 
+/// The `frames.pixels` encoding of an image: u16 little-endian ([`pixel_values`] reads it). On
+/// little-endian machines that is the image's memory as it is (no per-pixel work: a per-pixel
+/// `extend_from_slice` cost 10% of an ingest in the dev profile, where it was not inlined).
+pub fn pixel_bytes(pixels: &[u16]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(pixels))
+    } else {
+        std::borrow::Cow::Owned(pixels.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+}
+
 /// The values of a `frames.pixels` cell: little-endian u16, row-major (as `frames` writes them).
 pub fn pixel_values(pixels: &[u8]) -> impl Iterator<Item = u16> + '_ {
     pixels.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixels_are_little_endian_u16_and_read_back() {
+        let px = [0u16, 1, 0x1234, u16::MAX];
+        assert_eq!(&*pixel_bytes(&px), &[0, 0, 1, 0, 0x34, 0x12, 0xff, 0xff]);
+        assert_eq!(pixel_values(&pixel_bytes(&px)).collect::<Vec<_>>(), px);
+    }
 }
