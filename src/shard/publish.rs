@@ -42,13 +42,18 @@ pub struct Marks {
     pub pending: Vec<Pending>,
 }
 
-/// A commit whose run had not committed `sources` when the marks were made.
+/// A commit whose run had not committed `sources` when the marks were made. It carries the
+/// files it added and removed, so readers never need its log entry again (Delta may expire old
+/// log entries once a checkpoint covers them).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pending {
     pub table: String,
     pub version: i64,
     pub app_id: String,
+    pub adds: Vec<String>,
+    /// Path and size of each file it removed.
+    pub removes: Vec<(String, i64)>,
 }
 
 impl Marks {
@@ -119,22 +124,22 @@ pub async fn is_published(sources: Option<&DeltaTable>, app_id: &str) -> Result<
     }
 }
 
-/// The candidate commits of `table` loaded at `version`: pending ones and those above the mark.
-fn candidates(marks: &Marks, table: &str, version: i64) -> BTreeSet<i64> {
-    let mark = marks.published.get(table).copied().unwrap_or(-1);
-    let pending = marks.pending.iter().filter(|p| p.table == table && p.version <= version).map(|p| p.version);
-    pending.chain(mark + 1..=version).collect()
-}
-
-/// The unpublished commits of `t` (at its loaded version), other than `except`'s.
-async fn unpublished(t: &DeltaTable, table: &str, marks: &Marks, sources: Option<&DeltaTable>, except: Option<&str>) -> Result<Vec<(i64, CommitEntry)>, DeltaError> {
+/// The unpublished commits of `t` (at its loaded version), other than `except`'s: the pending
+/// ones of `marks` and those above its mark whose run has not committed `sources`.
+async fn unpublished(t: &DeltaTable, table: &str, marks: &Marks, sources: Option<&DeltaTable>, except: Option<&str>) -> Result<Vec<Pending>, DeltaError> {
     let Some(version) = delta::version(t) else { return Ok(Vec::new()) };
-    let mut out = Vec::new();
-    for v in candidates(marks, table, version) {
+    let mark = marks.published.get(table).copied().unwrap_or(-1);
+    let mut found: Vec<Pending> = marks.pending.iter().filter(|p| p.table == table && p.version <= version).cloned().collect();
+    for v in mark + 1..=version {
         let entry = read_entry(t, v).await?;
-        let Some(app) = entry.app_id.as_deref() else { continue };
-        if Some(app) != except && !is_published(sources, app).await? {
-            out.push((v, entry));
+        if let Some(app_id) = entry.app_id {
+            found.push(Pending { table: table.to_string(), version: v, app_id, adds: entry.adds, removes: entry.removes });
+        }
+    }
+    let mut out = Vec::new();
+    for p in found {
+        if Some(p.app_id.as_str()) != except && !is_published(sources, &p.app_id).await? {
+            out.push(p);
         }
     }
     Ok(out)
@@ -147,9 +152,7 @@ pub async fn marks_for(tables: &BTreeMap<&str, DeltaTable>, sources: Option<&Del
     let mut marks = Marks::default();
     for (table, t) in tables {
         let Some(version) = delta::version(t) else { continue };
-        for (v, entry) in unpublished(t, table, &prev, sources, Some(app_id)).await? {
-            marks.pending.push(Pending { table: table.to_string(), version: v, app_id: entry.app_id.expect("unpublished commits are runs'") });
-        }
+        marks.pending.extend(unpublished(t, table, &prev, sources, Some(app_id)).await?);
         marks.published.insert(table.to_string(), version);
     }
     Ok(marks)
@@ -168,12 +171,12 @@ pub async fn visible_files(t: &DeltaTable, table: &str, sources: Option<&DeltaTa
     if hidden.is_empty() {
         return Ok(files);
     }
-    let added: BTreeSet<&str> = hidden.iter().flat_map(|(_, e)| e.adds.iter().map(String::as_str)).collect();
+    let added: BTreeSet<&str> = hidden.iter().flat_map(|p| p.adds.iter().map(String::as_str)).collect();
     tracing::debug!(table, commits = hidden.len(), files = added.len(), "hiding commits of runs that have not committed `sources`");
     files.retain(|f| !added.contains(f.path.as_str()));
     let active: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
-    for (_, e) in &hidden {
-        for (path, size) in &e.removes {
+    for p in &hidden {
+        for (path, size) in &p.removes {
             if !added.contains(path.as_str()) && !active.contains(path) {
                 files.push(ActiveFile { path: path.clone(), size: *size, rows: None, stats: None, partition_values: HashMap::new() });
             }
@@ -245,7 +248,8 @@ mod tests {
         assert_eq!(seen(&out).await, [vec!["fa", "fc"], vec!["la", "lc"]], "b stays hidden while c completes");
         let sources = delta::open(&out, "sources", &AsOf::Latest).await.unwrap();
         let marks = latest_marks(sources.as_ref()).await.unwrap();
-        assert_eq!(marks.pending, vec![Pending { table: "frames".into(), version: 2, app_id: "b".into() }], "c's marks remember b: {marks:?}");
+        let b = Pending { table: "frames".into(), version: 2, app_id: "b".into(), adds: vec!["fb.parquet".into()], removes: vec![] };
+        assert_eq!(marks.pending, vec![b], "c's marks remember b and its files: {marks:?}");
 
         crash_after_frames(&out, "r", &["fr"], Some("fa")).await;
         assert_eq!(seen(&out).await, [vec!["fa", "fc"], vec!["la", "lc"]], "an unfinished replace shows the old rows");
@@ -258,17 +262,5 @@ mod tests {
         assert_eq!(seen(&out).await, [vec!["fb", "fc", "fr"], vec!["la", "lb", "lc"]], "the replace is visible once published");
         let sources = delta::open(&out, "sources", &AsOf::Latest).await.unwrap();
         assert!(latest_marks(sources.as_ref()).await.unwrap().pending.is_empty(), "every run is published");
-    }
-
-    #[test]
-    fn candidates_are_pending_commits_and_those_above_the_mark() {
-        let marks = Marks {
-            published: [("frames".to_string(), 4)].into(),
-            pending: vec![Pending { table: "frames".into(), version: 2, app_id: "a".into() }, Pending { table: "labels".into(), version: 1, app_id: "a".into() }],
-        };
-        assert_eq!(candidates(&marks, "frames", 6), [2, 5, 6].into());
-        assert_eq!(candidates(&marks, "frames", 4), [2].into());
-        assert_eq!(candidates(&marks, "frames", 1), BTreeSet::new(), "an older version than the pending commit");
-        assert_eq!(candidates(&marks, "studies", 1), [0, 1].into(), "no mark: every commit");
     }
 }
