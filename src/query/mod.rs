@@ -304,7 +304,13 @@ async fn register_data(ctx: &SessionContext, data: &StoreLocation, as_of: &AsOf)
         };
         opened.insert(table, t);
     }
-    let sources = opened[tables::PUBLISHING_TABLE].as_ref();
+    // Which runs are published: by `sources` at the version read, or at its latest when
+    // `--as-of TABLE=V,…` does not name it.
+    let latest_sources = match as_of {
+        AsOf::Tables(m) if !m.contains_key(tables::PUBLISHING_TABLE) => delta::open(data, tables::PUBLISHING_TABLE, &AsOf::Latest).await?,
+        _ => None,
+    };
+    let sources = latest_sources.as_ref().or(opened[tables::PUBLISHING_TABLE].as_ref());
     let mut versions = Vec::new();
     for table in TABLES {
         let schema = tables::schema(table).expect("known table");

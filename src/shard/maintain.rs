@@ -43,7 +43,7 @@ pub async fn history(out: &StoreLocation, only: &[String]) -> Result<Vec<History
             if let Some(app) = ours.and_then(|o| o["app_id"].as_str())
                 && !publish::is_published(sources.as_ref(), app).await?
             {
-                summary.push_str(" [unpublished: the run stopped before its `sources` commit; hidden from cinestream's readers until it is rerun]");
+                summary.push_str(" [unpublished: its run has not committed `sources` (still running, or killed: rerun it); hidden from cinestream's readers]");
             }
             rows.push(HistoryRow {
                 table: table.to_string(),
