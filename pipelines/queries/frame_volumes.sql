@@ -1,6 +1,6 @@
 -- LV and MY volume of every labelled frame, per study × labeller × frame_index.
 -- Volume (mL) = pixels × pixel area (mm²) × slice spacing (mm) / 1000, summed over the frame's
--- slices (DESIGN.md §5), from `pixel_counts`. When a study's grid is the same on every slice
+-- slices (docs/science.md §1), from `pixel_counts`. When a study's grid is the same on every slice
 -- (always, after curation) the pixel counts are summed first, so equal counts give equal volumes
 -- and ties stay ties. Columns: study_id, labeller, frame_index, slices (labelled slices in the
 -- frame), lv_pixels, my_pixels, lv_ml, my_ml.

@@ -1,5 +1,5 @@
 -- Per study × labeller: ED and ES frame, EDV, ESV, SV, EF, myocardial mass at ED, and the LV volume of every frame.
--- From `frame_volumes` by the rule of DESIGN.md §5: ED = the frame of maximum LV volume (ties →
+-- From `frame_volumes` by the rule of docs/science.md §1: ED = the frame of maximum LV volume (ties →
 -- the highest frame_index), ES = the frame of minimum LV volume (ties → the lowest).
 -- EF (%) = 100 × (EDV − ESV) / EDV, NULL when EDV is 0 (nothing labelled). Myocardial mass (g) =
 -- MY volume at ED × 1.05 g/mL. Columns: study_id, labeller, frames, slices (most labelled slices

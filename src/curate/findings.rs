@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-/// The classes of problem (DESIGN.md §5), as written to `curation_log.problem`.
+/// The classes of problem (docs/science.md §4), as written to `curation_log.problem`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {

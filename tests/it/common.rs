@@ -113,7 +113,7 @@ pub fn strs(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
         })
         .collect()
 }
-/// ESV/EDV (mL) per study from the labels table, by the saved `volumes` query (DESIGN.md §5;
+/// ESV/EDV (mL) per study from the labels table, by the saved `volumes` query (docs/science.md §1;
 /// checked against hand-computed answers in `sql.rs`).
 pub async fn label_volumes(data: &str) -> HashMap<String, (f64, f64)> {
     let b = sql(data, "SELECT study_id, esv_ml, edv_ml FROM volumes").await;
