@@ -154,20 +154,20 @@ fn study(i: usize) -> (RecordBatch, RecordBatch) {
 }
 
 async fn generate(data: &StoreLocation) {
-    let mut shards = ShardSet::new(data, "bench-query", &ShardConfig::default(), &Default::default());
+    let mut shards = ShardSet::new(data, "bench-query", &ShardConfig::default(), &tables::INGEST, &Default::default());
     let t = Instant::now();
     let mut rows = 0;
     for i in 0..STUDIES {
         let (labels, studies) = tokio::task::spawn_blocking(move || study(i)).await.unwrap();
         rows += labels.num_rows();
-        shards.write("labels", labels).await.unwrap();
-        shards.write("studies", studies).await.unwrap();
+        shards.write(&tables::LABELS, labels).await.unwrap();
+        shards.write(&tables::STUDIES, studies).await.unwrap();
     }
     assert_eq!(rows, 433_460);
     let files = shards.finish().await.unwrap();
     let changes = files.into_iter().map(|(t, adds)| (t, TableChange { adds, ..Default::default() })).collect();
     let run = RunInfo { app_id: "bench-query-generator".into(), command: "bench query generator".into(), run_id: "bench-query".into(), summary: serde_json::json!({ "label_rows": rows }), config: serde_json::json!({}) };
-    commit_run(data, &run, changes).await.unwrap();
+    commit_run(data, &run, &tables::INGEST, changes).await.unwrap();
     eprintln!("generated {STUDIES} studies, {rows} label rows in {:.0} s", t.elapsed().as_secs_f64());
 }
 

@@ -26,6 +26,13 @@ if ! python3 -c 'import deltalake, polars, duckdb, pandas, pyarrow' >/dev/null 2
   python3 -m pip install -q 'deltalake==1.6.6' 'polars==2.1.0' 'duckdb==2.0.1' 'pandas>=2.2' 'pyarrow>=17'
 fi
 
+# ONNX Runtime (the library `cinestream label` loads for ONNX models) and `onnx` (the tests
+# build small ONNX models with it).
+if ! python3 -c 'import onnx, onnxruntime' >/dev/null 2>&1; then
+  echo "test.sh: installing onnxruntime, onnx" >&2
+  python3 -m pip install -q 'onnxruntime==1.31.1' 'onnx==1.23.2'
+fi
+
 # torch and torchvision (the CUDA wheels from PyPI run on a CPU) in their own environment, for
 # the encoder-vs-torchvision check: benches/torchvision_parity.py writes a torchvision resnet34
 # state dict, an input and torchvision's features; tests/it/torchvision.rs compares ours.

@@ -108,19 +108,44 @@ impl IngestConfig {
     }
 }
 
-/// A pipeline file: one section per command.
+/// A pipeline file: one section per command, and `[store]` for all of them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
+    /// Retries and timeouts of remote stores, for every command that uses this file.
+    pub store: Option<StoreOptions>,
     pub ingest: Option<IngestConfig>,
     pub train: Option<crate::train::TrainConfig>,
     pub model: Option<crate::model::ModelConfig>,
+    pub label: Option<crate::infer::LabelConfig>,
 }
 
 impl PipelineFile {
     pub fn load(path: &str) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    /// Parses a pipeline file's text; `[store]` becomes the ingest section's store settings
+    /// too (an `[ingest.store]` that says otherwise is an error: one place sets them).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut file: PipelineFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(store) = file.store.clone() {
+            let sections = [("ingest", file.ingest.as_mut().map(|i| &mut i.store)), ("label", file.label.as_mut().map(|l| &mut l.store))];
+            for (name, own) in sections {
+                let Some(own) = own else { continue };
+                if *own != StoreOptions::default() && *own != store {
+                    return Err(format!("both [store] and [{name}.store] are set: keep [store], which applies to every command"));
+                }
+                *own = store.clone();
+            }
+        }
+        Ok(file)
+    }
+
+    /// The store settings of this file: `[store]`, else `[ingest.store]`, else the defaults.
+    pub fn store(&self) -> StoreOptions {
+        self.store.clone().or_else(|| self.ingest.as_ref().map(|i| i.store.clone())).unwrap_or_default()
     }
 }
 
@@ -134,6 +159,18 @@ mod tests {
         assert!(err.to_string().contains("studies_in_flite"), "{err}");
         let err = toml::from_str::<PipelineFile>("[ingest]\ninput='a'\noutput='b'\n[ingest.curation]\nmax_size=3\n").unwrap_err();
         assert!(err.to_string().contains("max_size"), "{err}");
+    }
+
+    #[test]
+    fn store_settings_apply_to_every_command() {
+        let f = PipelineFile::parse("[store]\nmax_retries = 9\n[ingest]\ninput='a'\noutput='b'\n").unwrap();
+        assert_eq!(f.store().max_retries, 9);
+        assert_eq!(f.ingest.unwrap().store.max_retries, 9);
+        let only_ingest = PipelineFile::parse("[ingest]\ninput='a'\noutput='b'\n[ingest.store]\nmax_retries = 2\n").unwrap();
+        assert_eq!(only_ingest.store().max_retries, 2);
+        let both = PipelineFile::parse("[store]\nmax_retries = 9\n[ingest]\ninput='a'\noutput='b'\n[ingest.store]\nmax_retries = 2\n").unwrap_err();
+        assert!(both.contains("[store]"), "{both}");
+        assert_eq!(PipelineFile::parse("[model]\n").unwrap().store(), StoreOptions::default());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod curate;
 pub mod geometry;
+pub mod infer;
 pub mod ingest;
 pub mod model;
 pub mod query;

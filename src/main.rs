@@ -9,12 +9,13 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cinestream::config::{IngestConfig, PipelineFile};
+use cinestream::infer::{Device, LabelConfig};
 use cinestream::ingest::{self, Progress};
 use cinestream::query::external::{ExternalFormat, ExternalTable};
 use cinestream::query::output::{self, OutputFormat};
 use cinestream::query::saved::Catalog;
 use cinestream::query::selection::{self, QuerySource};
-use cinestream::query::{Session, SessionOptions, TABLE_HELP, udf};
+use cinestream::query::{Session, SessionOptions, udf};
 use cinestream::shard::delta::AsOf;
 use cinestream::shard::writer::ShardConfig;
 use cinestream::shard::{legacy, maintain, tables};
@@ -126,6 +127,9 @@ EXAMPLES
     /// Train a segmentation model on named selections (the authors' recipe; CPU, or CUDA).
     #[command(after_help = TRAIN_HELP)]
     Train(TrainArgs),
+    /// Label frames with a model: masks to `labels`, a quality check per study to `label_qc`.
+    #[command(after_help = LABEL_HELP)]
+    Label(LabelArgs),
     /// Show the commits of the tables: version, time, operation, rows, run summary.
     #[command(after_help = "EXAMPLES
   cinestream log --data ./data
@@ -140,20 +144,45 @@ EXAMPLES
   cinestream vacuum --data ./data                      # what would go (older than 7 days)
   cinestream vacuum --data ./data --older-than 1h --apply")]
     Vacuum(VacuumArgs),
-    /// Convert a data prefix of the old manifest format (`_manifest/`) into Delta tables.
-    #[command(after_help = "The files stay where they are; each is checked against its manifest's SHA-256 and
-committed to its table. Source studies are recorded in `sources` with an unknown fingerprint,
-so re-ingesting the same input skips them (--replace re-ingests them). Safe to rerun.")]
+    /// Bring a data prefix written by an earlier cinestream up to this version's tables.
+    #[command(after_help = "Two steps, each safe to rerun:
+  1. A prefix of the old manifest format (`_manifest/`) is converted into Delta tables. The files
+     stay where they are; each is checked against its manifest's SHA-256 and committed to its
+     table. Source studies are recorded in `sources` with an unknown fingerprint, so
+     re-ingesting the same input skips them (--replace re-ingests them).
+  2. Columns this version writes that a table lacks (for example the curated grid's geometry
+     in `studies`) are added in one metadata commit per table; rows written before read them as
+     null. Writers refuse an outdated table until this has run; readers do not.")]
     Upgrade {
         /// The data prefix (path, file://, s3://).
         #[arg(long)]
         data: String,
+        #[command(flatten)]
+        store: StoreArg,
     },
     /// Print the schema of a table (or all) as the JSON kept in schemas/.
     Schema {
-        /// frames, labels, studies, curation_log, sources or training_log; all when omitted.
+        /// frames, labels, studies, curation_log, sources, label_qc or training_log; all when omitted.
         table: Option<String>,
     },
+}
+
+/// `--pipeline FILE` for commands that only need its `[store]` section.
+#[derive(Args)]
+struct StoreArg {
+    /// A pipeline TOML file whose [store] section (retries, back-off, timeouts) applies; its
+    /// other sections are not used by this command.
+    #[arg(long = "pipeline", value_name = "FILE")]
+    pipeline: Option<String>,
+}
+
+impl StoreArg {
+    fn options(&self) -> Result<StoreOptions> {
+        Ok(match &self.pipeline {
+            Some(p) => PipelineFile::load(p)?.store(),
+            None => StoreOptions::default(),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -161,7 +190,10 @@ struct LogArgs {
     /// The data prefix (path, file://, s3://).
     #[arg(long)]
     data: String,
-    /// Only these tables (frames, labels, curation_log, studies, sources).
+    #[command(flatten)]
+    store: StoreArg,
+    /// Only these tables (frames, labels, curation_log, studies, sources, label_qc, or any other
+    /// Delta table under --data).
     tables: Vec<String>,
 }
 
@@ -176,6 +208,8 @@ struct VacuumArgs {
     /// Delete (without it, only list what would be deleted).
     #[arg(long)]
     apply: bool,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(Args)]
@@ -192,11 +226,14 @@ struct SynthArgs {
     /// Defects to plant: a comma-separated list, `all` or `none`.
     #[arg(long, default_value = "none")]
     defects: String,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(Args)]
 struct IngestArgs {
-    /// Pipeline TOML file with an [ingest] section; flags override it.
+    /// Pipeline TOML file with an [ingest] section (and [store] for retries and timeouts);
+    /// flags override it.
     #[arg(long)]
     pipeline: Option<String>,
     /// DICOM input prefix (path, file://, s3://).
@@ -247,6 +284,8 @@ struct QueryArgs {
     /// version per table (frames=3,labels=5,…, as selection.json records). Default: latest.
     #[arg(long, value_name = "VERSION|TIME|TABLE=V,…")]
     as_of: Option<String>,
+    #[command(flatten)]
+    store: StoreArg,
 }
 
 #[derive(Args)]
@@ -290,6 +329,79 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+struct LabelArgs {
+    /// Pipeline file with a [label] section (and [store]); flags override it.
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// Data prefix with the tables (path, file://, s3://).
+    #[arg(long)]
+    data: Option<String>,
+    /// One of our models (the `model` folder a `cinestream train` run wrote), or an .onnx file.
+    #[arg(long)]
+    model: Option<String>,
+    /// The contract of an ONNX model (default: the .toml beside it with the same stem).
+    #[arg(long)]
+    contract: Option<String>,
+    /// Name for the masks in `labels.labeller` (letters, digits, `_`, `-`, `.`).
+    #[arg(long)]
+    labeller: Option<String>,
+    /// Label the frames of this selection …
+    #[arg(long, conflicts_with = "filter")]
+    selection: Option<String>,
+    /// … or those of `SELECT … FROM frames WHERE <SQL>` (default: every frame).
+    #[arg(long = "where", value_name = "SQL")]
+    filter: Option<String>,
+    /// Images per model call.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// cpu, or cuda (needs a build with `--features cuda` and an NVIDIA GPU).
+    #[arg(long, value_enum)]
+    device: Option<LabelDevice>,
+    /// Replace every earlier row of this labeller, atomically (without it, studies the labeller
+    /// already has are skipped).
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LabelDevice {
+    Cpu,
+    Cuda,
+}
+
+const LABEL_HELP: &str = "\
+WHAT IT DOES
+  Reads the chosen frames from the shards (only those), pre-processes them as the model's card
+  says (intensity rule, pad-resize), runs the model in batches, maps each mask back onto the
+  curated frame grid by the exact inverse, and commits `labels` rows (mask, lv/my/rv_pixels,
+  grid geometry) and one `label_qc` row per study: every class present, enough consecutive
+  slices with LV and MY, LV enclosed by MY, plausible EDV/ESV/EF. The saved queries (`volumes`,
+  `label_quality`, `confidence_sets`, …) read the new labeller like any other.
+
+ONNX MODELS
+  --model net.onnx runs any ONNX model through ONNX Runtime (pip install onnxruntime==1.31.1, or
+  ORT_DYLIB_PATH=…/libonnxruntime.so.1.31.1). Its contract, net.toml beside it or --contract URL,
+  says how frames become its input and its output our masks: input/output names, layout
+  (nchw | nhwc), channels (1 | 3), transpose, size (pad_resize | crop_resize to S, pad_multiple
+  of k), intensity (percentile clip or min-max over the study or the image, optional ImageNet
+  normalisation), output_kind (probabilities | logits | labels), classes (its class → ours: 0
+  background, 1 LV, 2 MY, 3 RV), post (min_component_pixels, keep_largest_lv). Masks go back
+  onto the curated grid by the exact inverse of the placement. Examples: pipelines/models/.
+
+EXACTLY ONCE
+  A rerun skips every study the labeller already has. A run killed mid-way commits nothing
+  visible; rerunning it completes the same job (one transaction id per job). --overwrite
+  replaces all of the labeller's rows in one commit per table: readers see the old rows or the
+  new, never both or neither.
+
+EXAMPLES
+  cinestream label --data ./data --model ./data/models/demo/model --labeller demo \\
+      --where \"split = 'validate'\"
+  cinestream label --data s3://curated/v1 --model s3://models/base/model --labeller base_v1 \\
+      --selection p10_test --batch 16 --device cuda
+  cinestream sql --data ./data \"SELECT * FROM label_qc WHERE NOT passed\"";
+
+#[derive(Args)]
 struct SelectArgs {
     /// Data prefix the selection is made from and stored under (selections/NAME/).
     #[arg(long)]
@@ -317,11 +429,15 @@ PIPELINE FILE
             | { checkpoint = URL }), [[train.stages]] (epochs, lr_max, frozen), checkpoint_every,
             output, [train.cache] (dir, max_mib)
   [model]   encoder (resnet34 | resnet50 | vgg16_bn), width (64 = torchvision), blocks, classes
+  [store]   max_retries, retry_timeout_s, initial_backoff_ms, max_backoff_s, request_timeout_s,
+            connect_timeout_s: remote store settings (every command takes them from its
+            pipeline file; sql, select, log, vacuum, synth and upgrade with --pipeline FILE)
   pipelines/train-base.toml is the authors' base recipe, pipelines/transfer.toml the 7T transfer,
   pipelines/phantom-demo.toml a few CPU minutes on phantom data.
 
 OUTPUTS (under <data>/models/<name>/ unless train.output says otherwise)
-  model/model.bin, model/model.json   weights; configuration, selections and table versions (lineage)
+  model/model.bin, model/model.json   weights; the model card: architecture, classes, input rule
+                                      (intensity, size), lineage (selections, table versions)
   training_log.parquet                per epoch: loss, validation Dice LV/MY, images seen
   learning_curve.png                  Dice and loss against images seen
   checkpoints/                        resume with --resume (same data order, same weights)
@@ -335,9 +451,10 @@ EXAMPLE
 fn sql_help() -> String {
     let catalog = Catalog::builtin();
     let mut h = String::from("TABLES (the Delta tables of --data, at their latest version or --as-of)\n");
-    for (name, what, example) in TABLE_HELP {
-        h += &format!("  {name:<13} {what}\n                e.g. cinestream sql --data ./data \"{example}\"\n");
+    for t in tables::REGISTRY {
+        h += &format!("  {:<13} {}\n                e.g. cinestream sql --data ./data \"{}\"\n", t.name, t.about, t.example);
     }
+    h += "  Any other Delta table under --data (a folder with a _delta_log/) is registered by its folder name.\n";
     h += "\nSAVED QUERIES (pipelines/queries/*.sql; use them by name, as tables in any query, or in `select`)\n";
     for q in catalog.iter() {
         h += &format!("  {:<19} {}\n", q.name, q.summary);
@@ -395,7 +512,7 @@ fn session_options(q: &QueryArgs) -> Result<SessionOptions> {
         .map(|v| v.split_once('=').map(|(n, s)| (n.trim().to_string(), s.to_string())).with_context(|| format!("bad --view `{v}`: write NAME=SQL")))
         .collect::<Result<Vec<_>>>()?;
     let as_of = q.as_of.as_deref().map(AsOf::parse).transpose().map_err(anyhow::Error::msg)?.unwrap_or_default();
-    Ok(SessionOptions { tables, format_in: q.format_in, views, params: q.params.clone(), query_dirs: q.query_dirs.clone(), store: StoreOptions::default(), as_of })
+    Ok(SessionOptions { tables, format_in: q.format_in, views, params: q.params.clone(), query_dirs: q.query_dirs.clone(), store: q.store.options()?, as_of })
 }
 
 fn log_io(cli: &Cli, session: &Session, rows: u64) {
@@ -482,9 +599,10 @@ impl cinestream::train::TrainProgress for TrainBar {
 
 async fn run_train(cli: &Cli, a: &TrainArgs) -> Result<()> {
     let file = PipelineFile::load(&a.pipeline)?;
-    let train = file.train.with_context(|| format!("pipeline file `{}` has no [train] section", a.pipeline))?;
+    let train = file.train.clone().with_context(|| format!("pipeline file `{}` has no [train] section", a.pipeline))?;
+    let store = file.store();
     let model = file.model.unwrap_or_default();
-    let plan = cinestream::train::plan(train, model, &a.data, &StoreOptions::default()).await?;
+    let plan = cinestream::train::plan(train, model, &a.data, &store).await?;
     let handle = tokio::runtime::Handle::current();
     let bar = TrainBar { bar: bar(cli, 0, "train") };
     let (resume, device) = (a.resume, a.device.clone());
@@ -513,6 +631,62 @@ async fn run_train(cli: &Cli, a: &TrainArgs) -> Result<()> {
         eprintln!("model, training_log.parquet and learning_curve.png → {}", report.output);
     }
     println!("dice_lv={:.4} dice_my={:.4}", report.dice_lv, report.dice_my);
+    Ok(())
+}
+
+fn label_config(a: &LabelArgs) -> Result<LabelConfig> {
+    let mut cfg = match &a.pipeline {
+        Some(p) => PipelineFile::load(p)?.label.with_context(|| format!("pipeline file `{p}` has no [label] section"))?,
+        None => {
+            let (Some(d), Some(m), Some(l)) = (&a.data, &a.model, &a.labeller) else {
+                bail!("give --data, --model and --labeller (or --pipeline FILE with a [label] section)");
+            };
+            LabelConfig::new(d.clone(), m.clone(), l.clone())
+        }
+    };
+    if let Some(d) = &a.data {
+        cfg.data = d.clone();
+    }
+    if let Some(m) = &a.model {
+        cfg.model = m.clone();
+    }
+    if a.contract.is_some() {
+        cfg.contract = a.contract.clone();
+    }
+    if let Some(l) = &a.labeller {
+        cfg.labeller = l.clone();
+    }
+    if a.selection.is_some() {
+        (cfg.selection, cfg.filter) = (a.selection.clone(), None);
+    }
+    if a.filter.is_some() {
+        (cfg.filter, cfg.selection) = (a.filter.clone(), None);
+    }
+    if let Some(b) = a.batch {
+        cfg.batch = b;
+    }
+    if let Some(d) = a.device {
+        cfg.device = match d {
+            LabelDevice::Cpu => Device::Cpu,
+            LabelDevice::Cuda => Device::Cuda,
+        };
+    }
+    cfg.overwrite |= a.overwrite;
+    Ok(cfg)
+}
+
+async fn run_label(cli: &Cli, a: &LabelArgs) -> Result<()> {
+    let cfg = label_config(a)?;
+    let pb = bar(cli, 0, "label");
+    let progress = Arc::new(BarProgress { bar: pb.clone(), studies: 0.into(), total: 0.into() });
+    let report = cinestream::infer::run(&cfg, progress).await;
+    pb.finish_and_clear();
+    let report = report?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if !cli.quiet {
+        print!("{}", report.render());
+    }
     Ok(())
 }
 
@@ -567,7 +741,7 @@ impl Progress for BarProgress {
 
 async fn run_synth(cli: &Cli, a: &SynthArgs) -> Result<()> {
     let defects = defects::parse_list(&a.defects).map_err(anyhow::Error::msg)?;
-    let out = store::open(&a.out, &StoreOptions::default())?;
+    let out = store::open(&a.out, &a.store.options()?)?;
     let cfg = SynthConfig { studies: a.studies, seed: a.seed, defects, write_concurrency: 16 };
     let pb = bar(cli, a.studies as u64, "studies");
     let report = synth::run(&out, &cfg, |_| pb.inc(1)).await?;
@@ -644,7 +818,7 @@ async fn run_ingest(cli: &Cli, a: &IngestArgs) -> Result<()> {
 }
 
 async fn run_log(cli: &Cli, a: &LogArgs) -> Result<()> {
-    let data = store::open_existing(&a.data, &StoreOptions::default())?;
+    let data = store::open_existing(&a.data, &a.store.options()?)?;
     legacy::refuse_unconverted(&data).await?;
     let rows = maintain::history(&data, &a.tables).await?;
     if rows.is_empty() {
@@ -666,7 +840,7 @@ async fn run_log(cli: &Cli, a: &LogArgs) -> Result<()> {
 }
 
 async fn run_vacuum(cli: &Cli, a: &VacuumArgs) -> Result<()> {
-    let data = store::open_existing(&a.data, &StoreOptions::default())?;
+    let data = store::open_existing(&a.data, &a.store.options()?)?;
     legacy::refuse_unconverted(&data).await?;
     let older = maintain::parse_duration(&a.older_than).map_err(|e| anyhow::anyhow!("--older-than {e}"))?;
     let report = maintain::vacuum(&data, older, !a.apply).await?;
@@ -689,19 +863,28 @@ async fn run_vacuum(cli: &Cli, a: &VacuumArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run_upgrade(cli: &Cli, data: &str) -> Result<()> {
-    let data = store::open_existing(data, &StoreOptions::default())?;
+async fn run_upgrade(cli: &Cli, data: &str, store: &StoreArg) -> Result<()> {
+    let data = store::open_existing(data, &store.options()?)?;
     let report = legacy::upgrade(&data, &ShardConfig::default()).await?;
+    let columns = maintain::upgrade_schemas(&data).await?;
     if cli.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else if report.manifests == 0 {
-        println!("no manifests under {data}: nothing to upgrade");
+        println!("{}", serde_json::to_string(&serde_json::json!({ "manifests": report, "columns_added": columns }))?);
+        return Ok(());
+    }
+    if report.manifests == 0 {
+        println!("no manifests under {data}: no files to convert");
     } else {
         println!("upgraded {} manifests under {data}:", report.manifests);
         for (t, n) in &report.files {
             println!("  {t:<13} {n} files, {} rows{}", report.rows[t], if report.already.contains(t) { " (already upgraded)" } else { "" });
         }
         println!("  sources       {} source studies (fingerprint unknown)", report.source_studies);
+    }
+    if columns.is_empty() {
+        println!("every table has this version's columns");
+    }
+    for (t, c) in &columns {
+        println!("  {t:<13} columns added (null in rows written before): {}", c.join(", "));
     }
     Ok(())
 }
@@ -750,9 +933,10 @@ fn run() -> Result<()> {
             Command::Sql(a) => run_sql(&cli, a).await,
             Command::Select(a) => run_select(&cli, a).await,
             Command::Train(a) => run_train(&cli, a).await,
+            Command::Label(a) => run_label(&cli, a).await,
             Command::Log(a) => run_log(&cli, a).await,
             Command::Vacuum(a) => run_vacuum(&cli, a).await,
-            Command::Upgrade { data } => run_upgrade(&cli, data).await,
+            Command::Upgrade { data, store } => run_upgrade(&cli, data, store).await,
             Command::Schema { table } => run_schema(table.as_deref()),
         }
     })

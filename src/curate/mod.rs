@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::geometry::{APEX_DIRECTION_LPS, Grid, dot, scale};
+use crate::geometry::{APEX_DIRECTION_LPS, Grid, add, dot, scale};
 use crate::source::header::ImageHeader;
 use findings::{Finding, Log, Problem, Resolution};
 
@@ -138,8 +138,11 @@ pub struct CuratedStudy {
     /// The id of the input study (differs from `study_id` for split repeated stacks).
     pub source_study_id: String,
     pub split: Option<String>,
-    /// The grid of slice 0 (all slices share spacing, size and orientation).
+    /// The grid of slice 0, the most apical (all slices share spacing, size and orientation).
     pub grid: Grid,
+    /// Unit vector (LPS) along which `position_mm` grows: towards the apex. Slice k's plane is
+    /// slice 0's moved by `position_mm[k] − position_mm[0]` along it.
+    pub axis: crate::geometry::V3,
     pub scale_factor: f64,
     pub slice_spacing_mm: f64,
     pub slice_thickness_mm: Option<f64>,
@@ -292,12 +295,15 @@ fn build_stack(
     if out_slices.is_empty() {
         return None;
     }
-    let grid = study_grid.at(study_grid.reference.origin);
+    // Slice 0's plane: the reference grid moved along the axis to slice 0's position.
+    let reference = study_grid.reference.origin;
+    let grid = study_grid.at(add(reference, scale(axis, out_slices[0].position_mm - dot(reference, axis))));
     Some(CuratedStudy {
         study_id: sid.to_string(),
         source_study_id: source_id.to_string(),
         split,
         grid,
+        axis,
         scale_factor: study_grid.scale_factor,
         slice_spacing_mm: regular.spacing_mm,
         slice_thickness_mm: thickness,

@@ -76,7 +76,7 @@ pub async fn load(out: &StoreLocation) -> Result<Known, ShardError> {
     if let Some(t) = delta::open(out, "curation_log", &AsOf::Latest).await? {
         let wanted: BTreeSet<String> = ["unassigned".to_string()].into();
         // Published runs' findings only: a killed run's rerun must see what its first attempt saw.
-        let visible = publish::visible_files(&t, "curation_log", sources.as_ref()).await?;
+        let visible = publish::Publication::read(sources.as_ref()).await?.visible_files(&t, "curation_log").await?;
         let paths: Vec<_> = visible.iter().filter(|f| f.may_hold("study_id", &wanted)).map(|f| out.child(&format!("curation_log/{}", f.path))).collect();
         let batches = read_objects(&out.store, &paths, Some(&["study_id", "object_key"])).await.map_err(|source| ShardError::Read { object: format!("{}/curation_log", out.url()), source })?;
         for b in &batches {
@@ -97,7 +97,7 @@ pub struct Salt(String);
 
 impl Salt {
     pub fn new(labeller: &str, curation: &serde_json::Value) -> Self {
-        Salt(format!("{FINGERPRINT_FORMAT}\nlabeller={labeller}\ncuration={curation}\ntables={}\n", tables::SCHEMA_VERSION))
+        Salt(format!("{FINGERPRINT_FORMAT}\nlabeller={labeller}\ncuration={curation}\ntables={}\n", tables::ROWS_VERSION))
     }
 
     fn hasher(&self, truth: Option<Truth>) -> Sha256 {

@@ -30,10 +30,10 @@ use sha2::{Digest, Sha256};
 use crate::config::{ConfigError, IngestConfig};
 use crate::curate::findings::{Finding, Problem, Resolution};
 use crate::curate::{self, CurationOutput};
-use crate::shard::delta::{self, AsOf, Committed};
+use crate::shard::delta::{self, AsOf};
 use crate::shard::legacy::{self, LegacyError};
 use crate::shard::tables::{self, SourceRow, Truth};
-use crate::shard::{RunInfo, ShardError, ShardSet, TableChange, commit_run, rewrite};
+use crate::shard::{RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite};
 use crate::source::labels::{LabelError, LabelIndex};
 use crate::source::truth::{self, TruthError};
 use crate::source::{self, SourceError, StudyPlan};
@@ -266,19 +266,6 @@ fn app_id(candidates: &[(&str, &str)], unassigned: &[Finding], replace: bool) ->
     format!("cinestream-ingest-{}", &hex::encode(h.finalize())[..32])
 }
 
-/// Tables that already hold transaction `app_id` (an earlier attempt of this work committed them).
-async fn committed_tables(out: &StoreLocation, app_id: &str) -> Result<BTreeSet<&'static str>, IngestError> {
-    let mut done = BTreeSet::new();
-    for table in tables::TABLES {
-        if let Some(t) = delta::open(out, table, &AsOf::Latest).await.map_err(ShardError::from)? {
-            if delta::has_transaction(&t, app_id).await.map_err(ShardError::from)? {
-                done.insert(table);
-            }
-        }
-    }
-    Ok(done)
-}
-
 /// The changes that drop the old rows of replaced source studies (`replaced`: source id → the
 /// study ids it had), for every table not already committed.
 async fn replacements(out: &StoreLocation, replaced: &BTreeMap<String, Vec<String>>, skip: &BTreeSet<&str>, writer_id: &str, cfg: &crate::shard::writer::ShardConfig) -> Result<BTreeMap<&'static str, TableChange>, IngestError> {
@@ -288,10 +275,11 @@ async fn replacements(out: &StoreLocation, replaced: &BTreeMap<String, Vec<Strin
     }
     let sources: BTreeSet<String> = replaced.keys().cloned().collect();
     let studies: BTreeSet<String> = replaced.iter().flat_map(|(s, ids)| ids.iter().cloned().chain([s.clone()])).collect();
-    for table in tables::TABLES.into_iter().filter(|t| !skip.contains(t)) {
-        let Some(t) = delta::open(out, table, &AsOf::Latest).await.map_err(ShardError::from)? else { continue };
-        let (column, values) = if matches!(table, "labels" | "curation_log") { ("study_id", &studies) } else { ("source_study_id", &sources) };
-        changes.insert(table, rewrite::without_rows(out, table, &t, column, values, &format!("{writer_id}-rw"), cfg).await?);
+    for spec in tables::INGEST.into_iter().filter(|t| !skip.contains(t.name)) {
+        let Some(t) = delta::open(out, spec.name, &AsOf::Latest).await.map_err(ShardError::from)? else { continue };
+        // Split stacks have study ids of their own: tables keyed by study_id lose those too.
+        let values = if spec.study_key == "source_study_id" { &sources } else { &studies };
+        changes.insert(spec.name, rewrite::without_rows(out, spec, &t, spec.study_key, values, &format!("{writer_id}-rw"), cfg).await?);
     }
     Ok(changes)
 }
@@ -304,6 +292,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
     let output = store::open(&cfg.output, &cfg.store)?;
     probe_output(&output).await?;
     legacy::refuse_unconverted(&output).await?;
+    delta::check_writable(&output, &tables::INGEST).await.map_err(ShardError::from)?;
     let truth: Arc<HashMap<String, Truth>> = Arc::new(truth::load(&cfg.truth, &cfg.store).await?);
     let labels = match &cfg.labels {
         Some(url) => Some(Arc::new(LabelIndex::open(&store::open_existing(url, &cfg.store)?).await?)),
@@ -350,11 +339,11 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         plans.iter().filter(|(_, _, d)| !matches!(d, Some(Decision::Present(_)))).map(|(p, l, _)| (p.study_id.as_str(), l.as_str())).collect();
     let app_id = app_id(&candidates, &unassigned, cfg.replace);
     let run_id = run_id();
-    let done = committed_tables(&output, &app_id).await?;
+    let done = committed_tables(&output, &tables::INGEST, &app_id).await?;
     if !done.is_empty() {
         tracing::warn!(app_id = %app_id, tables = ?done, "an earlier attempt of this ingest committed some tables: committing the rest");
     }
-    let mut shards = ShardSet::new(&output, &run_id, &cfg.shards, &done);
+    let mut shards = ShardSet::new(&output, &run_id, &cfg.shards, &tables::INGEST, &done);
     let record = |findings: &[Finding], report: &mut IngestReport| {
         for f in findings {
             *report.findings.entry(f.problem.as_str().to_string()).or_default() += 1;
@@ -370,7 +359,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
     };
     if !unassigned.is_empty() {
         record(&unassigned, &mut report);
-        shards.write("curation_log", tables::findings_batch(&unassigned)).await?;
+        shards.write(&tables::CURATION_LOG, tables::findings_batch(&unassigned)).await?;
     }
 
     let (in_flight, replace) = (cfg.studies_in_flight, cfg.replace);
@@ -435,15 +424,15 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
             report.frames_filled += s.slices.iter().flat_map(|sl| &sl.frames).filter(|f| f.fill.is_some()).count();
             report.frames_from_files += s.source_files;
             report.studies_written += 1;
-            shards.write("frames", b.frames).await?;
+            shards.write(&tables::FRAMES, b.frames).await?;
             if let Some(l) = b.labels {
                 report.label_rows += l.num_rows();
-                shards.write("labels", l).await?;
+                shards.write(&tables::LABELS, l).await?;
             }
-            shards.write("studies", b.studies).await?;
+            shards.write(&tables::STUDIES, b.studies).await?;
         }
         if !findings.is_empty() {
-            shards.write("curation_log", tables::findings_batch(&findings)).await?;
+            shards.write(&tables::CURATION_LOG, tables::findings_batch(&findings)).await?;
         }
         if replace {
             let old = known.sources.get(&study).map(|k| k.study_ids.clone()).unwrap_or_default();
@@ -457,7 +446,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         progress.study_done(&study, files, bytes);
     }
     if !sources.is_empty() {
-        shards.write("sources", tables::sources_batch(&sources, &run_id, chrono::Utc::now())).await?;
+        shards.write(&tables::SOURCES, tables::sources_batch(&sources, &run_id, chrono::Utc::now())).await?;
     }
     let written = shards.finish().await?;
     report.reconcile().map_err(IngestError::Reconcile)?;
@@ -475,19 +464,9 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
     for t in &done {
         report.commits.insert(t.to_string(), "already committed by an earlier attempt".into());
     }
-    let run = RunInfo {
-        app_id,
-        command: "ingest".into(),
-        run_id,
-        summary: serde_json::to_value(&report).expect("report serialises"),
-        config: serde_json::to_value(cfg).expect("config serialises"),
-    };
-    for (table, result) in commit_run(&output, &run, changes).await? {
-        let text = match result {
-            Committed::Version(v) => format!("version {v}"),
-            Committed::AlreadyThere => "already committed (this work's transaction id is in the table)".into(),
-        };
-        report.commits.insert(table.to_string(), text);
+    let run = RunInfo::new(app_id, "ingest", run_id, &report, cfg);
+    for (table, result) in commit_run(&output, &run, &tables::INGEST, changes).await? {
+        report.commits.insert(table.to_string(), result.describe());
     }
     Ok(report)
 }

@@ -114,7 +114,8 @@ pub fn apply(image: &[f32], mask: &[u8], h: usize, w: usize, out: usize, d: &Dra
     (img_out, mask_out)
 }
 
-fn bilinear(img: &[f32], h: usize, w: usize, y: f64, x: f64) -> f32 {
+/// Bilinear sample of an `h × w` image at pixel-centre coordinates (y, x); zeros outside.
+pub(crate) fn bilinear(img: &[f32], h: usize, w: usize, y: f64, x: f64) -> f32 {
     let (y0, x0) = (y.floor(), x.floor());
     let (fy, fx) = ((y - y0) as f32, (x - x0) as f32);
     let at = |yy: f64, xx: f64| -> f32 {

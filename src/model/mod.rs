@@ -9,10 +9,13 @@
 //! and fewer blocks: the same code, tiny).
 
 pub mod augment;
+pub mod card;
 pub mod encoder;
 pub mod layers;
 pub mod losses;
+pub mod metrics;
 pub mod norm;
+pub mod scaling;
 pub mod unet;
 pub mod weights;
 

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::view::ViewTable;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
@@ -39,7 +40,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use crate::shard::delta::{self, AsOf, DeltaError};
 use crate::shard::legacy::{self, LegacyError};
 use crate::shard::publish;
-use crate::shard::tables::{self, TABLES};
+use crate::shard::tables;
 use crate::store::counting::{CountSnapshot, Counts, CountingStore};
 use crate::store::{StoreLocation, StoreOptions};
 use external::{ExternalFormat, ExternalTable};
@@ -68,15 +69,6 @@ pub enum QueryError {
     #[error("writing results to `{url}`: {message}")]
     Output { url: String, message: String },
 }
-
-/// The tables ingest writes: name, what a row is, an example query.
-pub const TABLE_HELP: &[(&str, &str, &str)] = &[
-    ("frames", "one curated image (pixels: u16 LE)", "SELECT split, count(*) FROM frames GROUP BY split"),
-    ("labels", "one mask of one frame by one labeller (lv/my/rv_pixels, mask)", "SELECT labeller, sum(lv_pixels) FROM labels GROUP BY labeller"),
-    ("studies", "one study: geometry, scale factor, truth volumes", "SELECT study_id, n_slices, truth_edv_ml FROM studies ORDER BY study_id"),
-    ("curation_log", "one curation finding", "SELECT problem, count(*) FROM curation_log GROUP BY problem"),
-    ("sources", "one ingested source study: fingerprints, run", "SELECT run_id, count(*) FROM sources GROUP BY run_id"),
-];
 
 /// The version of one table a session reads (what selections and models record as lineage).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -181,7 +173,7 @@ impl Session {
 
     /// Every name a query can use: tables, external tables, saved queries.
     pub fn table_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+        let mut names: Vec<String> = tables::REGISTRY.iter().map(|t| t.name.to_string()).collect();
         if let Some(schema) = self.ctx.catalog("datafusion").and_then(|c| c.schema("public")) {
             names.extend(schema.table_names());
         }
@@ -194,7 +186,7 @@ impl Session {
     /// The SQL of a QUERY argument: a saved query's name means `SELECT * FROM name`.
     pub fn query_text(&self, query: &str) -> String {
         let q = query.trim();
-        if self.catalog.get(q).is_some() || TABLES.contains(&q) { format!("SELECT * FROM {q}") } else { q.to_string() }
+        if self.catalog.get(q).is_some() || self.ctx.table_exist(q).unwrap_or(false) { format!("SELECT * FROM {q}") } else { q.to_string() }
     }
 
     /// Runs SQL (one or more statements; `${param}` placeholders allowed) and returns the last
@@ -294,15 +286,20 @@ async fn register_data(ctx: &SessionContext, data: &StoreLocation, as_of: &AsOf)
     let counts = counting.counts();
     let url = url::Url::parse(DATA_URL).expect("constant URL");
     ctx.register_object_store(&url, Arc::new(counting));
+    // cinestream's tables (empty when absent) and any other Delta table under the prefix.
+    let mut names: Vec<String> = tables::REGISTRY.iter().map(|t| t.name.to_string()).collect();
+    names.extend(delta::tables_under(data).await?);
+    names.sort();
+    names.dedup();
     let mut opened = BTreeMap::new();
-    for table in TABLES {
+    for table in &names {
         let t = match delta::open(data, table, as_of).await {
             Ok(t) => t,
             // A table made after the version asked for did not exist then: it is empty.
             Err(DeltaError::NoVersion { .. }) if *as_of != AsOf::Latest => None,
             Err(e) => return Err(e.into()),
         };
-        opened.insert(table, t);
+        opened.insert(table.as_str(), t);
     }
     // Which runs are published: by `sources` at the version read, or at its latest when
     // `--as-of TABLE=V,…` does not name it.
@@ -310,20 +307,30 @@ async fn register_data(ctx: &SessionContext, data: &StoreLocation, as_of: &AsOf)
         AsOf::Tables(m) if !m.contains_key(tables::PUBLISHING_TABLE) => delta::open(data, tables::PUBLISHING_TABLE, &AsOf::Latest).await?,
         _ => None,
     };
-    let sources = latest_sources.as_ref().or(opened[tables::PUBLISHING_TABLE].as_ref());
+    let mut publication = publish::Publication::read(latest_sources.as_ref().or(opened[tables::PUBLISHING_TABLE].as_ref())).await?;
     let mut versions = Vec::new();
-    for table in TABLES {
-        let schema = tables::schema(table).expect("known table");
+    for table in &names {
+        let table = table.as_str();
         let register = |e| QueryError::Register { table: table.to_string(), source: e };
         let opened = &opened[table];
+        // Our tables have our schema (with descriptions); others the one their log declares, or
+        // the latest one when the version read is before the table existed.
+        let schema = match (tables::schema(table), opened) {
+            (Some(s), _) => s,
+            (None, Some(t)) => delta::arrow_schema(t)?,
+            (None, None) => match delta::open(data, table, &AsOf::Latest).await? {
+                Some(t) => delta::arrow_schema(&t)?,
+                None => continue,
+            },
+        };
         let files = match opened {
             // Only published runs' files (see shard::publish).
-            Some(t) => publish::visible_files(t, table, sources).await?,
+            Some(t) => publication.visible_files(t, table).await?,
             None => Vec::new(),
         };
         versions.push(TableVersion { table: table.to_string(), version: opened.as_ref().and_then(delta::version), files: files.len() });
         if files.is_empty() {
-            register_empty_table(ctx, table)?;
+            register_empty_table(ctx, table, schema)?;
             continue;
         }
         let urls = files
@@ -348,11 +355,10 @@ pub(crate) fn parquet_format() -> ParquetFormat {
 
 /// Registers the tables empty (a session over external tables only).
 fn register_empty(ctx: &SessionContext) -> Result<(), QueryError> {
-    TABLES.iter().try_for_each(|t| register_empty_table(ctx, t))
+    tables::REGISTRY.iter().try_for_each(|t| register_empty_table(ctx, t.name, t.schema()))
 }
 
-fn register_empty_table(ctx: &SessionContext, table: &str) -> Result<(), QueryError> {
-    let schema = tables::schema(table).expect("known table");
+fn register_empty_table(ctx: &SessionContext, table: &str, schema: SchemaRef) -> Result<(), QueryError> {
     let register = |e| QueryError::Register { table: table.to_string(), source: e };
     let empty = MemTable::try_new(schema, vec![vec![]]).map_err(register)?;
     ctx.register_table(table, Arc::new(empty)).map_err(register)?;

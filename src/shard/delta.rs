@@ -47,10 +47,14 @@ pub enum DeltaError {
     Unsupported { url: String, features: String },
     #[error("Delta table `{url}` has columns {found}, but cinestream writes {expected}: it was made by another program or version; write to a new prefix")]
     SchemaMismatch { url: String, found: String, expected: String },
+    #[error("Delta table `{url}` was written by an earlier cinestream and lacks the columns {missing}: run `cinestream upgrade --data <the data prefix>` to add them (rows written before read them as null)")]
+    Outdated { url: String, missing: String },
     #[error("Delta table `{url}`: commit {version} is unreadable ({message}); was it written by another program?")]
     Log { url: String, version: i64, message: String },
     #[error("bad table URL `{url}`: {message}")]
     Url { url: String, message: String },
+    #[error("listing the tables under `{url}`: {source}")]
+    List { url: String, source: object_store::Error },
 }
 
 impl DeltaError {
@@ -141,6 +145,39 @@ pub async fn exists(out: &StoreLocation, table: &str) -> Result<bool, DeltaError
     loc.log_store.is_delta_table_location().await.map_err(|e| DeltaError::table(&loc.url, e))
 }
 
+/// The Delta tables directly under `out`: the folders holding a `_delta_log/`, sorted. Folders
+/// whose names are not SQL identifiers (lower case, digits, `_`) are left out with a warning.
+pub async fn tables_under(out: &StoreLocation) -> Result<Vec<String>, DeltaError> {
+    let listing = match out.store.list_with_delimiter(Some(&out.prefix)).await {
+        Ok(l) => l,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(source) => return Err(DeltaError::List { url: out.url().to_string(), source }),
+    };
+    let mut names = Vec::new();
+    for folder in &listing.common_prefixes {
+        let Some(name) = folder.filename() else { continue };
+        if !exists(out, name).await? {
+            continue;
+        }
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit()) {
+            tracing::warn!(table = name, "a Delta table whose folder name is not a SQL name (a–z, 0–9, _): not registered");
+            continue;
+        }
+        names.push(name.to_string());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The Arrow schema of the loaded version.
+pub fn arrow_schema(t: &DeltaTable) -> Result<arrow::datatypes::SchemaRef, DeltaError> {
+    use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow as _;
+    let url = t.table_url().clone();
+    let snapshot = t.snapshot().map_err(|e| DeltaError::table(&url, e))?;
+    let schema: Schema = snapshot.schema().as_ref().try_into_arrow().map_err(|e| DeltaError::Log { url: url.to_string(), version: version(t).unwrap_or(-1), message: format!("schema: {e}") })?;
+    Ok(Arc::new(schema))
+}
+
 /// Opens `table` at a version; `None` when the table has no log yet.
 pub async fn open(out: &StoreLocation, table: &str, as_of: &AsOf) -> Result<Option<DeltaTable>, DeltaError> {
     let loc = location(out, table)?;
@@ -206,6 +243,17 @@ pub async fn open_or_create(out: &StoreLocation, table: &str, schema: &Schema, s
 
 /// Commits version 0 of a new table, or fails if any version exists.
 ///
+/// Checks, before a run does any work, that each existing table of `specs` has the schema this
+/// version writes (an outdated one is refused with how to upgrade it).
+pub async fn check_writable(out: &StoreLocation, specs: &[&super::spec::TableSpec]) -> Result<(), DeltaError> {
+    for spec in specs {
+        if let Some(t) = open(out, spec.name, &AsOf::Latest).await? {
+            check_schema(&t, spec.name, &spec.schema())?;
+        }
+    }
+    Ok(())
+}
+
 /// No retries: delta-rs would otherwise retry a create that lost the race
 /// as version 1, a second metadata action that makes every concurrent
 /// writer's append fail with "Metadata changed since last commit".
@@ -227,11 +275,46 @@ fn check_schema(t: &DeltaTable, table: &str, schema: &Schema) -> Result<(), Delt
     let snapshot = t.snapshot().map_err(|e| DeltaError::Table { url: url.clone(), source: Box::new(e) })?;
     let found: Vec<String> = snapshot.schema().fields().map(|f| f.name().to_string()).collect();
     let expected: Vec<String> = schema.fields().iter().map(|f| f.name().to_string()).collect();
-    if found != expected {
-        tracing::error!(table, "Delta table schema differs from cinestream's");
-        return Err(DeltaError::SchemaMismatch { url, found: found.join(", "), expected: expected.join(", ") });
+    if found == expected {
+        return Ok(());
     }
-    Ok(())
+    let missing = missing_columns(&found, schema);
+    if !missing.is_empty() {
+        return Err(DeltaError::Outdated { url, missing: missing.join(", ") });
+    }
+    tracing::error!(table, "Delta table schema differs from cinestream's");
+    Err(DeltaError::SchemaMismatch { url, found: found.join(", "), expected: expected.join(", ") })
+}
+
+/// The columns an older version of our schema lacks: `schema`'s nullable trailing columns after
+/// exactly `found`. Empty when `found` is not such a prefix.
+fn missing_columns(found: &[String], schema: &Schema) -> Vec<String> {
+    let fields = schema.fields();
+    if found.len() >= fields.len() || fields.iter().zip(found).any(|(f, name)| f.name() != name) {
+        return Vec::new();
+    }
+    let rest = &fields[found.len()..];
+    if rest.iter().all(|f| f.is_nullable()) { rest.iter().map(|f| f.name().to_string()).collect() } else { Vec::new() }
+}
+
+/// Adds the columns `schema` has and the table (written by an earlier cinestream) lacks, in one
+/// metadata commit; rows written before read them as null. Returns the added columns' names.
+pub async fn add_missing_columns(t: DeltaTable, schema: &Schema, info: HashMap<String, Value>) -> Result<(DeltaTable, Vec<String>), DeltaError> {
+    let url = t.table_url().clone();
+    let found: Vec<String> = t.snapshot().map_err(|e| DeltaError::table(&url, e))?.schema().fields().map(|f| f.name().to_string()).collect();
+    let missing = missing_columns(&found, schema);
+    if missing.is_empty() {
+        return Ok((t, missing));
+    }
+    let kernel: StructType = schema.try_into_kernel().map_err(|e| DeltaError::table(&url, DeltaTableError::from(e)))?;
+    let fields: Vec<_> = kernel.fields().filter(|f| missing.iter().any(|m| m == f.name())).cloned().collect();
+    let t = t
+        .add_columns()
+        .with_fields(fields)
+        .with_commit_properties(CommitProperties::default().with_metadata(info))
+        .await
+        .map_err(|e| DeltaError::table(&url, e))?;
+    Ok((t, missing))
 }
 
 /// What one commit records.
@@ -253,6 +336,16 @@ pub enum Committed {
     Version(i64),
     /// The transaction id was already in the table: nothing was committed.
     AlreadyThere,
+}
+
+impl Committed {
+    /// For a run's report.
+    pub fn describe(self) -> String {
+        match self {
+            Committed::Version(v) => format!("version {v}"),
+            Committed::AlreadyThere => "already committed (this work's transaction id is in the table)".into(),
+        }
+    }
 }
 
 /// Whether the table's latest snapshot holds application transaction `app_id`.

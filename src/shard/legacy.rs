@@ -183,10 +183,10 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
         r
     }).collect();
     report.source_studies = rows.len();
-    if !done.contains("sources") {
-        let mut w = TableWriter::new(out, "sources", tables::schema("sources").expect("known"), &run_id, cfg);
+    if !done.contains(tables::SOURCES.name) {
+        let mut w = TableWriter::new(out, &tables::SOURCES, &run_id, cfg);
         w.write(tables::sources_batch(&rows, &run_id, chrono::Utc::now())).await.map_err(ShardError::from)?;
-        changes.insert("sources", TableChange { adds: w.finish().await.map_err(ShardError::from)?, ..Default::default() });
+        changes.insert(tables::SOURCES.name, TableChange { adds: w.finish().await.map_err(ShardError::from)?, ..Default::default() });
     }
     for t in &done {
         changes.remove(t);
@@ -198,7 +198,7 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
         summary: serde_json::json!({ "manifests": report.manifests, "rows": report.rows, "source_studies": report.source_studies }),
         config: serde_json::json!({ "manifests": manifests.iter().map(|(m, sha)| serde_json::json!({ "run_id": m.run_id, "created": m.created, "sha256": sha })).collect::<Vec<_>>() }),
     };
-    for (table, result) in commit_run(out, &run, changes).await? {
+    for (table, result) in commit_run(out, &run, &tables::INGEST, changes).await? {
         if result == Committed::AlreadyThere && !report.already.iter().any(|t| t == table) {
             report.already.push(table.to_string());
         }

@@ -33,7 +33,8 @@ pub struct HistoryRow {
 pub async fn history(out: &StoreLocation, only: &[String]) -> Result<Vec<HistoryRow>, DeltaError> {
     let mut rows = Vec::new();
     let sources = delta::open(out, tables::PUBLISHING_TABLE, &AsOf::Latest).await?;
-    for table in tables::TABLES.iter().filter(|t| only.is_empty() || only.iter().any(|o| o == *t)) {
+    let mut publication = publish::Publication::read(sources.as_ref()).await?;
+    for table in tables_of(out).await?.iter().filter(|t| only.is_empty() || only.contains(*t)) {
         let Some(t) = delta::open(out, table, &AsOf::Latest).await? else { continue };
         let latest = delta::version(&t).unwrap_or(0);
         for (i, info) in delta::history(&t, None).await?.into_iter().enumerate() {
@@ -41,7 +42,7 @@ pub async fn history(out: &StoreLocation, only: &[String]) -> Result<Vec<History
             let number = |k: &str| ours.and_then(|o| o[k].as_u64());
             let mut summary = ours.map(summarise).unwrap_or_default();
             if let Some(app) = ours.and_then(|o| o["app_id"].as_str())
-                && !publish::is_published(sources.as_ref(), app).await?
+                && !publication.is_published(app).await?
             {
                 summary.push_str(" [unpublished: its run has not committed `sources` (still running, or killed: rerun it); hidden from cinestream's readers]");
             }
@@ -94,7 +95,8 @@ pub struct VacuumReport {
 /// than `older_than`, once older than that themselves.
 pub async fn vacuum(out: &StoreLocation, older_than: chrono::Duration, dry_run: bool) -> Result<VacuumReport, DeltaError> {
     let mut report = VacuumReport { dry_run, ..Default::default() };
-    for table in tables::TABLES {
+    for table in tables_of(out).await? {
+        let table = table.as_str();
         let Some(t) = delta::open(out, table, &AsOf::Latest).await? else { continue };
         let url = t.table_url().to_string();
         let (_, metrics) = t
@@ -110,6 +112,30 @@ pub async fn vacuum(out: &StoreLocation, older_than: chrono::Duration, dry_run: 
         report.files.insert(table.to_string(), files);
     }
     Ok(report)
+}
+
+/// Adds to each of our tables under `out` the columns this version writes and the table, made
+/// by an earlier version, lacks (one metadata commit per table; older rows read them as null).
+/// Returns the columns added per table.
+pub async fn upgrade_schemas(out: &StoreLocation) -> Result<BTreeMap<String, Vec<String>>, DeltaError> {
+    let mut added = BTreeMap::new();
+    for spec in tables::REGISTRY {
+        let Some(t) = delta::open(out, spec.name, &AsOf::Latest).await? else { continue };
+        let info = std::collections::HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": "upgrade", "schema_version": tables::SCHEMA_VERSION }))]);
+        let (_, columns) = delta::add_missing_columns(t, &spec.schema(), info).await?;
+        if !columns.is_empty() {
+            tracing::info!(table = spec.name, columns = ?columns, "columns added");
+            added.insert(spec.name.to_string(), columns);
+        }
+    }
+    Ok(added)
+}
+
+/// Every Delta table under `out`: cinestream's in commit order, then any others by name.
+async fn tables_of(out: &StoreLocation) -> Result<Vec<String>, DeltaError> {
+    let mut names = delta::tables_under(out).await?;
+    names.sort_by_key(|n| (tables::REGISTRY.iter().position(|s| s.name == n).unwrap_or(usize::MAX), n.clone()));
+    Ok(names)
 }
 
 /// A vacuumed path as `<table>/<file>`, whatever form delta-rs gave it in.

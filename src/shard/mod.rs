@@ -2,20 +2,23 @@
 //!
 //! Every table is written by one or more *lanes*: a [`writer::TableWriter`] running as its own
 //! task behind a bounded channel (capacity 1, so a slow writer slows the pipeline instead of
-//! buffering). Large tables (`frames`, `labels`) get `encoder_lanes` lanes fed round-robin, so
+//! buffering). Tables are described by a [`spec::TableSpec`]; image and mask tables get
+//! `encoder_lanes` lanes fed round-robin, so
 //! Parquet encoding and compression run in parallel with each other and with curation.
 //! [`ShardSet::finish`] closes the lanes and returns their files; [`commit_run`] then makes one
-//! Delta commit per table ([`delta`]), in [`tables::TABLES`] order, each carrying the run's
+//! Delta commit per table ([`delta`]), in the order the run lists its tables, each carrying the run's
 //! application transaction id, so a rerun after a crash commits only what is missing
 //! (delta-rs' write/commit split). The last commit, to `sources`, publishes the run to
 //! cinestream's readers ([`publish`]).
 
 pub mod delta;
+pub mod label_rows;
 pub mod legacy;
 pub mod maintain;
 pub mod publish;
 pub mod reader;
 pub mod rewrite;
+pub mod spec;
 pub mod stats;
 pub mod tables;
 pub mod writer;
@@ -31,6 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::store::StoreLocation;
 use delta::{Committed, CommitSpec, DeltaError};
+use spec::TableSpec;
 use writer::{DataFile, ShardConfig, TableWriter, WriteError};
 
 /// Errors of the shard stage.
@@ -53,10 +57,9 @@ struct Lane {
 }
 
 impl Lane {
-    fn spawn(out: &StoreLocation, table: &'static str, lane: usize, run_id: &str, cfg: &ShardConfig) -> Self {
+    fn spawn(out: &StoreLocation, table: &'static TableSpec, lane: usize, run_id: &str, cfg: &ShardConfig) -> Self {
         let (tx, mut rx) = mpsc::channel::<RecordBatch>(1);
-        let schema = tables::schema(table).expect("known table");
-        let mut w = TableWriter::new(out, table, schema, &format!("{run_id}-{lane}"), cfg);
+        let mut w = TableWriter::new(out, table, &format!("{run_id}-{lane}"), cfg);
         let handle = tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
                 w.write(batch).await?;
@@ -79,22 +82,21 @@ pub struct ShardSet {
 }
 
 impl ShardSet {
-    /// Lanes for every table but those in `skip` (tables a crashed attempt of this run already
-    /// committed: their rows are dropped, not written again).
-    pub fn new(out: &StoreLocation, run_id: &str, cfg: &ShardConfig, skip: &BTreeSet<&str>) -> Self {
-        let lanes = tables::TABLES
+    /// Lanes for each of `tables` but those in `skip` (tables a crashed attempt of this run
+    /// already committed: their rows are dropped, not written again).
+    pub fn new(out: &StoreLocation, run_id: &str, cfg: &ShardConfig, tables: &[&'static TableSpec], skip: &BTreeSet<&str>) -> Self {
+        let lanes = tables
             .iter()
-            .filter(|t| !skip.contains(*t))
-            .map(|t| {
-                let n = if matches!(*t, "frames" | "labels") { cfg.encoder_lanes.max(1) } else { 1 };
-                (*t, ((0..n).map(|i| Lane::spawn(out, t, i, run_id, cfg)).collect(), 0))
-            })
+            .filter(|t| !skip.contains(t.name))
+            .map(|t| (t.name, ((0..t.lanes(cfg)).map(|i| Lane::spawn(out, t, i, run_id, cfg)).collect(), 0)))
             .collect();
         Self { lanes }
     }
 
-    /// Hands rows of `table` to its next lane (waits while that lane is busy).
-    pub async fn write(&mut self, table: &str, batch: RecordBatch) -> Result<(), ShardError> {
+    /// Hands rows of `table` to its next lane (waits while that lane is busy). Rows of a table
+    /// in `skip` are dropped.
+    pub async fn write(&mut self, table: &TableSpec, batch: RecordBatch) -> Result<(), ShardError> {
+        let table = table.name;
         let Some((lanes, next)) = self.lanes.get_mut(table) else { return Ok(()) };
         let i = *next % lanes.len();
         *next += 1;
@@ -121,6 +123,20 @@ impl ShardSet {
     }
 }
 
+/// The tables of `specs` that already hold transaction `app_id` (an earlier attempt of the same
+/// work committed them).
+pub async fn committed_tables(out: &StoreLocation, specs: &[&'static TableSpec], app_id: &str) -> Result<BTreeSet<&'static str>, ShardError> {
+    let mut done = BTreeSet::new();
+    for spec in specs {
+        if let Some(t) = delta::open(out, spec.name, &delta::AsOf::Latest).await? {
+            if delta::has_transaction(&t, app_id).await? {
+                done.insert(spec.name);
+            }
+        }
+    }
+    Ok(done)
+}
+
 /// What every commit of a run says about the run.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
@@ -132,6 +148,19 @@ pub struct RunInfo {
     pub summary: Value,
     /// The resolved configuration (no credentials).
     pub config: Value,
+}
+
+impl RunInfo {
+    /// A run's info from its report and configuration (both serialisable by construction).
+    pub fn new(app_id: String, command: &str, run_id: String, summary: &impl serde::Serialize, config: &impl serde::Serialize) -> Self {
+        RunInfo {
+            app_id,
+            command: command.into(),
+            run_id,
+            summary: serde_json::to_value(summary).expect("the report serialises"),
+            config: serde_json::to_value(config).expect("the configuration serialises"),
+        }
+    }
 }
 
 /// The change a run makes to one table.
@@ -148,17 +177,19 @@ pub struct TableChange {
     pub replace_where: Option<String>,
 }
 
-/// Commits each table's change, in [`tables::TABLES`] order; tables are created when missing
-/// (also those with no change, so every engine finds every table). The publishing table is
-/// committed whenever another table was (with no rows if it has none), with the [`publish::Marks`]
-/// readers need: that commit makes the run visible. Returns what each commit did.
-pub async fn commit_run(out: &StoreLocation, run: &RunInfo, mut changes: BTreeMap<&'static str, TableChange>) -> Result<BTreeMap<&'static str, Committed>, ShardError> {
+/// Commits each table's change, in the order of `specs`, then the publishing table; tables are
+/// created when missing (also those with no change, so every engine finds every table). The
+/// publishing table is committed whenever another table was (with no rows if it has none), with
+/// the [`publish::Marks`] readers need: that commit makes the run visible. Returns what each
+/// commit did.
+pub async fn commit_run(out: &StoreLocation, run: &RunInfo, specs: &[&'static TableSpec], mut changes: BTreeMap<&'static str, TableChange>) -> Result<BTreeMap<&'static str, Committed>, ShardError> {
     let mut done = BTreeMap::new();
     let mut opened = BTreeMap::new();
-    for table in tables::TABLES {
-        let schema = tables::schema(table).expect("known table");
+    let order = specs.iter().copied().filter(|s| s.name != tables::PUBLISHING_TABLE).chain([&tables::SOURCES]);
+    for spec in order {
+        let table = spec.name;
         let create_info = HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": run.command, "run_id": run.run_id, "created_by": env!("CARGO_PKG_VERSION") }))]);
-        let mut t = delta::open_or_create(out, table, &schema, tables::STATS_COLUMNS, create_info).await?;
+        let mut t = delta::open_or_create(out, table, &spec.schema(), spec.stats, create_info).await?;
         let change = changes.remove(table).unwrap_or_default();
         let publishing = table == tables::PUBLISHING_TABLE;
         if change.adds.is_empty() && change.removes.is_empty() && !(publishing && !done.is_empty()) {

@@ -2,9 +2,8 @@
 //!
 //! Delta commits one table at a time, so a run's `frames` commit lands before its `sources`
 //! commit, and a run killed in between leaves `frames` holding rows whose `labels` never came.
-//! [`TABLES`](super::tables::TABLES) ends with `sources`, and every run that committed anything
-//! commits `sources` last (with no rows if it has none): a run is **published** when its
-//! application transaction id is in `sources`. Readers ([`visible_files`]) hide the files of
+//! Every run that committed anything commits `sources` last (with no rows if it has none): a run is **published** when its
+//! application transaction id is in `sources`. Readers ([`Publication::visible_files`]) hide the files of
 //! commits whose run is not published, and bring back the files such a commit removed (a
 //! `--replace` that did not finish), so `sql`, `select` and `train` see each run entirely or not
 //! at all — across every table, whatever crashed and whatever runs concurrently.
@@ -116,75 +115,107 @@ async fn latest_marks(sources: Option<&DeltaTable>) -> Result<Marks, DeltaError>
     Ok(Marks::default())
 }
 
-/// Whether `app_id` committed to `sources` (at its loaded version).
-pub async fn is_published(sources: Option<&DeltaTable>, app_id: &str) -> Result<bool, DeltaError> {
-    match sources {
-        Some(t) => delta::has_transaction(t, app_id).await,
-        None => Ok(false),
-    }
+/// Which runs are published, as of one version of `sources`: read once per reader, so a query
+/// over every table reads the marks once and asks `sources` about each run at most once.
+pub struct Publication<'a> {
+    sources: Option<&'a DeltaTable>,
+    marks: Marks,
+    /// Runs already looked up in `sources`.
+    known: HashMap<String, bool>,
 }
 
-/// The unpublished commits of `t` (at its loaded version), other than `except`'s: the pending
-/// ones of `marks` and those above its mark whose run has not committed `sources`.
-async fn unpublished(t: &DeltaTable, table: &str, marks: &Marks, sources: Option<&DeltaTable>, except: Option<&str>) -> Result<Vec<Pending>, DeltaError> {
-    let Some(version) = delta::version(t) else { return Ok(Vec::new()) };
-    let mark = marks.published.get(table).copied().unwrap_or(-1);
-    let mut found: Vec<Pending> = marks.pending.iter().filter(|p| p.table == table && p.version <= version).cloned().collect();
-    for v in mark + 1..=version {
-        let entry = read_entry(t, v).await?;
-        if let Some(app_id) = entry.app_id {
-            found.push(Pending { table: table.to_string(), version: v, app_id, adds: entry.adds, removes: entry.removes });
-        }
+impl<'a> Publication<'a> {
+    /// `sources` at the version read alongside the other tables (`None`: absent, so no run is
+    /// published).
+    pub async fn read(sources: Option<&'a DeltaTable>) -> Result<Self, DeltaError> {
+        Ok(Publication { sources, marks: latest_marks(sources).await?, known: HashMap::new() })
     }
-    let mut out = Vec::new();
-    for p in found {
-        if Some(p.app_id.as_str()) != except && !is_published(sources, &p.app_id).await? {
-            out.push(p);
+
+    /// Whether `app_id` committed to `sources` (at its loaded version).
+    pub async fn is_published(&mut self, app_id: &str) -> Result<bool, DeltaError> {
+        if let Some(known) = self.known.get(app_id) {
+            return Ok(*known);
         }
+        let published = match self.sources {
+            Some(t) => delta::has_transaction(t, app_id).await?,
+            None => false,
+        };
+        self.known.insert(app_id.to_string(), published);
+        Ok(published)
     }
-    Ok(out)
+
+    /// The unpublished commits of `t` (at its loaded version), other than `except`'s: the
+    /// pending ones of the marks and those above its mark whose run has not committed `sources`.
+    async fn unpublished(&mut self, t: &DeltaTable, table: &str, except: Option<&str>) -> Result<Vec<Pending>, DeltaError> {
+        let Some(version) = delta::version(t) else { return Ok(Vec::new()) };
+        let mark = self.marks.published.get(table).copied().unwrap_or(-1);
+        let mut found: Vec<Pending> = self.marks.pending.iter().filter(|p| p.table == table && p.version <= version).cloned().collect();
+        for v in mark + 1..=version {
+            let entry = read_entry(t, v).await?;
+            if let Some(app_id) = entry.app_id {
+                found.push(Pending { table: table.to_string(), version: v, app_id, adds: entry.adds, removes: entry.removes });
+            }
+        }
+        let mut out = Vec::new();
+        for p in found {
+            if Some(p.app_id.as_str()) != except && !self.is_published(&p.app_id).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The files of `t` (at its loaded version) that readers see: the active files without
+    /// those of unpublished runs, plus the files such runs removed.
+    pub async fn visible_files(&mut self, t: &DeltaTable, table: &str) -> Result<Vec<ActiveFile>, DeltaError> {
+        let mut files = delta::active_files(t)?;
+        if table == super::tables::PUBLISHING_TABLE {
+            return Ok(files);
+        }
+        let hidden = self.unpublished(t, table, None).await?;
+        if hidden.is_empty() {
+            return Ok(files);
+        }
+        let added: BTreeSet<&str> = hidden.iter().flat_map(|p| p.adds.iter().map(String::as_str)).collect();
+        tracing::debug!(table, commits = hidden.len(), files = added.len(), "hiding commits of runs that have not committed `sources`");
+        files.retain(|f| !added.contains(f.path.as_str()));
+        let active: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
+        for p in &hidden {
+            for (path, size) in &p.removes {
+                if !added.contains(path.as_str()) && !active.contains(path) {
+                    files.push(ActiveFile { path: path.clone(), size: *size, rows: None, stats: None, partition_values: HashMap::new() });
+                }
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.dedup_by(|a, b| a.path == b.path);
+        Ok(files)
+    }
 }
 
 /// The marks a run records in its `sources` commit, made after its other tables committed:
 /// every table's latest version, with the commits of other unpublished runs up to it.
 pub async fn marks_for(tables: &BTreeMap<&str, DeltaTable>, sources: Option<&DeltaTable>, app_id: &str) -> Result<Marks, DeltaError> {
-    let prev = latest_marks(sources).await?;
+    let mut prev = Publication::read(sources).await?;
     let mut marks = Marks::default();
     for (table, t) in tables {
         let Some(version) = delta::version(t) else { continue };
-        marks.pending.extend(unpublished(t, table, &prev, sources, Some(app_id)).await?);
+        marks.pending.extend(prev.unpublished(t, table, Some(app_id)).await?);
         marks.published.insert(table.to_string(), version);
     }
-    Ok(marks)
-}
-
-/// The files of `t` (at its loaded version) that readers see: the active files without those of
-/// unpublished runs, plus the files such runs removed. `sources` is the `sources` table at the
-/// version read alongside (`None`: absent, so no run is published).
-pub async fn visible_files(t: &DeltaTable, table: &str, sources: Option<&DeltaTable>) -> Result<Vec<ActiveFile>, DeltaError> {
-    let mut files = delta::active_files(t)?;
-    if table == super::tables::PUBLISHING_TABLE {
-        return Ok(files);
-    }
-    let marks = latest_marks(sources).await?;
-    let hidden = unpublished(t, table, &marks, sources, None).await?;
-    if hidden.is_empty() {
-        return Ok(files);
-    }
-    let added: BTreeSet<&str> = hidden.iter().flat_map(|p| p.adds.iter().map(String::as_str)).collect();
-    tracing::debug!(table, commits = hidden.len(), files = added.len(), "hiding commits of runs that have not committed `sources`");
-    files.retain(|f| !added.contains(f.path.as_str()));
-    let active: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
-    for p in &hidden {
-        for (path, size) in &p.removes {
-            if !added.contains(path.as_str()) && !active.contains(path) {
-                files.push(ActiveFile { path: path.clone(), size: *size, rows: None, stats: None, partition_values: HashMap::new() });
+    // Tables this run did not open (a labelling run does not open `frames`) keep their marks,
+    // with those of their pending commits still unpublished.
+    let carried: Vec<(String, i64)> = prev.marks.published.iter().filter(|(t, _)| !tables.contains_key(t.as_str())).map(|(t, v)| (t.clone(), *v)).collect();
+    for (table, version) in carried {
+        let pending: Vec<Pending> = prev.marks.pending.iter().filter(|p| p.table == table).cloned().collect();
+        for p in pending {
+            if p.app_id != app_id && !prev.is_published(&p.app_id).await? {
+                marks.pending.push(p);
             }
         }
+        marks.published.insert(table, version);
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files.dedup_by(|a, b| a.path == b.path);
-    Ok(files)
+    Ok(marks)
 }
 
 #[cfg(test)]
@@ -193,7 +224,7 @@ mod tests {
 
     use crate::shard::delta::{AsOf, CommitSpec};
     use crate::shard::writer::{DataFile, FileEntry};
-    use crate::shard::{RunInfo, TableChange, commit_run};
+    use crate::shard::{RunInfo, TableChange, commit_run, tables};
     use crate::store::StoreLocation;
     use deltalake_core::protocol::{DeltaOperation, SaveMode};
 
@@ -212,10 +243,11 @@ mod tests {
     /// What readers see of `frames` and `labels`.
     async fn seen(out: &StoreLocation) -> Vec<Vec<String>> {
         let sources = delta::open(out, "sources", &AsOf::Latest).await.unwrap();
+        let mut publication = Publication::read(sources.as_ref()).await.unwrap();
         let mut all = Vec::new();
         for table in ["frames", "labels"] {
             let t = delta::open(out, table, &AsOf::Latest).await.unwrap().unwrap();
-            let files = visible_files(&t, table, sources.as_ref()).await.unwrap();
+            let files = publication.visible_files(&t, table).await.unwrap();
             all.push(files.into_iter().map(|f| f.path.trim_end_matches(".parquet").to_string()).collect());
         }
         all
@@ -237,29 +269,37 @@ mod tests {
     #[tokio::test]
     async fn only_published_runs_are_visible_in_every_table() {
         let out = crate::store::open("memory://publish-visibility/data", &Default::default()).unwrap();
-        commit_run(&out, &run("a"), [("frames", adds(&["fa"])), ("labels", adds(&["la"])), ("sources", adds(&["sa"]))].into()).await.unwrap();
+        commit_run(&out, &run("a"), &tables::INGEST, [("frames", adds(&["fa"])), ("labels", adds(&["la"])), ("sources", adds(&["sa"]))].into()).await.unwrap();
         assert_eq!(seen(&out).await, [vec!["fa"], vec!["la"]]);
 
         crash_after_frames(&out, "b", &["fb"], None).await;
         assert_eq!(seen(&out).await, [vec!["fa"], vec!["la"]], "a run killed after `frames` is invisible");
 
         // A run without rows for `sources` still publishes itself there.
-        commit_run(&out, &run("c"), [("frames", adds(&["fc"])), ("labels", adds(&["lc"]))].into()).await.unwrap();
+        commit_run(&out, &run("c"), &tables::INGEST, [("frames", adds(&["fc"])), ("labels", adds(&["lc"]))].into()).await.unwrap();
         assert_eq!(seen(&out).await, [vec!["fa", "fc"], vec!["la", "lc"]], "b stays hidden while c completes");
         let sources = delta::open(&out, "sources", &AsOf::Latest).await.unwrap();
         let marks = latest_marks(sources.as_ref()).await.unwrap();
         let b = Pending { table: "frames".into(), version: 2, app_id: "b".into(), adds: vec!["fb.parquet".into()], removes: vec![] };
-        assert_eq!(marks.pending, vec![b], "c's marks remember b and its files: {marks:?}");
+        assert_eq!(marks.pending, vec![b.clone()], "c's marks remember b and its files: {marks:?}");
+
+        // A run that commits only `labels` (as `cinestream label` does) keeps the marks of the
+        // tables it did not open, and b's pending commit with them.
+        commit_run(&out, &run("l"), &[&tables::LABELS], [("labels", adds(&["ll"]))].into()).await.unwrap();
+        assert_eq!(seen(&out).await, [vec!["fa", "fc"], vec!["la", "lc", "ll"]]);
+        let sources = delta::open(&out, "sources", &AsOf::Latest).await.unwrap();
+        let marks = latest_marks(sources.as_ref()).await.unwrap();
+        assert_eq!((marks.published.get("frames"), marks.pending.clone()), (Some(&3), vec![b]), "{marks:?}");
 
         crash_after_frames(&out, "r", &["fr"], Some("fa")).await;
-        assert_eq!(seen(&out).await, [vec!["fa", "fc"], vec!["la", "lc"]], "an unfinished replace shows the old rows");
+        assert_eq!(seen(&out).await, [vec!["fa", "fc"], vec!["la", "lc", "ll"]], "an unfinished replace shows the old rows");
 
         // b's rerun: `frames` is already committed, the rest is not.
-        commit_run(&out, &run("b"), [("labels", adds(&["lb"])), ("sources", adds(&["sb"]))].into()).await.unwrap();
-        assert_eq!(seen(&out).await, [vec!["fa", "fb", "fc"], vec!["la", "lb", "lc"]]);
+        commit_run(&out, &run("b"), &tables::INGEST, [("labels", adds(&["lb"])), ("sources", adds(&["sb"]))].into()).await.unwrap();
+        assert_eq!(seen(&out).await, [vec!["fa", "fb", "fc"], vec!["la", "lb", "lc", "ll"]]);
 
-        commit_run(&out, &run("r"), [("sources", adds(&["sr"]))].into()).await.unwrap();
-        assert_eq!(seen(&out).await, [vec!["fb", "fc", "fr"], vec!["la", "lb", "lc"]], "the replace is visible once published");
+        commit_run(&out, &run("r"), &tables::INGEST, [("sources", adds(&["sr"]))].into()).await.unwrap();
+        assert_eq!(seen(&out).await, [vec!["fb", "fc", "fr"], vec!["la", "lb", "lc", "ll"]], "the replace is visible once published");
         let sources = delta::open(&out, "sources", &AsOf::Latest).await.unwrap();
         assert!(latest_marks(sources.as_ref()).await.unwrap().pending.is_empty(), "every run is published");
     }

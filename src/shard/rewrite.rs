@@ -12,18 +12,19 @@ use deltalake_core::DeltaTable;
 
 use super::delta;
 use super::reader::read_objects;
+use super::spec::TableSpec;
 use super::writer::{ShardConfig, TableWriter};
-use super::{ShardError, TableChange, tables};
+use super::{ShardError, TableChange};
 use crate::store::StoreLocation;
 
-/// The change that removes every row of `table` whose `column` is in `values`.
-pub async fn without_rows(out: &StoreLocation, table: &'static str, t: &DeltaTable, column: &str, values: &BTreeSet<String>, writer_id: &str, cfg: &ShardConfig) -> Result<TableChange, ShardError> {
+/// The change that removes every row of `spec`'s table (`t`) whose `column` is in `values`.
+pub async fn without_rows(out: &StoreLocation, spec: &'static TableSpec, t: &DeltaTable, column: &str, values: &BTreeSet<String>, writer_id: &str, cfg: &ShardConfig) -> Result<TableChange, ShardError> {
     let mut change = TableChange { replace_where: Some(predicate(column, values)), ..Default::default() };
     if values.is_empty() {
         return Ok(change);
     }
-    let schema = tables::schema(table).expect("known table");
-    let mut writer = TableWriter::new(out, table, schema, writer_id, cfg);
+    let table = spec.name;
+    let mut writer = TableWriter::new(out, spec, writer_id, cfg);
     for f in delta::active_files(t)?.iter().filter(|f| f.may_hold(column, values)) {
         let path = out.child(&format!("{table}/{}", f.path));
         let object = out.object_url(&path);

@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{StoreLocation, explain};
 
+use super::spec::TableSpec;
 use super::stats::FileStats;
-use super::tables;
 
 /// One written file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,7 +96,8 @@ impl ShardConfig {
         Ok(())
     }
 
-    fn properties(&self) -> WriterProperties {
+    /// Writer settings for a table with blob columns `blobs`.
+    fn properties(&self, blobs: &[&str]) -> WriterProperties {
         let compression = match self.compression {
             Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(self.zstd_level).unwrap_or_default()),
             Codec::Snappy => Compression::SNAPPY,
@@ -105,7 +106,7 @@ impl ShardConfig {
         let mut b = WriterProperties::builder().set_compression(compression).set_max_row_group_row_count(Some(1 << 16))
             .set_max_row_group_bytes(Some(self.row_group_mib << 20));
         // Image and mask blobs: no dictionary (every value is unique) and no min/max statistics.
-        for blob in ["pixels", "mask"] {
+        for &blob in blobs {
             b = b
                 .set_column_dictionary_enabled(ColumnPath::from(blob), false)
                 .set_column_statistics_enabled(ColumnPath::from(blob), EnabledStatistics::None);
@@ -116,6 +117,7 @@ impl ShardConfig {
 
 /// Writes one table as a sequence of shard files.
 pub struct TableWriter {
+    spec: &'static TableSpec,
     table: String,
     out: StoreLocation,
     run_id: String,
@@ -126,12 +128,14 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    pub fn new(out: &StoreLocation, table: &str, schema: SchemaRef, run_id: &str, cfg: &ShardConfig) -> Self {
+    /// A writer of `spec`'s table; its files are named after `run_id`.
+    pub fn new(out: &StoreLocation, spec: &'static TableSpec, run_id: &str, cfg: &ShardConfig) -> Self {
         Self {
-            table: table.to_string(),
+            spec,
+            table: spec.name.to_string(),
             out: out.clone(),
             run_id: run_id.to_string(),
-            schema,
+            schema: spec.schema(),
             cfg: cfg.clone(),
             current: None,
             files: Vec::new(),
@@ -146,9 +150,9 @@ impl TableWriter {
         let (w, mut stats) = match self.current.take() {
             Some(current) => current,
             None => (
-                ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.cfg.properties()))
+                ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.cfg.properties(self.spec.blobs)))
                     .map_err(|source| WriteError::Encode { table: self.table.clone(), source })?,
-                FileStats::new(&self.schema, tables::STATS_COLUMNS),
+                FileStats::new(&self.schema, self.spec.stats),
             ),
         };
         stats.update(&batch);

@@ -3,7 +3,7 @@
 //! `cinestream synth` writes `<split>/<id>/study/sax_<series>/IM-<series>-<frame>.dcm`, the truth
 //! CSVs (`train.csv`, `validate.csv`: Id,Systole,Diastole; `solution.csv` for test ids in Kaggle's
 //! format), one truth-mask Parquet file per study under `truth/` (keyed by object key), and
-//! `synth.json` (defects, ED/ES frames and volumes per study). Truth volumes follow DESIGN.md §5
+//! `synth.json` (defects, ED/ES frames and volumes per study). Truth volumes follow docs/science.md §1
 //! on the clean stack's masks, so they are exact for the discrete phantom.
 
 pub mod defects;
@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::geometry::{APEX_DIRECTION_LPS, Grid, V3, add, cross, normalize, rotate, scale};
+use crate::shard::label_rows::class_counts;
 use crate::source::layout::kaggle_split;
 use crate::store::{StoreLocation, explain};
 use defects::Defect;
@@ -400,7 +401,8 @@ fn truth_batch(study_id: &str, files: &[OutFile]) -> Result<RecordBatch, SynthEr
         Field::new("my_pixels", DataType::Int64, false),
         Field::new("mask", DataType::Binary, false),
     ]));
-    let count = |c: u8| Arc::new(Int64Array::from_iter_values(rows.iter().map(|(_, m)| m.2.iter().filter(|v| **v == c).count() as i64))) as ArrayRef;
+    let counts: Vec<[i64; 4]> = rows.iter().map(|(_, m)| class_counts(&m.2)).collect();
+    let count = |c: usize| Arc::new(Int64Array::from_iter_values(counts.iter().map(|n| n[c]))) as ArrayRef;
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
         Arc::new(StringArray::from(vec![study_id; rows.len()])),

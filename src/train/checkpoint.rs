@@ -19,8 +19,9 @@ use sha2::{Digest, Sha256};
 use super::log::{self, EpochRow};
 use super::optim::AdamW;
 use super::{TrainConfig, TrainError, TrainReport, plot};
+use crate::model::card::{self, CARD_FILE, CARD_FORMAT, InputRule, Lineage, ModelCard, WeightsFile};
 use crate::model::{ModelConfig, SegModel};
-use crate::store::{self, StoreLocation, StoreOptions, explain};
+use crate::store::{StoreLocation, StoreOptions, explain};
 
 /// The optimizer of a run.
 pub type Optim<B> = OptimizerAdaptor<AdamW, SegModel<B>, B>;
@@ -54,11 +55,12 @@ pub struct Saved {
 pub struct Checkpoint {
     root: StoreLocation,
     config_sha256: String,
-    config: serde_json::Value,
+    train: TrainConfig,
+    model: ModelConfig,
 }
 
 fn recorder() -> BinBytesRecorder<FullPrecisionSettings> {
-    BinBytesRecorder::default()
+    card::recorder()
 }
 
 impl Checkpoint {
@@ -68,10 +70,9 @@ impl Checkpoint {
         t.cache = Default::default();
         t.prefetch = 0;
         t.checkpoint_every = 0;
-        let config = serde_json::json!({ "train": train, "model": model });
         let decisive = serde_json::json!({ "train": t, "model": model });
         let config_sha256 = hex::encode(Sha256::digest(serde_json::to_vec(&decisive).expect("serialises")));
-        Checkpoint { root: output.clone(), config_sha256, config }
+        Checkpoint { root: output.clone(), config_sha256, train: train.clone(), model: model.clone() }
     }
 
     fn err(&self, what: &'static str, path: &object_store::path::Path, e: impl std::fmt::Display) -> TrainError {
@@ -152,33 +153,33 @@ impl Checkpoint {
         Ok((model.load_record(model_record), optim.load_record(optim_record), saved.progress.clone()))
     }
 
-    /// Writes the final model, its description and lineage, the training log and the curve.
-    pub async fn finish<B: Backend>(&self, model: &SegModel<B>, progress: &Progress, lineage: &serde_json::Value, report: &TrainReport) -> Result<(), TrainError> {
+    /// Writes the final model and its card, the training log and the curve.
+    pub async fn finish<B: Backend>(&self, model: &SegModel<B>, progress: &Progress, lineage: &Lineage, report: &TrainReport) -> Result<(), TrainError> {
         let bytes = Recorder::<B>::record(&recorder(), model.clone().into_record(), ()).map_err(|e| TrainError::Config(format!("encoding the model: {e}")))?;
         let weights_sha256 = hex::encode(Sha256::digest(&bytes));
-        self.put("model/model.bin", "writing the model", bytes).await?;
-        let description = serde_json::json!({
-            "format": "cinestream-model-v1",
-            "created": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "cinestream_version": env!("CARGO_PKG_VERSION"),
-            "weights": { "path": "model.bin", "sha256": weights_sha256, "record": "burn BinBytesRecorder, full precision" },
-            "config": self.config,
-            "lineage": lineage,
-            "report": report,
-        });
-        self.put("model/model.json", "writing the model", serde_json::to_vec_pretty(&description).expect("serialises")).await?;
+        self.put(&format!("model/{}", card::WEIGHTS_FILE), "writing the model", bytes).await?;
+        let card = ModelCard {
+            format: CARD_FORMAT.into(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            cinestream_version: env!("CARGO_PKG_VERSION").into(),
+            weights: WeightsFile { path: card::WEIGHTS_FILE.into(), sha256: weights_sha256, record: card::WEIGHTS_RECORD.into() },
+            architecture: self.model.clone(),
+            // Training maps every class above the last channel to background.
+            classes: (0..self.model.classes as u8).collect(),
+            input: InputRule { intensity: self.train.intensity, size: self.train.image_size },
+            lineage: lineage.clone(),
+            training: serde_json::to_value(&self.train).expect("serialises"),
+            report: serde_json::to_value(report).expect("serialises"),
+        };
+        self.put(&format!("model/{CARD_FILE}"), "writing the model", card.to_json()).await?;
         self.put("training_log.parquet", "writing the training log", log::parquet(&progress.log)).await?;
         self.put("learning_curve.png", "writing the learning curve", plot::learning_curve(&progress.log)).await?;
         Ok(())
     }
 }
 
-/// Loads the weights of one of our models (`…/model` folder or its `model.bin`) into `model`.
-pub async fn load_model<B: Backend>(model: SegModel<B>, url: &str, device: &B::Device) -> Result<SegModel<B>, TrainError> {
-    let file = if url.ends_with(".bin") { url.to_string() } else { format!("{}/model.bin", url.trim_end_matches('/')) };
-    let err = |e: String| TrainError::Store { what: "reading model", url: file.clone(), message: e };
-    let bytes = store::read_object(&file, &StoreOptions::default()).await.map_err(err)?;
-    let record = Recorder::<B>::load(&recorder(), bytes.to_vec(), device)
-        .map_err(|e| err(format!("{e} (is it a model of the same encoder and width? see its model.json)")))?;
-    Ok(model.load_record(record))
+/// A model of ours, read and built (see [`card::load`]).
+pub async fn load_model<B: Backend>(url: &str, opts: &StoreOptions, device: &B::Device) -> Result<(SegModel<B>, ModelCard), TrainError> {
+    let (card, weights) = card::read(url, opts).await?;
+    Ok((card::build::<B>(&card, &weights, device)?, card))
 }

@@ -1,5 +1,5 @@
 //! Training sink: a U-Net learns from named selections, stage by stage, with the authors' recipe
-//! (DESIGN.md §5): one-cycle AdamW per stage, frozen encoder with trainable BatchNorm, then
+//! (docs/science.md §5): one-cycle AdamW per stage, frozen encoder with trainable BatchNorm, then
 //! unfrozen; CE, focal or generalized-Dice loss; s1/s2 augmentation; pad-resize to the training
 //! size.
 //!
@@ -36,7 +36,11 @@ use crate::query::selection::{QuerySource, SelectionError, SelectionRecord};
 use crate::query::{QueryError, Session, SessionOptions, selection};
 use crate::store::{self, StoreLocation, StoreOptions};
 use checkpoint::{Checkpoint, Progress as RunState};
-use data::{CacheConfig, FeedOptions, Intensity, Prepared};
+use crate::model::card::{Lineage, SelectionLineage};
+use crate::infer::prep::SizePolicy;
+use crate::model::metrics;
+use crate::model::scaling::Intensity;
+use data::{CacheConfig, FeedOptions, Prepared};
 use log::EpochRow;
 use optim::AdamW;
 use schedule::OneCycle;
@@ -62,6 +66,8 @@ pub enum TrainError {
     Feed(String),
     #[error(transparent)]
     Storage(#[from] store::StoreError),
+    #[error(transparent)]
+    Card(#[from] crate::model::card::CardError),
 }
 
 /// A selection to train or validate on: its name, and optionally the saved query (and
@@ -232,7 +238,9 @@ pub struct Plan {
     pub output: StoreLocation,
     pub train_set: Prepared,
     pub valid_set: Prepared,
-    pub lineage: serde_json::Value,
+    pub lineage: Lineage,
+    /// Storage settings for everything the run reads and writes (`[store]`).
+    pub store: StoreOptions,
 }
 
 /// Resolves a run: opens the stores, makes missing selections, prepares the cached sets.
@@ -270,14 +278,16 @@ pub async fn plan(mut train: TrainConfig, model: ModelConfig, data_url: &str, op
         }
         tracing::info!(pool = pool.rows, subset = train_set.samples, epochs = ?train.stages.iter().map(|s| s.epochs).collect::<Vec<_>>(), "epochs scaled to the pool");
     }
-    let lineage = serde_json::json!({
-        "data": data.url(),
-        "selections": records.iter().map(|(role, r)| serde_json::json!({
-            "name": role, "sha256": r.file.sha256, "rows": r.rows, "studies": r.studies, "query": r.query,
-            "params": r.params, "tables": r.tables,
-        })).collect::<Vec<_>>(),
-    });
-    Ok(Plan { train, model, data, output, train_set, valid_set, lineage })
+    let lineage = Lineage {
+        data: data.url().to_string(),
+        selections: records
+            .into_iter()
+            .zip(["train", "valid"])
+            .map(|((name, r), role)| SelectionLineage { role: role.into(), name, sha256: r.file.sha256, rows: r.rows, studies: r.studies, query: r.query, params: r.params, tables: r.tables })
+            .collect(),
+        labeller: train.labeller.clone(),
+    };
+    Ok(Plan { train, model, data, output, train_set, valid_set, lineage, store: opts.clone() })
 }
 
 /// Makes the selection from its query when it does not exist yet; an existing one must come
@@ -308,18 +318,6 @@ async fn ensure_selection(data: &StoreLocation, spec: &SelectionSpec, opts: &Sto
     }
 }
 
-/// Dice of one class in one image; an image where both are empty scores 1 (DESIGN.md §5).
-pub fn dice(pred: &[i64], truth: &[i64], class: i64) -> f64 {
-    let (mut inter, mut p, mut t) = (0u64, 0u64, 0u64);
-    for (a, b) in pred.iter().zip(truth) {
-        let (pa, tb) = (*a == class, *b == class);
-        inter += u64::from(pa && tb);
-        p += u64::from(pa);
-        t += u64::from(tb);
-    }
-    if p + t == 0 { 1.0 } else { 2.0 * inter as f64 / (p + t) as f64 }
-}
-
 /// (loss, Dice LV, Dice MY) on the validation set, per image averaged.
 pub fn validate<B: AutodiffBackend>(model: &SegModel<B>, set: &Prepared, cfg: &TrainConfig, device: &B::Device) -> Result<(f64, f64, f64), TrainError> {
     let m = model.valid();
@@ -343,10 +341,13 @@ pub fn validate<B: AutodiffBackend>(model: &SegModel<B>, set: &Prepared, cfg: &T
         loss_sum += losses::loss(cfg.loss, logits.clone(), y).into_scalar().elem::<f64>() * b.n as f64;
         let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().to_vec().expect("ints");
         let px = b.size * b.size;
-        for i in 0..b.n {
-            let (p, t) = (&pred[i * px..(i + 1) * px], &b.masks[i * px..(i + 1) * px]);
-            lv += dice(p, t, 1);
-            my += dice(p, t, 2);
+        // Dice on the curated grid: the prediction mapped back by the exact inverse of the
+        // pad-resize, as `cinestream label` maps it.
+        for (i, (h, w, truth)) in b.originals.iter().enumerate() {
+            let model: Vec<u8> = pred[i * px..(i + 1) * px].iter().map(|c| *c as u8).collect();
+            let p = SizePolicy::PadResize { size: b.size }.place(*h, *w).inverse(&model);
+            lv += metrics::dice(&p, truth, 1);
+            my += metrics::dice(&p, truth, 2);
         }
         n += b.n;
     }
@@ -387,7 +388,7 @@ pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, han
             )));
         }
         (None, _) => {
-            model = initial_weights(model, &plan.model, &cfg.init, &device, handle)?;
+            model = initial_weights(model, &plan.model, &cfg.init, &plan.store, &device, handle)?;
             RunState::default()
         }
     };
@@ -482,16 +483,23 @@ pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, han
     Ok(report)
 }
 
-fn initial_weights<B: AutodiffBackend>(mut model: SegModel<B>, cfg: &ModelConfig, init: &Init, device: &B::Device, handle: &tokio::runtime::Handle) -> Result<SegModel<B>, TrainError> {
+fn initial_weights<B: AutodiffBackend>(mut model: SegModel<B>, cfg: &ModelConfig, init: &Init, opts: &StoreOptions, device: &B::Device, handle: &tokio::runtime::Handle) -> Result<SegModel<B>, TrainError> {
     match init {
         Init::Random => Ok(model),
         Init::Imagenet(url) => {
-            let n = handle.block_on(weights::load_imagenet(&mut model, cfg, url, &StoreOptions::default()))?;
+            let n = handle.block_on(weights::load_imagenet(&mut model, cfg, url, opts))?;
             tracing::info!(tensors = n, weights = %url, "ImageNet weights loaded into the encoder");
             Ok(model)
         }
         Init::Checkpoint(url) => {
-            let m = handle.block_on(checkpoint::load_model::<B>(model, url, device))?;
+            let (m, card) = handle.block_on(checkpoint::load_model::<B>(url, opts, device))?;
+            if card.architecture != *cfg {
+                return Err(TrainError::Config(format!(
+                    "init.checkpoint `{url}` is a {:?} (width {}, blocks {:?}, {} classes) but [model] asks for {:?} (width {}, blocks {:?}, {} classes): make [model] match the model's card (model.json)",
+                    card.architecture.encoder, card.architecture.width, card.architecture.blocks, card.architecture.classes, cfg.encoder, cfg.width, cfg.blocks, cfg.classes
+                )));
+            }
+            drop(model);
             tracing::info!(model = %url, "initialised from a model of ours");
             Ok(m)
         }

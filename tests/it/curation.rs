@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use arrow::array::AsArray;
+use cinestream::model::metrics::dice;
 
 use crate::common::*;
 
@@ -64,17 +65,6 @@ async fn masks(data: &str) -> Masks {
         }
     }
     out
-}
-
-fn dice(a: &[u8], b: &[u8], class: u8) -> f64 {
-    let (mut both, mut na, mut nb) = (0usize, 0usize, 0usize);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (*x == class, *y == class);
-        both += (x && y) as usize;
-        na += x as usize;
-        nb += y as usize;
-    }
-    if na + nb == 0 { 1.0 } else { 2.0 * both as f64 / (na + nb) as f64 }
 }
 
 async fn volumes_within(c: &Case, study: &str, tol: f64) -> (f64, f64) {
@@ -179,7 +169,7 @@ async fn against_clean(c: &Case) -> (f64, usize) {
         assert_eq!((h, w), (h2, w2), "{k:?}: curated grid differs from the clean study's");
         if m != m2 {
             differing.insert(k.1);
-            worst = worst.min(dice(m, m2, 1)).min(dice(m, m2, 2) + 0.05);
+            worst = worst.min(dice(m, m2, 1u8)).min(dice(m, m2, 2u8) + 0.05);
         }
     }
     (worst, differing.len())

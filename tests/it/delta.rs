@@ -377,3 +377,63 @@ async fn manifest_prefixes_are_refused_then_upgraded() {
     let (ok, _, err) = cli(&["upgrade", "--data", bad.to_str().unwrap()]);
     assert!(!ok && err.contains("SHA-256"), "{err}");
 }
+
+/// `studies` as cinestream wrote it before the curated grid's geometry columns (schema 2).
+fn studies_schema_2() -> arrow::datatypes::SchemaRef {
+    let full = tables::STUDIES.schema();
+    let n = full.fields().len() - tables::STUDY_GEOMETRY.len();
+    Arc::new(arrow::datatypes::Schema::new(full.fields()[..n].to_vec()))
+}
+
+static STUDIES_2: cinestream::shard::spec::TableSpec = cinestream::shard::spec::TableSpec { schema_fn: studies_schema_2, ..tables::STUDIES };
+
+/// A prefix whose `studies` an earlier cinestream wrote (no geometry columns): readers read it,
+/// writers refuse it and say to upgrade, `upgrade` adds the columns (null in the old rows), and
+/// ingest then works on it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_of_an_earlier_schema_are_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, new, old) = (dir.path().join("raw"), dir.path().join("new"), dir.path().join("old"));
+    let (raw_s, new_s, old_s) = (raw.to_str().unwrap(), new.to_str().unwrap(), old.to_str().unwrap());
+    synth(raw_s, 3, 52, "none").await;
+    ingest_phantom(raw_s, new_s).await;
+    copy_dir(&new, &old);
+    // Rewrite `studies` as schema 2: the same rows without the geometry columns.
+    std::fs::remove_dir_all(old.join("studies")).unwrap();
+    let (from, to) = (open(new_s), open(old_s));
+    let t = delta::open(&from, "studies", &AsOf::Latest).await.unwrap().unwrap();
+    let paths: Vec<_> = delta::active_files(&t).unwrap().iter().map(|f| from.child(&format!("studies/{}", f.path))).collect();
+    let mut w = cinestream::shard::writer::TableWriter::new(&to, &STUDIES_2, "schema2", &Default::default());
+    for b in cinestream::shard::reader::read_objects(&from.store, &paths, None).await.unwrap() {
+        let n = studies_schema_2().fields().len();
+        w.write(arrow::array::RecordBatch::try_new(studies_schema_2(), b.columns()[..n].to_vec()).unwrap()).await.unwrap();
+    }
+    let files = w.finish().await.unwrap();
+    let mut t2 = delta::open_or_create(&to, "studies", &studies_schema_2(), tables::STATS_COLUMNS, Default::default()).await.unwrap();
+    let operation = deltalake_core::protocol::DeltaOperation::Write { mode: deltalake_core::protocol::SaveMode::Append, partition_by: None, predicate: None };
+    delta::commit(&mut t2, delta::CommitSpec { app_id: "schema-2-writer".into(), adds: files, removes: vec![], operation, info: Default::default() }).await.unwrap();
+
+    // Readers need no upgrade: the new columns read as null.
+    let nulls = "SELECT count(*) AS n FROM studies WHERE origin_x_mm IS NULL AND slice_direction_z IS NULL";
+    assert_eq!(i64s(&sql(old_s, nulls).await, "n"), vec![3]);
+    // Writers refuse, saying how to fix it.
+    let (ok, _, err) = cli(&phantom_ingest_args(raw_s, old_s).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!ok && err.contains("cinestream upgrade") && err.contains("origin_x_mm"), "{err}");
+    let (ok, out, err) = cli(&["upgrade", "--data", old_s]);
+    assert!(ok, "{err}");
+    assert!(out.contains("studies") && out.contains("columns added") && out.contains("slice_direction_z"), "{out}");
+    let t3 = delta::open(&to, "studies", &AsOf::Latest).await.unwrap().unwrap();
+    let names: Vec<String> = delta::arrow_schema(&t3).unwrap().fields().iter().map(|f| f.name().clone()).collect();
+    let ours: Vec<String> = tables::STUDIES.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ours, "the Delta schema is this version's");
+    // Ingest works again; the studies are known, so nothing is rewritten and the old rows keep
+    // null geometry, while the rest of the table is unchanged.
+    let again = ingest_phantom(raw_s, old_s).await;
+    assert_eq!((again.sources_new, again.sources_present.len()), (0, 3));
+    assert_eq!(i64s(&sql(old_s, nulls).await, "n"), vec![3]);
+    let skip: Vec<&str> = tables::STUDY_GEOMETRY.iter().map(|(c, _)| *c).collect();
+    assert_eq!(table_rows(old_s, "studies", &skip).await, table_rows(new_s, "studies", &skip).await);
+    // Upgrading again changes nothing.
+    let (ok, out, _) = cli(&["upgrade", "--data", old_s]);
+    assert!(ok && out.contains("every table has this version's columns"), "{out}");
+}

@@ -4,6 +4,8 @@ mod common;
 mod compose;
 mod curation;
 mod delta;
+mod label;
+mod label_onnx;
 mod phi;
 mod pydicom_files;
 mod roundtrip;

@@ -50,6 +50,41 @@ async fn roundtrip(raw: &str, data: &str) {
     }
 }
 
+/// `studies` places every slice in patient space where its DICOM says it is: from the origin,
+/// the orientation and the slice direction alone (what a viewer needs), each acquired slice's
+/// first pixel lands on its ImagePositionPatient, and the rows and columns run along its
+/// ImageOrientationPatient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn studies_geometry_places_every_slice_where_its_dicom_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, data) = (dir.path().join("raw"), dir.path().join("data"));
+    synth(raw.to_str().unwrap(), 3, 5, "none").await;
+    ingest_phantom(raw.to_str().unwrap(), data.to_str().unwrap()).await;
+    let cols = ["origin_x_mm", "origin_y_mm", "origin_z_mm", "orientation_row_x", "orientation_row_y", "orientation_row_z", "orientation_col_x", "orientation_col_y", "orientation_col_z", "slice_direction_x", "slice_direction_y", "slice_direction_z"];
+    let q = format!(
+        "WITH l0 AS (SELECT study_id, slice_location_mm AS l0 FROM frames WHERE slice_index = 0 AND frame_index = 0) \
+         SELECT f.study_id, f.source_key, l0.l0 - f.slice_location_mm AS offset, {} FROM frames f JOIN studies s ON f.study_id = s.study_id JOIN l0 ON l0.study_id = f.study_id \
+         WHERE f.frame_index = 0 AND f.fill IS NULL ORDER BY f.study_id, f.slice_index",
+        cols.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    let rows = sql(data.to_str().unwrap(), &q).await;
+    let keys = strs(&rows, "source_key");
+    let offset = f64s(&rows, "offset");
+    let v: Vec<Vec<Option<f64>>> = cols.iter().map(|c| f64s(&rows, c)).collect();
+    assert!(keys.len() >= 3 * 6, "{} slices", keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let g = |k: usize| v[k][i].unwrap_or_else(|| panic!("{} is null", cols[k]));
+        let h = cinestream::source::parse::parse_header(&std::fs::read(raw.join(key.as_deref().unwrap())).unwrap()).unwrap();
+        let at: Vec<f64> = (0..3).map(|a| g(a) + offset[i].unwrap() * g(9 + a)).collect();
+        for a in 0..3 {
+            assert!((at[a] - h.position[a]).abs() < 0.01, "{key:?}: slice origin {at:?} vs ImagePositionPatient {:?}", h.position);
+            assert!((g(3 + a) - h.orientation[a]).abs() < 1e-6 && (g(6 + a) - h.orientation[3 + a]).abs() < 1e-6, "{key:?}: orientation vs {:?}", h.orientation);
+        }
+        let n: f64 = (9..12).map(|k| g(k) * g(k)).sum();
+        assert!((n - 1.0).abs() < 1e-9, "slice direction is a unit vector");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_roundtrip() {
     let dir = tempfile::tempdir().unwrap();

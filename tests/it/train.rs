@@ -6,12 +6,12 @@ use std::path::Path;
 use burn::backend::NdArray;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use cinestream::model::{ModelConfig, SegModel};
+use cinestream::model::SegModel;
 
 use crate::common::{cli, ingest_phantom, synth};
 
 /// A pipeline file for a tiny model.
-fn pipeline(dir: &Path, name: &str, images: usize, epochs: usize, size: usize, checkpoint_every: usize) -> String {
+pub fn pipeline(dir: &Path, name: &str, images: usize, epochs: usize, size: usize, checkpoint_every: usize) -> String {
     let text = format!(
         r#"[train]
 name = "{name}"
@@ -37,13 +37,13 @@ blocks = [1, 1, 1, 1]
     p.display().to_string()
 }
 
-fn dice_of(stdout: &str) -> (f64, f64) {
+pub fn dice_of(stdout: &str) -> (f64, f64) {
     let line = stdout.lines().find(|l| l.starts_with("dice_lv=")).unwrap_or_else(|| panic!("no dice line in {stdout}"));
     let mut it = line.split_whitespace().map(|kv| kv.split_once('=').unwrap().1.parse::<f64>().unwrap());
     (it.next().unwrap(), it.next().unwrap())
 }
 
-async fn phantom_data(dir: &Path, studies: usize) -> String {
+pub async fn phantom_data(dir: &Path, studies: usize) -> String {
     let (raw, data) = (dir.join("raw"), dir.join("data"));
     synth(raw.to_str().unwrap(), studies, 11, "none").await;
     ingest_phantom(raw.to_str().unwrap(), data.to_str().unwrap()).await;
@@ -64,9 +64,11 @@ async fn a_tiny_model_learns_the_phantom() {
     assert!(lv >= 0.90 && my >= 0.75, "held-out Dice LV {lv}, MY {my}");
     // Outputs: weights with lineage, the log, the curve.
     let run = Path::new(&data).join("models/tiny");
-    let desc: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("model/model.json")).unwrap()).unwrap();
-    assert_eq!(desc["lineage"]["selections"][0]["name"], "tiny_train_480");
-    assert!(desc["lineage"]["selections"][0]["tables"].as_array().is_some_and(|m| m.iter().any(|t| t["table"] == "frames" && t["version"].is_i64())));
+    let card = cinestream::model::card::ModelCard::parse(&std::fs::read(run.join("model/model.json")).unwrap(), "model.json").unwrap();
+    let train = &card.lineage.selections[0];
+    assert_eq!((train.role.as_str(), train.name.as_str()), ("train", "tiny_train_480"));
+    assert!(train.tables.iter().any(|t| t.table == "frames" && t.version.is_some()), "{:?}", train.tables);
+    assert_eq!((card.input.size, card.classes.as_slice(), card.architecture.width), (96, &[0u8, 1, 2][..], 8), "the card says how to use the model");
     assert_eq!(&std::fs::read(run.join("learning_curve.png")).unwrap()[1..4], b"PNG");
     let log = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(run.join("training_log.parquet")).unwrap()).unwrap();
     assert_eq!(parquet::file::reader::FileReader::metadata(&log).file_metadata().num_rows(), 6);
@@ -84,9 +86,8 @@ impl ModuleVisitor<NdArray<f32>> for Values {
 }
 
 async fn weights(run: &Path) -> Vec<Vec<f32>> {
-    let cfg = ModelConfig { width: 8, blocks: [1, 1, 1, 1], ..ModelConfig::default() };
-    let m: SegModel<NdArray<f32>> = cfg.init(&Default::default());
-    let m = cinestream::train::checkpoint::load_model(m, run.join("model").to_str().unwrap(), &Default::default()).await.unwrap();
+    // The card builds the network: no configuration by hand.
+    let (m, _card): (SegModel<NdArray<f32>>, _) = cinestream::train::checkpoint::load_model(run.join("model").to_str().unwrap(), &Default::default(), &Default::default()).await.unwrap();
     let mut v = Values(Vec::new());
     m.visit(&mut v);
     v.0
