@@ -185,6 +185,7 @@ pub struct TableChange {
 pub async fn commit_run(out: &StoreLocation, run: &RunInfo, specs: &[&'static TableSpec], mut changes: BTreeMap<&'static str, TableChange>) -> Result<BTreeMap<&'static str, Committed>, ShardError> {
     let mut done = BTreeMap::new();
     let mut opened = BTreeMap::new();
+    let mut earlier = false;
     let order = specs.iter().copied().filter(|s| s.name != tables::PUBLISHING_TABLE).chain([&tables::SOURCES]);
     for spec in order {
         let table = spec.name;
@@ -192,7 +193,13 @@ pub async fn commit_run(out: &StoreLocation, run: &RunInfo, specs: &[&'static Ta
         let mut t = delta::open_or_create(out, table, &spec.schema(), spec.stats, create_info).await?;
         let change = changes.remove(table).unwrap_or_default();
         let publishing = table == tables::PUBLISHING_TABLE;
-        if change.adds.is_empty() && change.removes.is_empty() && !(publishing && !done.is_empty()) {
+        let unchanged = change.adds.is_empty() && change.removes.is_empty();
+        // An earlier attempt of this run that committed this table and died before `sources`
+        // still needs its publishing commit.
+        if unchanged && !publishing && delta::has_transaction(&t, &run.app_id).await? {
+            earlier = true;
+        }
+        if unchanged && !(publishing && (earlier || !done.is_empty())) {
             opened.insert(table, t);
             continue;
         }

@@ -298,8 +298,14 @@ mod tests {
         commit_run(&out, &run("b"), &tables::INGEST, [("labels", adds(&["lb"])), ("sources", adds(&["sb"]))].into()).await.unwrap();
         assert_eq!(seen(&out).await, [vec!["fa", "fb", "fc"], vec!["la", "lb", "lc", "ll"]]);
 
+        // A rerun whose other tables an earlier attempt already committed (nothing left to add
+        // but `sources`) still publishes them.
+        crash_after_frames(&out, "q", &["fq"], None).await;
+        commit_run(&out, &run("q"), &tables::INGEST, BTreeMap::new()).await.unwrap();
+        assert!(seen(&out).await[0].contains(&"fq".to_string()), "q's frames are published by its rerun");
+
         commit_run(&out, &run("r"), &tables::INGEST, [("sources", adds(&["sr"]))].into()).await.unwrap();
-        assert_eq!(seen(&out).await, [vec!["fb", "fc", "fr"], vec!["la", "lb", "lc", "ll"]], "the replace is visible once published");
+        assert_eq!(seen(&out).await, [vec!["fb", "fc", "fq", "fr"], vec!["la", "lb", "lc", "ll"]], "the replace is visible once published");
         let sources = delta::open(&out, "sources", &AsOf::Latest).await.unwrap();
         assert!(latest_marks(sources.as_ref()).await.unwrap().pending.is_empty(), "every run is published");
     }
