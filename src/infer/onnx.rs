@@ -82,7 +82,7 @@ impl OnnxEngine {
         let Some(input) = session.inputs().iter().find(|o| o.name() == contract.input) else {
             return Err(fail(format!("it has no input `{}` (its inputs: {}); fix `input` in its contract", contract.input, inputs.join(", "))));
         };
-        if !outputs.iter().any(|o| *o == contract.output) {
+        if !outputs.contains(&contract.output) {
             return Err(fail(format!("it has no output `{}` (its outputs: {}); fix `output` in its contract", contract.output, outputs.join(", "))));
         }
         check_input(input.dtype(), contract).map_err(|m| fail(format!("input `{}` {m}", contract.input)))?;

@@ -130,15 +130,8 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
     let digest: Vec<&str> = manifests.iter().map(|(_, sha)| sha.as_str()).collect();
     let app_id = format!("cinestream-upgrade-{}", &hex::encode(Sha256::digest(digest.join("\n")))[..24]);
     // Tables a previous attempt already converted are left alone (and reported).
-    let mut done = BTreeSet::new();
-    for table in tables::TABLES {
-        if let Some(t) = super::delta::open(out, table, &super::delta::AsOf::Latest).await.map_err(ShardError::from)? {
-            if super::delta::has_transaction(&t, &app_id).await.map_err(ShardError::from)? {
-                done.insert(table);
-                report.already.push(table.to_string());
-            }
-        }
-    }
+    let done = super::committed_tables(out, &tables::INGEST, &app_id).await?;
+    report.already.extend(done.iter().map(|t| t.to_string()));
     let run_id = format!("upgrade-{}", &hex::encode(Sha256::digest(format!("{:?}{}", std::time::SystemTime::now(), std::process::id())))[..8]);
     let mut changes: BTreeMap<&'static str, TableChange> = BTreeMap::new();
     // study_id → source_study_id, and the image files per source study, from `studies`.
