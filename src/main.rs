@@ -677,17 +677,11 @@ fn label_config(a: &LabelArgs) -> Result<LabelConfig> {
 
 async fn run_label(cli: &Cli, a: &LabelArgs) -> Result<()> {
     let cfg = label_config(a)?;
-    let pb = bar(cli, 0, "label");
-    let progress = Arc::new(BarProgress { bar: pb.clone(), studies: 0.into(), total: 0.into() });
+    let (pb, progress) = study_bar(cli, "label");
     let report = cinestream::infer::run(&cfg, progress).await;
     pb.finish_and_clear();
     let report = report?;
-    if cli.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else if !cli.quiet {
-        print!("{}", report.render());
-    }
-    Ok(())
+    print_report(cli, &report, || report.render())
 }
 
 fn init_logging(cli: &Cli) {
@@ -714,6 +708,23 @@ fn bar(cli: &Cli, len: u64, what: &str) -> ProgressBar {
     );
     pb.enable_steady_tick(Duration::from_millis(200));
     pb
+}
+
+/// A progress bar over studies and images, and its sink for a run.
+fn study_bar(cli: &Cli, what: &str) -> (ProgressBar, Arc<BarProgress>) {
+    let pb = bar(cli, 0, what);
+    let progress = Arc::new(BarProgress { bar: pb.clone(), studies: 0.into(), total: 0.into() });
+    (pb, progress)
+}
+
+/// A run's report: one JSON line with --json, the rendered summary otherwise (none with -q).
+fn print_report(cli: &Cli, report: &impl serde::Serialize, render: impl FnOnce() -> String) -> Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string(report)?);
+    } else if !cli.quiet {
+        print!("{}", render());
+    }
+    Ok(())
 }
 
 struct BarProgress {
@@ -797,16 +808,11 @@ fn ingest_config(a: &IngestArgs) -> Result<IngestConfig> {
 
 async fn run_ingest(cli: &Cli, a: &IngestArgs) -> Result<()> {
     let cfg = ingest_config(a)?;
-    let pb = bar(cli, 0, "ingest");
-    let progress = Arc::new(BarProgress { bar: pb.clone(), studies: 0.into(), total: 0.into() });
+    let (pb, progress) = study_bar(cli, "ingest");
     let report = ingest::run(&cfg, progress).await;
     pb.finish_and_clear();
     let report = report?;
-    if cli.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else if !cli.quiet {
-        print!("{}", report.render());
-    }
+    print_report(cli, &report, || report.render())?;
     if !report.sources_refused.is_empty() {
         bail!(
             "{} studies changed since they were ingested and were not ingested again ({}): rerun with --replace to swap their rows; the other studies are committed",
