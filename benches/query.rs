@@ -147,7 +147,11 @@ fn study(i: usize) -> (RecordBatch, RecordBatch) {
             one_f(t_esv),
             one_f(t_edv),
             one_i(n as i32),
-        ],
+        ]
+        .into_iter()
+        // The grid in patient coordinates: origin 0, rows along x, columns along y, apex → base along z.
+        .chain([0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0].map(one_f))
+        .collect(),
     )
     .unwrap();
     (labels, studies)
@@ -177,6 +181,9 @@ fn sizes(dir: &Path) -> (u64, u64) {
     for table in ["labels", "studies"] {
         for f in std::fs::read_dir(dir.join(table)).unwrap() {
             let f = f.unwrap().path();
+            if f.extension().is_none_or(|e| e != "parquet") {
+                continue; // _delta_log/
+            }
             total += std::fs::metadata(&f).unwrap().len();
             let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&f).unwrap()).unwrap();
             for rg in parquet::file::reader::FileReader::metadata(&reader).row_groups() {
