@@ -33,15 +33,21 @@ if ! python3 -c 'import onnx, onnxruntime' >/dev/null 2>&1; then
   python3 -m pip install -q 'onnxruntime==1.31.1' 'onnx==1.23.2'
 fi
 
-# torch and torchvision (the CUDA wheels from PyPI run on a CPU) in their own environment, for
-# the encoder-vs-torchvision check: benches/torchvision_parity.py writes a torchvision resnet34
-# state dict, an input and torchvision's features; tests/it/torchvision.rs compares ours.
+# torch and torchvision (the CUDA wheels from PyPI run on a CPU) in their own environment:
+# - the encoder-vs-torchvision check: benches/torchvision_parity.py writes a torchvision
+#   resnet34 state dict, an input and torchvision's features; tests/it/torchvision.rs compares ours;
+# - the two-engine check (tests/it/label_engines.rs): scripts/export_onnx.py exports a trained
+#   model through the PyTorch twin with torch.onnx.export, which writes through `onnx`.
 TORCH_ENV=${CINESTREAM_TORCH_ENV:-/var/tmp/cinestream-torch}
 if ! "$TORCH_ENV/bin/python" -c 'import torch, torchvision, safetensors' >/dev/null 2>&1; then
   echo "test.sh: installing torch and torchvision into $TORCH_ENV (about 5 GB)" >&2
   python3 -m venv "$TORCH_ENV"
   "$TORCH_ENV/bin/pip" install -q 'torch==2.15.0' 'torchvision==0.29.2' 'safetensors==0.8.0' 'numpy>=1.26'
 fi
+if ! "$TORCH_ENV/bin/python" -c 'import onnx' >/dev/null 2>&1; then
+  "$TORCH_ENV/bin/pip" install -q 'onnx==1.23.2'
+fi
+export CINESTREAM_TORCH_PYTHON=$TORCH_ENV/bin/python
 parity_dir=$(mktemp -d)
 "$TORCH_ENV/bin/python" benches/torchvision_parity.py "$parity_dir" >&2
 export CINESTREAM_TORCHVISION_PARITY=$parity_dir

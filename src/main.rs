@@ -130,6 +130,18 @@ EXAMPLES
     /// Label frames with a model: masks to `labels`, a quality check per study to `label_qc`.
     #[command(after_help = LABEL_HELP)]
     Label(LabelArgs),
+    /// Write a trained model's weights as a PyTorch state dict (safetensors), for ONNX export.
+    #[command(after_help = EXPORT_HELP)]
+    Export {
+        /// One of our models: the `model` folder a `cinestream train` run wrote.
+        #[arg(long)]
+        model: String,
+        /// Folder to write `model.safetensors` and `model.json` into (path, file://, s3://).
+        #[arg(long)]
+        out: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
     /// Show the commits of the tables: version, time, operation, rows, run summary.
     #[command(after_help = "EXAMPLES
   cinestream log --data ./data
@@ -895,6 +907,33 @@ async fn run_upgrade(cli: &Cli, data: &str, store: &StoreArg) -> Result<()> {
     Ok(())
 }
 
+const EXPORT_HELP: &str = "\
+WHAT IT WRITES
+  model.safetensors  every parameter and BatchNorm running statistic, named as the PyTorch twin
+                     of our network names them (scripts/torch_unet.py: `encoder.layer1.0.conv1.weight`,
+                     `decoder.blocks.0.shuf.conv.bias`, BatchNorm `weight`/`bias`); the card is in
+                     the file's metadata (`cinestream_card`)
+  model.json         the model card, unchanged (architecture, classes, input rule, lineage)
+  model.toml         the contract of model.onnx: the card's input rule (pad-resize to its size,
+                     its intensity scaling), logits, its classes; the Burn engine follows the
+                     same rule, so both engines pre- and post-process alike
+
+TO ONNX (needs torch and onnx in the Python that runs it; the folder must be local)
+  cinestream export --model ./data/models/phantom-demo/model --out ./export
+  python3 scripts/export_onnx.py ./export          # writes ./export/model.onnx
+  cinestream label --data ./data --model ./export/model.onnx --labeller demo-onnx";
+
+async fn run_export(model: &str, out: &str, store: &StoreArg) -> Result<()> {
+    let e = cinestream::infer::export::export(model, out, &store.options()?).await?;
+    let a = &e.card.architecture;
+    println!("exported {model}: {:?} width {} blocks {:?}, {} classes, input {}²", a.encoder, a.width, a.blocks, a.classes, e.card.input.size);
+    println!("  {} tensors", e.tensors);
+    for url in &e.written {
+        println!("  {url}");
+    }
+    Ok(())
+}
+
 fn run_schema(table: Option<&str>) -> Result<()> {
     let names: Vec<&str> = match table {
         Some(t) if tables::documented_schema(t).is_some() => vec![t],
@@ -940,6 +979,7 @@ fn run() -> Result<()> {
             Command::Select(a) => run_select(&cli, a).await,
             Command::Train(a) => run_train(&cli, a).await,
             Command::Label(a) => run_label(&cli, a).await,
+            Command::Export { model, out, store } => run_export(model, out, store).await,
             Command::Log(a) => run_log(&cli, a).await,
             Command::Vacuum(a) => run_vacuum(&cli, a).await,
             Command::Upgrade { data, store } => run_upgrade(&cli, data, store).await,

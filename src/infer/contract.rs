@@ -113,6 +113,13 @@ impl Contract {
         }
     }
 
+    /// The contract as TOML, after `comment` as `#` lines.
+    pub fn to_toml(&self, comment: &str) -> String {
+        let body = toml::to_string(self).expect("a contract serialises");
+        let head: String = comment.lines().map(|l| format!("# {l}\n")).collect();
+        format!("{head}{body}")
+    }
+
     /// The classes this model labels (ours, without background).
     pub fn labelled_classes(&self) -> Vec<u8> {
         let mut c: Vec<u8> = self.classes.iter().copied().filter(|c| *c > 0).collect();

@@ -12,6 +12,7 @@
 
 pub mod contract;
 pub mod engine;
+pub mod export;
 pub mod frames;
 pub mod onnx;
 pub mod post;

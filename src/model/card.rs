@@ -176,10 +176,10 @@ pub fn build<B: Backend>(card: &ModelCard, weights: &Bytes, device: &B::Device) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn card() -> ModelCard {
+    pub(crate) fn card() -> ModelCard {
         ModelCard {
             format: CARD_FORMAT.into(),
             created: "2026-12-02T00:00:00.000Z".into(),

@@ -5,6 +5,7 @@ mod compose;
 mod curation;
 mod delta;
 mod label;
+mod label_engines;
 mod label_onnx;
 mod phi;
 mod pydicom_files;
