@@ -9,8 +9,8 @@ that runs ONNX).
 Reads what `cinestream export` wrote into the folder: `model.safetensors` (the weights with
 PyTorch names), `model.json` (the card: architecture) and `model.toml` (the contract: the ONNX
 input and output names and the input size). It loads the weights strictly into the PyTorch twin
-of our network (scripts/torch_unet.py), checks that the twin reproduces the weights' running
-statistics and shapes, and writes `model.onnx` with `torch.onnx.export` (TorchScript exporter,
+of our network (scripts/torch_unet.py: every parameter and running statistic filled, no name
+left over, every shape equal), and writes `model.onnx` with `torch.onnx.export` (TorchScript exporter,
 a dynamic batch axis, eval mode: BatchNorm uses its running statistics). When onnxruntime can
 be imported it also runs the ONNX model and the twin on the same batch and prints the largest
 difference of their logits.
