@@ -46,7 +46,12 @@ rotation) and writes the frames, labels, studies, curation_log and sources table
 
 STORAGE URLS
   Plain paths and file:// URLs are local folders; s3://bucket/prefix uses AWS_* variables
-  (AWS_ENDPOINT_URL for MinIO/Ceph). See `cinestream ingest --help`."
+  (AWS_ENDPOINT_URL for MinIO/Ceph). See `cinestream ingest --help`.
+
+EXIT STATUS
+  0 done; 1 failed (the message says what to fix); 75 the storage service failed after
+  retries (timeouts, server errors): run the same command again later, it does only what is
+  missing."
 )]
 struct Cli {
     /// Log as JSON lines on stderr (for machines) instead of text and a progress bar.
@@ -946,16 +951,41 @@ fn run_schema(table: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Exit status of a run stopped by a storage failure that may pass (EX_TEMPFAIL): a scheduler
+/// retries it; every other failure needs a person and exits 1.
+const EXIT_TRANSIENT: u8 = 75;
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // The error chain, one cause per `: `, without a backtrace (users need the what
-            // and the how-to-fix; RUST_BACKTRACE is for developers, via a debugger or logs).
-            eprintln!("error: {e:#}");
+            // The error chain, without a backtrace (users need the what and the how-to-fix;
+            // RUST_BACKTRACE is for developers, via a debugger or logs).
+            eprintln!("error: {}", error_chain(&e));
+            if store::transient(e.as_ref()) {
+                eprintln!("the storage service failed after retries; this may pass: run the same command again later (committed work is kept, a rerun does only what is missing)");
+                return std::process::ExitCode::from(EXIT_TRANSIENT);
+            }
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Each cause of the chain once, joined by `: ` (our errors show a storage error's text with
+/// a hint and keep it as their source, so its text would otherwise appear twice).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if text.contains(&s) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s);
+    }
+    text
 }
 
 fn run() -> Result<()> {

@@ -61,6 +61,10 @@ pub enum InferError {
     Card(#[from] CardError),
     #[error("model `{url}`: {message}")]
     Model { url: String, message: String },
+    #[error("model `{url}` cannot be read: {source}")]
+    ReadModel { url: String, source: store::ReadError },
+    #[error("model `{model}`: its contract `{contract}` cannot be read ({source}): write one (see pipelines/models/) or give --contract URL")]
+    ReadContract { model: String, contract: String, source: store::ReadError },
     #[error("running the model: {0}")]
     Engine(String),
     #[error("{0}")]
@@ -253,13 +257,11 @@ enum Loaded {
 /// Reads the model and its contract.
 async fn load(cfg: &LabelConfig) -> Result<(Loaded, Contract, String), InferError> {
     if cfg.model.ends_with(".onnx") {
-        let read = |url: String| async move { store::read_object(&url, &cfg.store).await.map_err(|message| InferError::Model { url: url.clone(), message }) };
-        let bytes = read(cfg.model.clone()).await?;
+        let bytes = store::read_object(&cfg.model, &cfg.store).await.map_err(|source| InferError::ReadModel { url: cfg.model.clone(), source })?;
         let contract_url = cfg.contract.clone().unwrap_or_else(|| format!("{}.toml", cfg.model.trim_end_matches(".onnx")));
-        let text = read(contract_url.clone()).await.map_err(|e| match e {
-            InferError::Model { message, .. } => InferError::Model { url: cfg.model.clone(), message: format!("its contract `{contract_url}` cannot be read ({message}): write one (see pipelines/models/) or give --contract URL") },
-            other => other,
-        })?;
+        let text = store::read_object(&contract_url, &cfg.store)
+            .await
+            .map_err(|source| InferError::ReadContract { model: cfg.model.clone(), contract: contract_url.clone(), source })?;
         let contract = Contract::parse(&String::from_utf8_lossy(&text), &contract_url).map_err(InferError::Config)?;
         let sha = hex::encode(Sha256::digest(&bytes));
         return Ok((Loaded::Onnx { bytes, url: cfg.model.clone() }, contract, sha));

@@ -47,8 +47,8 @@ pub enum IngestError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot access the output `{url}`: {message}")]
-    Output { url: String, message: String },
+    #[error("cannot access the output `{url}`: {}", explain(source))]
+    Output { url: String, source: object_store::Error },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -227,7 +227,7 @@ async fn probe_output(out: &StoreLocation) -> Result<(), IngestError> {
         .list_with_delimiter(prefix)
         .await
         .map(|_| ())
-        .map_err(|e| IngestError::Output { url: out.url().to_string(), message: explain(&e) })
+        .map_err(|source| IngestError::Output { url: out.url().to_string(), source })
 }
 
 /// Reason label for the per-reason counts.

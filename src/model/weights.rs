@@ -19,8 +19,10 @@ use crate::store::{self, StoreOptions};
 /// Errors loading weights.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("reading weights `{url}`: {message}")]
-    Read { url: String, message: String },
+    #[error("reading weights `{url}`: {source}")]
+    Read { url: String, source: store::ReadError },
+    #[error("loading weights `{url}`: {message}")]
+    Load { url: String, message: String },
     #[error("weights `{url}` are for torchvision's {what}, but the model is width {width} with blocks {blocks:?}: ImageNet weights need width = 64 and the standard blocks")]
     Shape { url: String, what: String, width: usize, blocks: [usize; 4] },
     #[error("weights `{url}` do not fit the {encoder:?} encoder: {missing} encoder parameters missing from the file (first: {first_missing}), {unexpected} file keys that map to nothing (first: {first_unexpected}), {errors}")]
@@ -60,11 +62,11 @@ pub fn ignored(key: &str) -> bool {
 
 /// Loads torchvision ImageNet weights into the encoder of `model`.
 pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfig, url: &str, opts: &StoreOptions) -> Result<usize, WeightsError> {
-    let read_err = |message: String| WeightsError::Read { url: url.into(), message };
+    let read_err = |message: String| WeightsError::Load { url: url.into(), message };
     if !cfg.is_torchvision() {
         return Err(WeightsError::Shape { url: url.into(), what: format!("{:?}", cfg.encoder), width: cfg.width, blocks: cfg.blocks });
     }
-    let bytes = store::read_object(url, opts).await.map_err(read_err)?;
+    let bytes = store::read_object(url, opts).await.map_err(|source| WeightsError::Read { url: url.into(), source })?;
     let patterns = torchvision_patterns(cfg.encoder);
     let result = if url.ends_with(".safetensors") {
         let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec())).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true).skip_enum_variants(true).map_indices_contiguous(false);

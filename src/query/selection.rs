@@ -89,10 +89,14 @@ pub enum SelectionError {
     UnknownFrames { count: u64, example: String },
     #[error("the query selected nothing: check the parameters (`cinestream sql` shows the result)")]
     Empty,
-    #[error("writing selection `{url}`: {message}")]
-    Write { url: String, message: String },
-    #[error("reading selection `{url}`: {message}")]
-    Read { url: String, message: String },
+    #[error("writing selection `{url}`: {}", explain(source))]
+    Write { url: String, source: object_store::Error },
+    #[error("reading selection `{url}`: {}", explain(source))]
+    Read { url: String, source: object_store::Error },
+    #[error("selection `{url}`: {message}")]
+    Invalid { url: String, message: String },
+    #[error("encoding the selection for `{url}`: {message}")]
+    Encode { url: String, message: String },
 }
 
 /// Where a selection's query came from.
@@ -131,7 +135,7 @@ pub async fn create(session: &Session, data: &StoreLocation, name: &str, query: 
         v.dedup();
         v.len() as u64
     };
-    let bytes = encode(&batch).map_err(|message| SelectionError::Write { url: folder.url().to_string(), message })?;
+    let bytes = encode(&batch).map_err(|message| SelectionError::Encode { url: folder.url().to_string(), message })?;
     let file = FileEntry { path: FRAMES.into(), rows: batch.num_rows() as u64, bytes: bytes.len() as u64, sha256: hex::encode(Sha256::digest(&bytes)) };
     let mode = if replace { PutMode::Overwrite } else { PutMode::Create };
     let frames_path = folder.child(FRAMES);
@@ -139,7 +143,7 @@ pub async fn create(session: &Session, data: &StoreLocation, name: &str, query: 
         let url = folder.object_url(&path);
         let store = data.store.clone();
         let opts = PutOptions { mode: mode.clone(), ..Default::default() };
-        async move { store.put_opts(&path, PutPayload::from(body), opts).await.map_err(|e| SelectionError::Write { url, message: explain(&e) }) }
+        async move { store.put_opts(&path, PutPayload::from(body), opts).await.map_err(|source| SelectionError::Write { url, source }) }
     };
     let record = SelectionRecord {
         format: SelectionRecord::FORMAT.into(),
@@ -163,7 +167,7 @@ pub async fn create(session: &Session, data: &StoreLocation, name: &str, query: 
     put(frames_path, bytes).await?;
     let json = serde_json::to_vec_pretty(&record).expect("record serialises");
     put(record_path, Bytes::from(json)).await.map_err(|e| match e {
-        SelectionError::Write { message, .. } if message.contains("already exists") => SelectionError::Exists { url: record_url },
+        SelectionError::Write { source: object_store::Error::AlreadyExists { .. }, .. } => SelectionError::Exists { url: record_url },
         other => other,
     })?;
     Ok(record)
@@ -178,27 +182,27 @@ pub async fn load(data: &StoreLocation, name: &str) -> Result<(SelectionRecord, 
         let store = data.store.clone();
         async move {
             let bytes = async { store.get(&path).await?.bytes().await }.await;
-            bytes.map_err(|e| SelectionError::Read { url, message: explain(&e) })
+            bytes.map_err(|source| SelectionError::Read { url, source })
         }
     };
     let json = read(folder.child(RECORD)).await?;
     let record: SelectionRecord = serde_json::from_slice(&json).map_err(|e| {
         let old = serde_json::from_slice::<serde_json::Value>(&json).ok().is_some_and(|v| v["format"] == "cinestream-selection-v1");
         let message = if old { format!("{RECORD} was made before the tables were Delta tables: make it again (`cinestream select … --replace`)") } else { format!("{RECORD}: {e}") };
-        SelectionError::Read { url: folder.url().to_string(), message }
+        SelectionError::Invalid { url: folder.url().to_string(), message }
     })?;
     let bytes = read(folder.child(&record.file.path)).await?;
     let sha = hex::encode(Sha256::digest(&bytes));
     if sha != record.file.sha256 {
-        return Err(SelectionError::Read {
+        return Err(SelectionError::Invalid {
             url: folder.url().to_string(),
             message: format!("{} has SHA-256 {sha}, the record says {}: the selection was changed after it was made", record.file.path, record.file.sha256),
         });
     }
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
-        .map_err(|e| SelectionError::Read { url: folder.url().to_string(), message: e.to_string() })?;
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| SelectionError::Read { url: folder.url().to_string(), message: e.to_string() })?;
+        .map_err(|e| SelectionError::Invalid { url: folder.url().to_string(), message: e.to_string() })?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| SelectionError::Invalid { url: folder.url().to_string(), message: e.to_string() })?;
     Ok((record, batches))
 }
 
@@ -206,7 +210,7 @@ pub async fn load(data: &StoreLocation, name: &str) -> Result<(SelectionRecord, 
 fn normalise(batches: &[RecordBatch]) -> Result<RecordBatch, SelectionError> {
     let Some(first) = batches.first() else { return Err(SelectionError::Empty) };
     let schema = first.schema();
-    let all = arrow::compute::concat_batches(&schema, batches).map_err(|e| SelectionError::Write { url: "selection".into(), message: e.to_string() })?;
+    let all = arrow::compute::concat_batches(&schema, batches).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     for (key, ty) in KEY_COLUMNS.iter().zip([DataType::Utf8, DataType::Int32, DataType::Int32]) {
@@ -221,11 +225,11 @@ fn normalise(batches: &[RecordBatch]) -> Result<RecordBatch, SelectionError> {
     for (f, c) in schema.fields().iter().zip(all.columns()) {
         if !KEY_COLUMNS.contains(&f.name().as_str()) {
             let ty = if matches!(f.data_type(), DataType::Utf8View | DataType::LargeUtf8) { DataType::Utf8 } else { f.data_type().clone() };
-            columns.push(arrow::compute::cast(c, &ty).map_err(|e| SelectionError::Write { url: "selection".into(), message: e.to_string() })?);
+            columns.push(arrow::compute::cast(c, &ty).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?);
             fields.push(Field::new(f.name(), ty, f.is_nullable()));
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SelectionError::Write { url: "selection".into(), message: e.to_string() })
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })
 }
 
 /// Duplicate keys and keys not in `frames` are errors.
@@ -264,8 +268,8 @@ async fn check_frames(session: &Session, batch: &RecordBatch) -> Result<(), Sele
 async fn count_and_example(session: &Session, sql: &str) -> Result<(u64, String), SelectionError> {
     let batches = session.sql(sql).await?.collect().await.map_err(|e| QueryError::Sql { context: "checking the selection".into(), message: e.to_string() })?;
     let b = &batches[0];
-    let n = arrow::compute::cast(b.column(0), &DataType::Int64).map_err(|e| SelectionError::Write { url: "selection".into(), message: e.to_string() })?;
-    let ex = arrow::compute::cast(b.column(1), &DataType::Utf8).map_err(|e| SelectionError::Write { url: "selection".into(), message: e.to_string() })?;
+    let n = arrow::compute::cast(b.column(0), &DataType::Int64).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
+    let ex = arrow::compute::cast(b.column(1), &DataType::Utf8).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
     let ex = ex.as_string::<i32>();
     Ok((n.as_primitive::<arrow::datatypes::Int64Type>().value(0) as u64, if ex.is_null(0) { String::new() } else { ex.value(0).to_string() }))
 }

@@ -48,10 +48,12 @@ pub struct Manifest {
 /// Errors reading manifests or upgrading them.
 #[derive(Debug, thiserror::Error)]
 pub enum LegacyError {
-    #[error("listing manifests under `{url}`: {message}")]
-    List { url: String, message: String },
-    #[error("reading manifest `{object}`: {message}")]
-    Read { object: String, message: String },
+    #[error("listing manifests under `{url}`: {}", explain(source))]
+    List { url: String, source: object_store::Error },
+    #[error("reading manifest `{object}`: {}", explain(source))]
+    Read { object: String, source: object_store::Error },
+    #[error("`{object}` is not what the manifest format promises ({message}); restore it or drop that run's manifest before upgrading")]
+    Corrupt { object: String, message: String },
     #[error("`{object}` has SHA-256 {found}, its manifest says {expected}: the file changed after it was written; restore it or drop that run's manifest before upgrading")]
     Checksum { object: String, found: String, expected: String },
     #[error("the data prefix `{url}` holds tables in cinestream's old manifest format (`_manifest/`): convert them once with `cinestream upgrade --data {url}`, then rerun")]
@@ -81,7 +83,7 @@ impl Manifest {
             .list(Some(&dir))
             .try_collect()
             .await
-            .map_err(|e| LegacyError::List { url: out.url().to_string(), message: explain(&e) })?;
+            .map_err(|source| LegacyError::List { url: out.url().to_string(), source })?;
         metas.retain(|m| m.location.as_ref().ends_with(".json"));
         metas.sort_by(|a, b| a.location.cmp(&b.location));
         let mut out_list = Vec::with_capacity(metas.len());
@@ -91,12 +93,12 @@ impl Manifest {
                 .store
                 .get(&m.location)
                 .await
-                .map_err(|e| LegacyError::Read { object: object.clone(), message: explain(&e) })?
+                .map_err(|source| LegacyError::Read { object: object.clone(), source })?
                 .bytes()
                 .await
-                .map_err(|e| LegacyError::Read { object: object.clone(), message: explain(&e) })?;
+                .map_err(|source| LegacyError::Read { object: object.clone(), source })?;
             let manifest: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| LegacyError::Read { object: object.clone(), message: e.to_string() })?;
+                .map_err(|e| LegacyError::Corrupt { object: object.clone(), message: e.to_string() })?;
             out_list.push((manifest, hex::encode(Sha256::digest(&bytes))));
         }
         Ok(out_list)
@@ -106,7 +108,7 @@ impl Manifest {
 /// Whether `out` holds manifests of the old format.
 pub async fn has_manifests(out: &StoreLocation) -> Result<bool, LegacyError> {
     let dir = out.child(MANIFEST_DIR);
-    let listed = out.store.list_with_delimiter(Some(&dir)).await.map_err(|e| LegacyError::List { url: out.url().to_string(), message: explain(&e) })?;
+    let listed = out.store.list_with_delimiter(Some(&dir)).await.map_err(|source| LegacyError::List { url: out.url().to_string(), source })?;
     Ok(listed.objects.iter().any(|m| m.location.as_ref().ends_with(".json")))
 }
 
@@ -144,7 +146,7 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
         for entry in manifests.iter().filter_map(|(m, _)| m.tables.get(table)).flat_map(|t| &t.files) {
             let path = out.child(&entry.path);
             let object = out.object_url(&path);
-            let bytes = async { out.store.get(&path).await?.bytes().await }.await.map_err(|e| LegacyError::Read { object: object.clone(), message: explain(&e) })?;
+            let bytes = async { out.store.get(&path).await?.bytes().await }.await.map_err(|source| LegacyError::Read { object: object.clone(), source })?;
             let found = hex::encode(Sha256::digest(&bytes));
             if found != entry.sha256 {
                 return Err(LegacyError::Checksum { object, found, expected: entry.sha256.clone() });
@@ -207,12 +209,12 @@ fn unknown_source(source: &str, image_files: usize) -> tables::SourceRow {
 fn read_objects_bytes(bytes: bytes::Bytes, object: &str) -> Result<Vec<arrow::array::RecordBatch>, LegacyError> {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let err = |e: parquet::errors::ParquetError| LegacyError::Read { object: object.to_string(), message: e.to_string() };
+    let err = |e: parquet::errors::ParquetError| LegacyError::Corrupt { object: object.to_string(), message: e.to_string() };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(err)?;
     let wanted: Vec<&str> = tables::STATS_COLUMNS.iter().copied().chain(["source_files"]).collect();
     let mask = ProjectionMask::columns(builder.parquet_schema(), wanted.iter().copied());
     let reader = builder.with_projection(mask).build().map_err(err)?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| LegacyError::Read { object: object.to_string(), message: e.to_string() })
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| LegacyError::Corrupt { object: object.to_string(), message: e.to_string() })
 }
 
 /// Notes which source study each study came from (`studies`) and which studies left findings.

@@ -45,8 +45,8 @@ pub struct DataFile {
 pub enum WriteError {
     #[error("encoding Parquet for table `{table}`: {source}")]
     Encode { table: String, source: parquet::errors::ParquetError },
-    #[error("uploading `{object}`: {message}")]
-    Upload { object: String, message: String },
+    #[error("uploading `{object}`: {}", explain(source))]
+    Upload { object: String, source: object_store::Error },
     #[error("an encoding task for table `{table}` failed: {message}")]
     Task { table: String, message: String },
 }
@@ -188,7 +188,7 @@ impl TableWriter {
             .store
             .put_opts(&path, PutPayload::from(bytes), opts)
             .await
-            .map_err(|e| WriteError::Upload { object: self.out.object_url(&path), message: explain(&e) })?;
+            .map_err(|source| WriteError::Upload { object: self.out.object_url(&path), source })?;
         tracing::debug!(table = %self.table, file = %name, rows = stats.rows(), bytes = len, "shard uploaded");
         self.files.push(DataFile { entry: FileEntry { path: name, rows: stats.rows(), bytes: len, sha256: sha }, stats: stats.to_json() });
         Ok(())

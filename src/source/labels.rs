@@ -25,8 +25,8 @@ use crate::store::{StoreLocation, explain};
 /// Errors reading label masks.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelError {
-    #[error("cannot list label files under `{url}`: {message}")]
-    List { url: String, message: String },
+    #[error("cannot list label files under `{url}`: {}", explain(source))]
+    List { url: String, source: object_store::Error },
     #[error("no Parquet label files under `{url}`: give the folder that holds them (e.g. <synth output>/truth)")]
     Empty { url: String },
     #[error("label file `{object}`: {message}")]
@@ -84,7 +84,7 @@ impl LabelIndex {
             .map_ok(|m| m.location)
             .try_collect()
             .await
-            .map_err(|e| LabelError::List { url: loc.url().to_string(), message: explain(&e) })?;
+            .map_err(|source| LabelError::List { url: loc.url().to_string(), source })?;
         if paths.is_empty() {
             return Err(LabelError::Empty { url: loc.url().to_string() });
         }

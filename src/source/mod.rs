@@ -30,10 +30,10 @@ use parse::Unreadable;
 /// Errors that stop the source stage.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot list `{url}`: {message}")]
-    List { url: String, message: String },
-    #[error("cannot read `{object}`: {message}")]
-    Fetch { object: String, message: String },
+    #[error("cannot list `{url}`: {}", explain(source))]
+    List { url: String, source: object_store::Error },
+    #[error("cannot read `{object}`: {}", explain(source))]
+    Fetch { object: String, source: object_store::Error },
     #[error("no input objects under `{url}`: check the URL (and the bucket/prefix)")]
     Empty { url: String },
     #[error("a parsing task failed for `{object}`: {message}")]
@@ -103,7 +103,7 @@ pub async fn inventory(input: &StoreLocation, cfg: &SourceConfig, secret: &[u8])
         .list(prefix)
         .try_collect()
         .await
-        .map_err(|e| SourceError::List { url: input.url().to_string(), message: explain(&e) })?;
+        .map_err(|source| SourceError::List { url: input.url().to_string(), source })?;
     if metas.is_empty() {
         return Err(SourceError::Empty { url: input.url().to_string() });
     }
@@ -199,7 +199,7 @@ async fn group_by_uid(
 }
 
 async fn read(store: &Arc<dyn object_store::ObjectStore>, f: &PlannedFile, limit: Option<u64>) -> Result<bytes::Bytes, SourceError> {
-    let fail = |e: object_store::Error| SourceError::Fetch { object: f.key.clone(), message: explain(&e) };
+    let fail = |source| SourceError::Fetch { object: f.key.clone(), source };
     match limit {
         Some(n) if n < f.size => store.get_range(&f.path, 0..n).await.map_err(fail),
         _ => store.get(&f.path).await.map_err(fail)?.bytes().await.map_err(fail),

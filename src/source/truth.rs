@@ -11,8 +11,10 @@ use crate::store::{self, StoreOptions, explain};
 /// Errors reading truth CSVs.
 #[derive(Debug, thiserror::Error)]
 pub enum TruthError {
-    #[error("truth CSV `{url}`: {message}")]
-    Read { url: String, message: String },
+    #[error("truth CSV `{url}`: {source}")]
+    Open { url: String, source: store::StoreError },
+    #[error("truth CSV `{url}`: {}", explain(source))]
+    Read { url: String, source: object_store::Error },
     #[error("truth CSV `{url}` line {line}: {message}")]
     Parse { url: String, line: usize, message: String },
 }
@@ -79,9 +81,9 @@ pub async fn load(urls: &[String], opts: &StoreOptions) -> Result<HashMap<String
     let mut all = HashMap::new();
     for url in urls {
         let (dir, file) = split_url(url);
-        let loc = store::open_existing(dir, opts).map_err(|e| TruthError::Read { url: url.clone(), message: e.to_string() })?;
+        let loc = store::open_existing(dir, opts).map_err(|source| TruthError::Open { url: url.clone(), source })?;
         let path = loc.child(file);
-        let read = |e: object_store::Error| TruthError::Read { url: url.clone(), message: explain(&e) };
+        let read = |source| TruthError::Read { url: url.clone(), source };
         let bytes = loc.store.get(&path).await.map_err(read)?.bytes().await.map_err(read)?;
         let text = String::from_utf8_lossy(&bytes);
         all.extend(parse(url, &text)?);

@@ -178,14 +178,27 @@ pub fn open(url: &str, opts: &StoreOptions) -> Result<StoreLocation, StoreError>
     }
 }
 
+/// Reading one object by its URL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Its folder's store could not be opened.
+    #[error(transparent)]
+    Open(#[from] StoreError),
+    /// The request failed (the original error is the source, for [`retryable`]).
+    #[error("{}", explain(source))]
+    Request {
+        #[from]
+        source: object_store::Error,
+    },
+}
+
 /// The bytes of one object named by a path or URL (`./w.pth`, `s3://bucket/models/m.bin`).
-pub async fn read_object(url: &str, opts: &StoreOptions) -> Result<bytes::Bytes, String> {
+pub async fn read_object(url: &str, opts: &StoreOptions) -> Result<bytes::Bytes, ReadError> {
     use object_store::ObjectStoreExt;
     let (folder, name) = url.trim().rsplit_once('/').unwrap_or((".", url.trim()));
-    let loc = open_existing(if folder.is_empty() { "/" } else { folder }, opts).map_err(|e| e.to_string())?;
+    let loc = open_existing(if folder.is_empty() { "/" } else { folder }, opts)?;
     let path = loc.child(name);
-    let got = loc.store.get(&path).await.map_err(|e| explain(&e))?;
-    got.bytes().await.map_err(|e| explain(&e))
+    Ok(loc.store.get(&path).await?.bytes().await?)
 }
 
 /// Like [`open`], for something that must already exist: a local folder is not created.
@@ -287,7 +300,8 @@ fn env_flag(name: &str) -> bool {
 /// transport failures); authentication, permission, not-found and precondition errors are not.
 pub fn retryable(err: &object_store::Error) -> bool {
     use object_store::Error as E;
-    !matches!(
+    !credentials_refused(&err.to_string())
+        && !matches!(
         err,
         E::NotFound { .. }
             | E::AlreadyExists { .. }
@@ -302,6 +316,26 @@ pub fn retryable(err: &object_store::Error) -> bool {
     )
 }
 
+/// Whether `err` or an error in its chain is a storage failure that may pass if the work is
+/// run again later (a timeout or a server error that outlasted the client's own retries); the
+/// CLI says so and exits with status 75 (EX_TEMPFAIL), which schedulers retry.
+pub fn transient(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(s) = e.downcast_ref::<object_store::Error>() {
+            return retryable(s);
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Whether a storage error's text is a server refusing the credentials (some S3 servers answer
+/// a bad signature in a form the client reports as a generic error).
+fn credentials_refused(text: &str) -> bool {
+    text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") || text.contains("403")
+}
+
 /// A short, credential-free description of a storage error for users, with a hint.
 pub fn explain(err: &object_store::Error) -> String {
     use object_store::Error as E;
@@ -313,7 +347,7 @@ pub fn explain(err: &object_store::Error) -> String {
         _ => "",
     };
     let mut text = err.to_string();
-    if hint.is_empty() && (text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") || text.contains("403")) {
+    if hint.is_empty() && credentials_refused(&text) {
         text.push_str(" — the server refused the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY");
         return text;
     }
@@ -355,5 +389,24 @@ mod tests {
     fn unknown_schemes_are_refused_by_name() {
         let err = open("gopher://x/y", &StoreOptions::default()).unwrap_err();
         assert!(err.to_string().contains("gopher"), "{err}");
+    }
+
+    /// Our errors keep the storage error as their source, so a failure that may pass is told
+    /// apart from one that needs a person however deep it sits.
+    #[tokio::test]
+    async fn transient_failures_are_found_through_the_chain() {
+        use object_store::ObjectStoreExt;
+        let generic = |text: &str| object_store::Error::Generic { store: "S3", source: text.to_string().into() };
+        let wrapped = |source| crate::source::SourceError::Fetch { object: "a/b.dcm".into(), source };
+        assert!(transient(&wrapped(generic("error sending request: connection refused"))));
+        assert!(!transient(&wrapped(generic("SignatureDoesNotMatch: the request signature we calculated does not match"))));
+        let missing = open("memory://transient-test", &StoreOptions::default()).unwrap().store.get(&Path::from("nothing")).await.unwrap_err();
+        assert!(matches!(missing, object_store::Error::NotFound { .. }));
+        let read = ReadError::from(missing);
+        assert!(!transient(&read), "not found needs a person");
+        assert!(!transient(&std::io::Error::other("no storage in the chain")));
+        // The message shows the hint once; the source is still there for matching.
+        let e = wrapped(generic("connection refused"));
+        assert!(e.to_string().contains("a/b.dcm") && std::error::Error::source(&e).is_some());
     }
 }

@@ -34,8 +34,8 @@ use phantom::{Heart, Look};
 pub enum SynthError {
     #[error("--studies {0}: the Kaggle id ranges hold at most 1140 studies (500 train, 200 validate, 440 test)")]
     TooMany(usize),
-    #[error("writing `{object}`: {message}")]
-    Write { object: String, message: String },
+    #[error("writing `{object}`: {}", explain(source))]
+    Write { object: String, source: object_store::Error },
     #[error("a rendering task failed: {0}")]
     Task(String),
     #[error("encoding the truth table: {0}")]
@@ -431,7 +431,7 @@ async fn put(out: &StoreLocation, key: &str, bytes: Vec<u8>) -> Result<u64, Synt
     out.store
         .put(&path, PutPayload::from(bytes))
         .await
-        .map_err(|e| SynthError::Write { object: out.object_url(&path), message: explain(&e) })?;
+        .map_err(|source| SynthError::Write { object: out.object_url(&path), source })?;
     Ok(n)
 }
 

@@ -21,7 +21,7 @@ use super::optim::AdamW;
 use super::{TrainConfig, TrainError, TrainReport, plot};
 use crate::model::card::{self, CARD_FILE, CARD_FORMAT, InputRule, Lineage, ModelCard, WeightsFile};
 use crate::model::{ModelConfig, SegModel};
-use crate::store::{StoreLocation, StoreOptions, explain};
+use crate::store::{StoreLocation, StoreOptions};
 
 /// The optimizer of a run.
 pub type Optim<B> = OptimizerAdaptor<AdamW, SegModel<B>, B>;
@@ -75,20 +75,20 @@ impl Checkpoint {
         Checkpoint { root: output.clone(), config_sha256, train: train.clone(), model: model.clone() }
     }
 
-    fn err(&self, what: &'static str, path: &object_store::path::Path, e: impl std::fmt::Display) -> TrainError {
-        TrainError::Store { what, url: self.root.object_url(path), message: e.to_string() }
+    fn err(&self, what: &'static str, path: &object_store::path::Path, source: object_store::Error) -> TrainError {
+        TrainError::Store { what, url: self.root.object_url(path), source }
     }
 
     async fn put(&self, rel: &str, what: &'static str, bytes: Vec<u8>) -> Result<(), TrainError> {
         let path = self.root.child(rel);
-        self.root.store.put(&path, PutPayload::from(Bytes::from(bytes))).await.map_err(|e| self.err(what, &path, explain(&e)))?;
+        self.root.store.put(&path, PutPayload::from(Bytes::from(bytes))).await.map_err(|e| self.err(what, &path, e))?;
         Ok(())
     }
 
     async fn get(&self, rel: &str, what: &'static str) -> Result<Bytes, TrainError> {
         let path = self.root.child(rel);
-        let got = self.root.store.get(&path).await.map_err(|e| self.err(what, &path, explain(&e)))?;
-        got.bytes().await.map_err(|e| self.err(what, &path, explain(&e)))
+        let got = self.root.store.get(&path).await.map_err(|e| self.err(what, &path, e))?;
+        got.bytes().await.map_err(|e| self.err(what, &path, e))
     }
 
     /// The committed checkpoint, if any.
@@ -96,12 +96,12 @@ impl Checkpoint {
         let path = self.root.child("checkpoints/latest.json");
         match self.root.store.get(&path).await {
             Ok(r) => {
-                let bytes = r.bytes().await.map_err(|e| self.err("reading checkpoint", &path, explain(&e)))?;
-                let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| self.err("reading checkpoint", &path, e))?;
+                let bytes = r.bytes().await.map_err(|e| self.err("reading checkpoint", &path, e))?;
+                let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| TrainError::Corrupt { what: "reading checkpoint", url: self.root.object_url(&path), message: e.to_string() })?;
                 Ok(Some(saved))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err("reading checkpoint", &path, explain(&e))),
+            Err(e) => Err(self.err("reading checkpoint", &path, e)),
         }
     }
 

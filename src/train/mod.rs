@@ -60,8 +60,10 @@ pub enum TrainError {
     Cache { dir: String, message: String },
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    #[error("{what} `{url}`: {}", crate::store::explain(source))]
+    Store { what: &'static str, url: String, source: object_store::Error },
     #[error("{what} `{url}`: {message}")]
-    Store { what: &'static str, url: String, message: String },
+    Corrupt { what: &'static str, url: String, message: String },
     #[error("the data feeder failed: {0}")]
     Feed(String),
     #[error(transparent)]
@@ -305,7 +307,7 @@ async fn ensure_selection(data: &StoreLocation, spec: &SelectionSpec, opts: &Sto
             }
             Ok(())
         }
-        Err(SelectionError::Read { .. }) if spec.query.is_some() => {
+        Err(SelectionError::Read { source: object_store::Error::NotFound { .. }, .. }) if spec.query.is_some() => {
             let q = spec.query.as_deref().expect("checked");
             let params = spec.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let session = Session::open(Some(data), &SessionOptions { params, store: opts.clone(), ..Default::default() }).await?;

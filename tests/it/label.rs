@@ -151,6 +151,20 @@ async fn bad_labelling_input_fails_clearly_and_commits_nothing() {
     assert!(!ok && err.contains("labeller"), "{err}");
     let (ok, _, err) = label(&["--data", &format!("{}/absent", dir.path().display()), "--model", &model, "--labeller", "x"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
+    // An S3 endpoint nobody listens on: the client retries, then the run stops with the
+    // "may pass" exit status a scheduler retries, and says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"))
+        .args(["label", "--data", "s3://cinestream-nowhere/data", "--model", &model, "--labeller", "x"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret-never-printed")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "unreachable store: {err}");
+    assert!(err.contains("cinestream-nowhere") && err.contains("run the same command again"), "{err}");
+    assert!(!err.contains("test-secret-never-printed"), "a credential was printed: {err}");
     // A model whose weights were changed is refused by its card's checksum.
     let weights = format!("{model}/model.bin");
     let mut bytes = std::fs::read(&weights).unwrap();
