@@ -62,9 +62,9 @@ pub enum InferError {
     #[error("model `{url}`: {message}")]
     Model { url: String, message: String },
     #[error("model `{url}` cannot be read: {source}")]
-    ReadModel { url: String, source: store::ReadError },
+    ReadModel { url: String, source: Box<store::ReadError> },
     #[error("model `{model}`: its contract `{contract}` cannot be read ({source}): write one (see pipelines/models/) or give --contract URL")]
-    ReadContract { model: String, contract: String, source: store::ReadError },
+    ReadContract { model: String, contract: String, source: Box<store::ReadError> },
     #[error("running the model: {0}")]
     Engine(String),
     #[error("{0}")]
@@ -257,11 +257,11 @@ enum Loaded {
 /// Reads the model and its contract.
 async fn load(cfg: &LabelConfig) -> Result<(Loaded, Contract, String), InferError> {
     if cfg.model.ends_with(".onnx") {
-        let bytes = store::read_object(&cfg.model, &cfg.store).await.map_err(|source| InferError::ReadModel { url: cfg.model.clone(), source })?;
+        let bytes = store::read_object(&cfg.model, &cfg.store).await.map_err(|e| InferError::ReadModel { url: cfg.model.clone(), source: Box::new(e) })?;
         let contract_url = cfg.contract.clone().unwrap_or_else(|| format!("{}.toml", cfg.model.trim_end_matches(".onnx")));
         let text = store::read_object(&contract_url, &cfg.store)
             .await
-            .map_err(|source| InferError::ReadContract { model: cfg.model.clone(), contract: contract_url.clone(), source })?;
+            .map_err(|e| InferError::ReadContract { model: cfg.model.clone(), contract: contract_url.clone(), source: Box::new(e) })?;
         let contract = Contract::parse(&String::from_utf8_lossy(&text), &contract_url).map_err(InferError::Config)?;
         let sha = hex::encode(Sha256::digest(&bytes));
         return Ok((Loaded::Onnx { bytes, url: cfg.model.clone() }, contract, sha));

@@ -38,7 +38,7 @@ pub fn recorder() -> BinBytesRecorder<FullPrecisionSettings> {
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
     #[error("reading model `{url}`: {source}")]
-    Read { url: String, source: store::ReadError },
+    Read { url: String, source: Box<store::ReadError> },
     #[error("model weights `{url}`: {message}")]
     Weights { url: String, message: String },
     #[error("model card `{url}` is not a cinestream model card ({message}); a model of `cinestream train` has model/model.json beside model/model.bin")]
@@ -157,10 +157,10 @@ impl ModelCard {
 pub async fn read(url: &str, opts: &StoreOptions) -> Result<(ModelCard, Bytes), CardError> {
     let folder = url.trim_end_matches('/').trim_end_matches(&format!("/{WEIGHTS_FILE}")).trim_end_matches(&format!("/{CARD_FILE}")).to_string();
     let card_url = format!("{folder}/{CARD_FILE}");
-    let bytes = store::read_object(&card_url, opts).await.map_err(|source| CardError::Read { url: card_url.clone(), source })?;
+    let bytes = store::read_object(&card_url, opts).await.map_err(|e| CardError::Read { url: card_url.clone(), source: Box::new(e) })?;
     let card = ModelCard::parse(&bytes, &card_url)?;
     let weights_url = format!("{folder}/{}", card.weights.path);
-    let weights = store::read_object(&weights_url, opts).await.map_err(|source| CardError::Read { url: weights_url.clone(), source })?;
+    let weights = store::read_object(&weights_url, opts).await.map_err(|e| CardError::Read { url: weights_url.clone(), source: Box::new(e) })?;
     let found = hex::encode(Sha256::digest(&weights));
     if found != card.weights.sha256 {
         return Err(CardError::Weights { url: weights_url, message: format!("SHA-256 {found} differs from the card's {}: the weights were changed or only partly copied", card.weights.sha256) });

@@ -20,7 +20,7 @@ use crate::store::{self, StoreOptions};
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("reading weights `{url}`: {source}")]
-    Read { url: String, source: store::ReadError },
+    Read { url: String, source: Box<store::ReadError> },
     #[error("loading weights `{url}`: {message}")]
     Load { url: String, message: String },
     #[error("weights `{url}` are for torchvision's {what}, but the model is width {width} with blocks {blocks:?}: ImageNet weights need width = 64 and the standard blocks")]
@@ -66,7 +66,7 @@ pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfi
     if !cfg.is_torchvision() {
         return Err(WeightsError::Shape { url: url.into(), what: format!("{:?}", cfg.encoder), width: cfg.width, blocks: cfg.blocks });
     }
-    let bytes = store::read_object(url, opts).await.map_err(|source| WeightsError::Read { url: url.into(), source })?;
+    let bytes = store::read_object(url, opts).await.map_err(|e| WeightsError::Read { url: url.into(), source: Box::new(e) })?;
     let patterns = torchvision_patterns(cfg.encoder);
     let result = if url.ends_with(".safetensors") {
         let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec())).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true).skip_enum_variants(true).map_indices_contiguous(false);
