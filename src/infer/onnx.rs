@@ -75,7 +75,10 @@ impl OnnxEngine {
         let fail = |message: String| InferError::Model { url: url.to_string(), message };
         let cannot = |e: &dyn std::fmt::Display| fail(format!("ONNX Runtime cannot load it: {e}"));
         let builder = Session::builder(env).map_err(|e| cannot(&e))?;
-        let mut builder = builder.with_intra_threads(threads.max(1)).map_err(|e| cannot(&e))?;
+        // No spinning: the pre- and post-processing threads share the cores with the model's,
+        // and a spinning idle worker takes their time.
+        let builder = builder.with_intra_threads(threads.max(1)).map_err(|e| cannot(&e))?;
+        let mut builder = builder.with_intra_op_spinning(false).map_err(|e| cannot(&e))?;
         let session = builder.commit_from_memory(bytes).map_err(|e| cannot(&e))?;
         let names = |outlets: &[ort::value::Outlet]| outlets.iter().map(|o| o.name().to_string()).collect::<Vec<_>>();
         let (inputs, outputs) = (names(session.inputs()), names(session.outputs()));

@@ -30,24 +30,28 @@ pub enum Layout {
 pub fn classes_of(output: &[f32], i: usize, channels: usize, h: usize, w: usize, layout: Layout, kind: OutputKind) -> Vec<u8> {
     let per = channels * h * w;
     let img = &output[i * per..(i + 1) * per];
-    let at = |c: usize, p: usize| match layout {
-        Layout::Nchw => img[c * h * w + p],
-        Layout::Nhwc => img[p * channels + c],
+    // Strides of a channel and of a pixel.
+    let (sc, sp) = match layout {
+        Layout::Nchw => (h * w, 1),
+        Layout::Nhwc => (1, channels),
     };
-    (0..h * w)
-        .map(|p| match kind {
-            OutputKind::Labels => at(0, p).round().clamp(0.0, 255.0) as u8,
-            OutputKind::Probabilities | OutputKind::Logits => {
-                let mut best = 0;
-                for c in 1..channels {
-                    if at(c, p) > at(best, p) {
-                        best = c;
-                    }
-                }
-                best as u8
+    let first: Vec<f32> = (0..h * w).map(|p| img[p * sp]).collect();
+    if kind == OutputKind::Labels {
+        return first.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+    }
+    // Channel by channel (contiguous planes in NCHW): a pixel moves on only for a strictly
+    // higher score.
+    let (mut best, mut score) = (vec![0u8; h * w], first);
+    for c in 1..channels {
+        for (p, (b, s)) in best.iter_mut().zip(score.iter_mut()).enumerate() {
+            let v = img[c * sc + p * sp];
+            if v > *s {
+                *s = v;
+                *b = c as u8;
             }
-        })
-        .collect()
+        }
+    }
+    best
 }
 
 /// Applies a class map (model class → ours; classes beyond it become background).

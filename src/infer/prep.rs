@@ -17,7 +17,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::augment::bilinear;
 use crate::model::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::shard::tables::pixel_values;
 
@@ -202,15 +201,24 @@ impl Placement {
         Placement { h, w, out_h: size, out_w: size, y: axis(h), x: axis(w) }
     }
 
-    /// The image (0…1 values, `h × w`) on the model grid, bilinear, zeros outside.
+    /// The image (0…1 values, `h × w`) on the model grid, bilinear, zeros outside: the
+    /// arithmetic of training's sampler, with each row's and column's taps found once.
     pub fn forward(&self, image: &[f32]) -> Vec<f32> {
         assert_eq!(image.len(), self.h * self.w, "image size");
+        let (rows, cols) = (Taps::of(&self.y, self.out_h, self.h), Taps::of(&self.x, self.out_w, self.w));
         let mut out = vec![0f32; self.out_h * self.out_w];
-        let xs: Vec<f64> = (0..self.out_w).map(|o| self.x.a * o as f64 + self.x.b).collect();
-        for oy in 0..self.out_h {
-            let y = self.y.a * oy as f64 + self.y.b;
-            for (ox, x) in xs.iter().enumerate() {
-                out[oy * self.out_w + ox] = bilinear(image, self.h, self.w, y, *x);
+        for (oy, (r0, r1, fy)) in rows.iter().enumerate() {
+            if r0.is_none() && r1.is_none() {
+                continue;
+            }
+            let at = |r: Option<usize>, c: Option<usize>| match (r, c) {
+                (Some(r), Some(c)) => image[r * self.w + c],
+                _ => 0.0,
+            };
+            for (o, (c0, c1, fx)) in out[oy * self.out_w..(oy + 1) * self.out_w].iter_mut().zip(cols.iter()) {
+                let top = at(*r0, *c0) * (1.0 - fx) + at(*r0, *c1) * fx;
+                let bottom = at(*r1, *c0) * (1.0 - fx) + at(*r1, *c1) * fx;
+                *o = top * (1.0 - fy) + bottom * fy;
             }
         }
         out
@@ -238,6 +246,30 @@ impl Placement {
     }
 }
 
+/// Per model-grid index along one axis: the two input indices a bilinear sample reads (`None`
+/// outside the image) and the weight of the second, as [`crate::model::augment::bilinear`]
+/// computes them.
+struct Taps(Vec<(Option<usize>, Option<usize>, f32)>);
+
+impl Taps {
+    fn of(axis: &Axis, n_out: usize, n_in: usize) -> Taps {
+        let inside = |i: f64| (i >= 0.0 && i < n_in as f64).then_some(i as usize);
+        Taps(
+            (0..n_out)
+                .map(|o| {
+                    let v = axis.a * o as f64 + axis.b;
+                    let i0 = v.floor();
+                    (inside(i0), inside(i0 + 1.0), (v - i0) as f32)
+                })
+                .collect(),
+        )
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, (Option<usize>, Option<usize>, f32)> {
+        self.0.iter()
+    }
+}
+
 /// `channels` copies of a 0…1 image, ImageNet-normalised when asked (channel-major).
 pub fn channels(image: &[f32], channels: usize, normalise: Normalise) -> Vec<f32> {
     let mut out = Vec::with_capacity(image.len() * channels);
@@ -256,7 +288,7 @@ pub fn channels(image: &[f32], channels: usize, normalise: Normalise) -> Vec<f32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::augment::{self, Draw};
+    use crate::model::augment::{self, Draw, bilinear};
 
     #[test]
     fn pad_resize_is_the_training_transform() {
@@ -266,6 +298,25 @@ mod tests {
         let (want, _) = augment::apply(&img, &vec![0; h * w], h, w, 64, &Draw::IDENTITY);
         let got = SizePolicy::PadResize { size: 64 }.place(h, w).forward(&img);
         assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));
+    }
+
+    #[test]
+    fn forward_samples_exactly_as_the_training_sampler() {
+        // Every policy, shapes that pad, crop and shrink: the same values to the bit as
+        // `bilinear` at each model pixel's centre.
+        for (h, w) in [(30, 44), (44, 30), (17, 17), (300, 200)] {
+            let img: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 1009) as f32 / 1008.0).collect();
+            for policy in [SizePolicy::PadResize { size: 64 }, SizePolicy::CropResize { size: 96 }, SizePolicy::PadMultiple { multiple: 16 }] {
+                let p = policy.place(h, w);
+                let got = p.forward(&img);
+                for oy in 0..p.out_h {
+                    for ox in 0..p.out_w {
+                        let want = bilinear(&img, h, w, p.y.a * oy as f64 + p.y.b, p.x.a * ox as f64 + p.x.b);
+                        assert_eq!(got[oy * p.out_w + ox].to_bits(), want.to_bits(), "{policy:?} {h}×{w} at ({oy}, {ox})");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
