@@ -300,7 +300,7 @@ fn env_flag(name: &str) -> bool {
 /// transport failures); authentication, permission, not-found and precondition errors are not.
 pub fn retryable(err: &object_store::Error) -> bool {
     use object_store::Error as E;
-    !credentials_refused(&err.to_string())
+    !refusal_code(&err.to_string())
         && !matches!(
         err,
         E::NotFound { .. }
@@ -330,10 +330,16 @@ pub fn transient(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Whether a storage error's text is a server refusing the credentials (some S3 servers answer
-/// a bad signature in a form the client reports as a generic error).
+/// Whether a storage error's text carries an S3 error code for refused credentials (some S3
+/// servers answer a bad signature in a form the client reports as a generic error).
+fn refusal_code(text: &str) -> bool {
+    text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId")
+}
+
+/// [`refusal_code`], or a 403 anywhere in the text: good enough for a hint, too loose to decide
+/// retries (an object key may contain `403`).
 fn credentials_refused(text: &str) -> bool {
-    text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") || text.contains("403")
+    refusal_code(text) || text.contains("403")
 }
 
 /// A short, credential-free description of a storage error for users, with a hint.
@@ -400,6 +406,8 @@ mod tests {
         let wrapped = |source| crate::source::SourceError::Fetch { object: "a/b.dcm".into(), source };
         assert!(transient(&wrapped(generic("error sending request: connection refused"))));
         assert!(!transient(&wrapped(generic("SignatureDoesNotMatch: the request signature we calculated does not match"))));
+        // A key that happens to hold `403` does not make a timeout permanent.
+        assert!(transient(&crate::source::SourceError::Fetch { object: "train/403/study/sax_5/IM-1.dcm".into(), source: generic("operation timed out") }));
         let missing = open("memory://transient-test", &StoreOptions::default()).unwrap().store.get(&Path::from("nothing")).await.unwrap_err();
         assert!(matches!(missing, object_store::Error::NotFound { .. }));
         let read = ReadError::from(missing);
