@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod curate;
+pub mod evaluate;
 pub mod geometry;
 pub mod infer;
 pub mod ingest;
@@ -14,3 +15,4 @@ pub mod source;
 pub mod store;
 pub mod synth;
 pub mod train;
+pub mod viewer;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cinestream::config::{IngestConfig, PipelineFile};
+use cinestream::evaluate;
 use cinestream::infer::{Device, LabelConfig};
 use cinestream::ingest::{self, Progress};
 use cinestream::query::external::{ExternalFormat, ExternalTable};
@@ -21,6 +22,7 @@ use cinestream::shard::writer::ShardConfig;
 use cinestream::shard::{legacy, maintain, tables};
 use cinestream::store::{self, StoreOptions};
 use cinestream::synth::{self, SynthConfig, defects};
+use cinestream::viewer;
 
 const STORAGE_HELP: &str = "\
 STORAGE URLS
@@ -135,18 +137,12 @@ EXAMPLES
     /// Label frames with a model: masks to `labels`, a quality check per study to `label_qc`.
     #[command(after_help = LABEL_HELP)]
     Label(LabelArgs),
-    /// Write a trained model's weights as a PyTorch state dict (safetensors), for ONNX export.
+    /// Compare a labeller with another or with the truth: Dice, volumes, EF, plots, report.
+    #[command(after_help = EVALUATE_HELP)]
+    Evaluate(EvaluateArgs),
+    /// Export a model for ONNX (--model), or studies and masks for viewers (--data): NIfTI, PNG.
     #[command(after_help = EXPORT_HELP)]
-    Export {
-        /// One of our models: the `model` folder a `cinestream train` run wrote.
-        #[arg(long)]
-        model: String,
-        /// Folder to write `model.safetensors` and `model.json` into (path, file://, s3://).
-        #[arg(long)]
-        out: String,
-        #[command(flatten)]
-        store: StoreArg,
-    },
+    Export(ExportArgs),
     /// Show the commits of the tables: version, time, operation, rows, run summary.
     #[command(after_help = "EXAMPLES
   cinestream log --data ./data
@@ -179,7 +175,8 @@ EXAMPLES
     },
     /// Print the schema of a table (or all) as the JSON kept in schemas/.
     Schema {
-        /// frames, labels, studies, curation_log, sources, label_qc or training_log; all when omitted.
+        /// frames, labels, studies, curation_log, sources, label_qc, training_log, evaluation_images
+        /// or evaluation_studies; all when omitted.
         table: Option<String>,
     },
 }
@@ -282,8 +279,10 @@ struct IngestArgs {
 
 #[derive(Args)]
 struct QueryArgs {
-    /// Register CSV/TSV/Parquet files as a table (repeatable). A name of a saved query replaces it.
-    #[arg(long = "table", value_name = "NAME=URL[,URL]")]
+    /// Register CSV/TSV/Parquet files as a table (repeatable); a saved query's or a table's name
+    /// replaces it. CSV/TSV column types are inferred from every row; declare them with
+    /// `:col=type,…` (text, int, float, bool), e.g. counts=c.tsv:study_id=text.
+    #[arg(long = "table", value_name = "NAME=URL[,URL][:COL=TYPE,…]")]
     tables: Vec<String>,
     /// Format of --table files whose extension does not say (.csv, .tsv, .parquet do).
     #[arg(long, value_enum)]
@@ -328,6 +327,77 @@ struct SqlArgs {
     show: bool,
     #[command(flatten)]
     query_args: QueryArgs,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// Data prefix with the tables (path, file://, s3://).
+    #[arg(long)]
+    data: String,
+    /// The labeller to evaluate (a model's name, `manual`, …; see `labels.labeller`).
+    #[arg(long)]
+    labeller: String,
+    /// What to compare it with: another labeller (its masks: per-image Dice; its volumes), or
+    /// `truth` (the `truth` view's volumes).
+    #[arg(long)]
+    reference: String,
+    /// Only the studies of `SELECT study_id FROM studies WHERE <SQL>` …
+    #[arg(long = "where", value_name = "SQL", conflicts_with = "selection")]
+    filter: Option<String>,
+    /// … or the frames of this selection (its studies; Dice over its frames).
+    #[arg(long)]
+    selection: Option<String>,
+    /// Folder for the tables, plots and report (path, file://, s3://).
+    #[arg(long)]
+    out: String,
+    /// Studies shown with overlays in report.html (those that agree worst).
+    #[arg(long, default_value_t = 6)]
+    worst: usize,
+    #[command(flatten)]
+    query_args: QueryArgs,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["model", "data"])))]
+struct ExportArgs {
+    /// One of our models (the `model` folder a `cinestream train` run wrote): write it as a
+    /// PyTorch state dict for ONNX export.
+    #[arg(long, conflicts_with_all = ["data", "labeller", "studies", "filter", "all_frames"])]
+    model: Option<String>,
+    /// Data prefix with the tables (path, file://, s3://): write studies and masks for viewers.
+    #[arg(long, requires = "labeller")]
+    data: Option<String>,
+    /// Whose masks: a model's name, `manual`, `phantom` (see `labels.labeller`).
+    #[arg(long)]
+    labeller: Option<String>,
+    /// These studies (comma-separated ids) …
+    #[arg(long, value_delimiter = ',', conflicts_with = "filter")]
+    studies: Vec<String>,
+    /// … or those of `SELECT study_id FROM studies WHERE <SQL>` the labeller labelled
+    /// (default: every study it labelled).
+    #[arg(long = "where", value_name = "SQL")]
+    filter: Option<String>,
+    /// nifti or png with --data [default: nifti]; torch (the only one) with --model.
+    #[arg(long, value_enum)]
+    format: Option<ExportFormat>,
+    /// PNG: also a montage of every frame (`<study>/frames.png`).
+    #[arg(long)]
+    all_frames: bool,
+    /// Folder to write into (path, file://, s3://).
+    #[arg(long)]
+    out: String,
+    #[command(flatten)]
+    query_args: QueryArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// A model's weights as a PyTorch state dict (model.safetensors) with its card and contract.
+    Torch,
+    /// NIfTI-1 `.nii.gz` per study: sa, seg_sa, sa_ED, seg_sa_ED, sa_ES, seg_sa_ES.
+    Nifti,
+    /// PNG montage per study: every slice at ED and ES with the masks outlined.
+    Png,
 }
 
 #[derive(Args)]
@@ -550,6 +620,7 @@ async fn run_sql(cli: &Cli, a: &SqlArgs) -> Result<()> {
         return Ok(());
     }
     let text = match (&a.query, &a.file) {
+        (Some(q), _) if q.trim_end().ends_with(".sql") && !q.contains(char::is_whitespace) => std::fs::read_to_string(q).with_context(|| format!("reading SQL file `{q}` (a query argument ending in .sql is a file)"))?,
         (Some(q), _) => session.query_text(q),
         (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading SQL file `{f}`"))?,
         (None, None) => bail!("give a query (SQL text or a saved query's name, e.g. `volumes`) or --file F.sql; `cinestream sql --help` lists them"),
@@ -562,6 +633,12 @@ async fn run_sql(cli: &Cli, a: &SqlArgs) -> Result<()> {
         }
         None => output::to_stdout(df, a.format.unwrap_or(OutputFormat::Table)).await?,
     };
+    if written.rows == 0
+        && let Some(q) = a.query.as_deref().and_then(|q| session.catalog().get(q.trim()))
+        && let Some(why) = &q.empty
+    {
+        tracing::warn!("`{}` returned no rows: {why}", q.name);
+    }
     log_io(cli, &session, written.rows);
     Ok(())
 }
@@ -574,7 +651,7 @@ async fn run_select(cli: &Cli, a: &SelectArgs) -> Result<()> {
         let sql = std::fs::read_to_string(&a.query).with_context(|| format!("reading SQL file `{}`", a.query))?;
         QuerySource { label: format!("file:{}", a.query), sql }
     } else if session.catalog().get(&a.query).is_some() {
-        QuerySource { label: a.query.clone(), sql: format!("SELECT * FROM {}", a.query) }
+        QuerySource { label: a.query.clone(), sql: session.query_text(&a.query) }
     } else {
         let known: Vec<&str> = session.catalog().names().collect();
         bail!("no saved query `{}` (and not a .sql file); saved queries: {}", a.query, known.join(", "));
@@ -913,6 +990,25 @@ async fn run_upgrade(cli: &Cli, data: &str, store: &StoreArg) -> Result<()> {
 }
 
 const EXPORT_HELP: &str = "\
+STUDIES FOR VIEWERS (--data, --labeller)
+  --format nifti writes per study, named as ukbb_cardiac names them:
+    <out>/<study>/sa.nii.gz        images, 4-D (x = column, y = row, z = slice from the apex,
+                                   t = frame), uint16 as stored in `frames`
+    <out>/<study>/seg_sa.nii.gz    the labeller's masks, same geometry, uint8 (1 LV, 2 MY, 3 RV)
+    <out>/<study>/sa_ED.nii.gz, seg_sa_ED.nii.gz, sa_ES.nii.gz, seg_sa_ES.nii.gz
+                                   3-D, at the labeller's ED and ES frames (the `volumes` rule)
+  The affine is the curated grid of `studies` (DICOM LPS turned into NIfTI RAS), as sform and
+  qform; pixel spacing, slice spacing and the frame interval (ms) are the zooms. 3D Slicer and
+  ITK-SNAP place the volumes over the source DICOM.
+  --format png writes <out>/<study>/ed_es.png: every slice (apex left) at ED (top) and ES,
+  the masks outlined (LV red, MY green, RV blue); --all-frames adds frames.png, a row per frame.
+  <out>/export.json lists what was written. One study at a time: memory stays flat.
+
+  cinestream export --data ./data --labeller phantom --studies 1,2 --out ./viewer
+  cinestream export --data s3://curated/v1 --labeller demo --where \"split = 'test'\" \\
+      --format png --out s3://review/demo-png
+
+A MODEL FOR ONNX (--model)
 WHAT IT WRITES
   model.safetensors  every parameter and BatchNorm running statistic, named as the PyTorch twin
                      of our network names them (scripts/torch_unet.py: `encoder.layer1.0.conv1.weight`,
@@ -928,7 +1024,115 @@ TO ONNX (needs torch and onnx in the Python that runs it; the folder must be loc
   python3 scripts/export_onnx.py ./export          # writes ./export/model.onnx
   cinestream label --data ./data --model ./export/model.onnx --labeller demo-onnx";
 
-async fn run_export(model: &str, out: &str, store: &StoreArg) -> Result<()> {
+async fn run_evaluate(cli: &Cli, a: &EvaluateArgs) -> Result<()> {
+    let opts = session_options(&a.query_args)?;
+    let data = store::open_existing(&a.data, &opts.store)?;
+    let session = Session::open(Some(&data), &opts).await?;
+    let out = store::open(&a.out, &opts.store)?;
+    let reference = if a.reference == "truth" { evaluate::Reference::Truth } else { evaluate::Reference::Labeller(a.reference.clone()) };
+    if reference == evaluate::Reference::Labeller(a.labeller.clone()) {
+        bail!("--labeller and --reference are both `{}`: compare a labeller with another one or with `truth`", a.labeller);
+    }
+    let cfg = evaluate::EvaluateConfig { labeller: a.labeller.clone(), reference, filter: a.filter.clone(), selection: a.selection.clone(), worst: a.worst };
+    let pb = bar(cli, 0, "evaluate");
+    let ev = evaluate::run(&session, Some(&data), &cfg, &out, |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    })
+    .await;
+    pb.finish_and_clear();
+    let ev = ev?;
+    for p in &ev.problems {
+        tracing::warn!("{p}");
+    }
+    if cli.json {
+        println!("{}", serde_json::to_string(&serde_json::json!({"labeller": ev.labeller, "reference": ev.reference, "dice": ev.dice, "ef_errors": ev.ef_errors, "bland_altman_ef": ev.bland_altman_ef, "good_ef_bad_volumes": ev.good_ef_bad_volumes, "studies": ev.studies.len(), "problems": ev.problems, "written": ev.written}))?);
+    } else {
+        // The summary table is the result: printed even with --quiet.
+        print!("{}", ev.render());
+    }
+    Ok(())
+}
+
+const EVALUATE_HELP: &str = "\
+WHAT IT COMPUTES (docs/science.md §1)
+  Per image (against another labeller): Dice of LV and MY from the masks; an image empty in
+  both for a class scores 1. Masks are streamed a few studies at a time.
+  Per study: EDV, ESV, EF of the labeller (the `volumes` view) against the reference labeller's
+  or the truth's, with signed, absolute and relative differences; a study whose EF cannot be
+  computed counts as an |EF error| of 100. Against the truth, the studies and their matching
+  are those of `label_quality` / `ef_errors` (a `_rot90` variant is preferred).
+  Summary: mean and median Dice per class; |EF error| mean, sd, median, IQR from the saved
+  `ef_error_stats` query (the paper's Table II), run over this evaluation's studies;
+  Bland–Altman bias and limits of EF, EDV, ESV; the share of studies with a good EF but bad
+  volumes (|relative EF error| <= 10% while EDV or ESV is > 20% off); the mean volume
+  difference per relative slice position (apex -> base).
+
+WHAT IT WRITES (to --out)
+  evaluation_images.parquet   per image Dice and volume differences (schemas/evaluation_images.json)
+  evaluation_studies.parquet  per study volumes, EF and errors (schemas/evaluation_studies.json)
+  bland_altman_ef.png, bland_altman_volumes.png, dice_histograms.png, slice_positions.png
+  report.html                 everything above plus the worst studies' overlays, self-contained
+  summary.md, summary.json    the summary table
+
+ANOTHER GROUP'S TABLES
+  Volumes from elsewhere replace a link of the saved-query chain, as in `cinestream sql`:
+    --table pixel_counts=their_counts.tsv     per-image LV/MY pixel counts (see `sql --show pixel_counts`)
+    --table volumes=their_volumes.csv         study_id, labeller, edv_ml, esv_ml (, ed_frame, es_frame)
+    --view truth=\"SELECT * FROM kaggle_truth\"   another truth
+
+EXAMPLES
+  cinestream evaluate --data ./data --labeller demo --reference phantom --out ./eval
+  cinestream evaluate --data ./data --labeller demo --reference truth --where \"split = 'test'\" --out ./eval-test
+  cinestream evaluate --data s3://curated/v1 --labeller theirs --reference truth \\
+      --table volumes=s3://shared/their_volumes.csv --out s3://reports/theirs";
+
+async fn run_export(cli: &Cli, a: &ExportArgs) -> Result<()> {
+    let (Some(data), Some(labeller)) = (&a.data, &a.labeller) else {
+        let model = a.model.as_deref().expect("clap requires --model or --data");
+        if a.format.is_some_and(|f| f != ExportFormat::Torch) {
+            bail!("--model exports a model as a PyTorch state dict (--format torch); --format nifti/png export studies: give --data and --labeller instead");
+        }
+        return run_export_model(model, &a.out, &a.query_args.store).await;
+    };
+    let format = match a.format.unwrap_or(ExportFormat::Nifti) {
+        ExportFormat::Nifti => viewer::Format::Nifti,
+        ExportFormat::Png => viewer::Format::Png,
+        ExportFormat::Torch => bail!("--format torch exports a model: give --model instead of --data"),
+    };
+    if a.all_frames && format != viewer::Format::Png {
+        bail!("--all-frames draws a PNG montage of every frame: add --format png (NIfTI files always hold every frame)");
+    }
+    let opts = session_options(&a.query_args)?;
+    let data = store::open_existing(data, &opts.store)?;
+    let session = Session::open(Some(&data), &opts).await?;
+    let out = store::open(&a.out, &opts.store)?;
+    let cfg = viewer::ExportConfig {
+        labeller: labeller.clone(),
+        studies: (!a.studies.is_empty()).then(|| a.studies.clone()),
+        filter: a.filter.clone(),
+        format,
+        all_frames: a.all_frames,
+    };
+    let pb = bar(cli, 0, "export");
+    let report = viewer::run(&session, &cfg, &out, |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    })
+    .await;
+    pb.finish_and_clear();
+    let report = report?;
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    print_report(cli, &report, || report.render())?;
+    if !report.not_found.is_empty() {
+        bail!("{} of the studies asked for are not in `studies`: {} (the others were exported)", report.not_found.len(), report.not_found.join(", "));
+    }
+    Ok(())
+}
+
+async fn run_export_model(model: &str, out: &str, store: &StoreArg) -> Result<()> {
     let e = cinestream::infer::export::export(model, out, &store.options()?).await?;
     let a = &e.card.architecture;
     println!("exported {model}: {:?} width {} blocks {:?}, {} classes, input {}²", a.encoder, a.width, a.blocks, a.classes, e.card.input.size);
@@ -1009,7 +1213,8 @@ fn run() -> Result<()> {
             Command::Select(a) => run_select(&cli, a).await,
             Command::Train(a) => run_train(&cli, a).await,
             Command::Label(a) => run_label(&cli, a).await,
-            Command::Export { model, out, store } => run_export(model, out, store).await,
+            Command::Evaluate(a) => run_evaluate(&cli, a).await,
+            Command::Export(a) => run_export(&cli, a).await,
             Command::Log(a) => run_log(&cli, a).await,
             Command::Vacuum(a) => run_vacuum(&cli, a).await,
             Command::Upgrade { data, store } => run_upgrade(&cli, data, store).await,

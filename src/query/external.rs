@@ -3,14 +3,17 @@
 //! next to the data prefix's own tables.
 //!
 //! The format comes from the file extension (`.csv`, `.tsv`/`.tab`, `.parquet`/`.pq`) or from
-//! `--format-in`. CSV/TSV files have a header row; column types are inferred from the whole
-//! file (up to 100,000 rows). Several files of one table must share a format and columns.
+//! `--format-in`. CSV/TSV files have a header row; column types are inferred from every row of
+//! every file (a text id after 130,000 numeric ones is text), and `NAME=URL:col=type,…`
+//! declares them instead (text, int, float, bool). Several files of one table must share a
+//! format and columns.
 
 use std::sync::Arc;
 
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::SessionContext;
 
 use super::QueryError;
@@ -43,7 +46,7 @@ impl ExternalFormat {
                 CsvFormat::default()
                     .with_has_header(true)
                     .with_delimiter(if self == Self::Tsv { b'\t' } else { b',' })
-                    .with_schema_infer_max_rec(100_000),
+                    .with_schema_infer_max_rec(usize::MAX),
             ),
             Self::Parquet => Arc::new(super::parquet_format()),
         }
@@ -55,13 +58,37 @@ impl ExternalFormat {
 pub struct ExternalTable {
     pub name: String,
     pub urls: Vec<String>,
+    /// Declared column types (`:col=type,…`), which replace the inferred ones.
+    pub types: Vec<(String, DataType)>,
+}
+
+/// A declared column type: text, int, float or bool (and their SQL names).
+fn parse_type(t: &str) -> Option<DataType> {
+    match t.trim().to_lowercase().as_str() {
+        "text" | "string" | "varchar" | "utf8" => Some(DataType::Utf8),
+        "int" | "integer" | "bigint" | "int64" => Some(DataType::Int64),
+        "float" | "double" | "real" | "float64" => Some(DataType::Float64),
+        "bool" | "boolean" => Some(DataType::Boolean),
+        _ => None,
+    }
 }
 
 impl ExternalTable {
-    /// Parses `NAME=URL[,URL…]`.
+    /// Parses `NAME=URL[,URL…][:col=type,…]`.
     pub fn parse(arg: &str) -> Result<Self, QueryError> {
         let bad = |why: &str| QueryError::External { table: arg.into(), message: why.into() };
-        let (name, urls) = arg.split_once('=').ok_or_else(|| bad("write NAME=URL (e.g. truth=./train.csv)"))?;
+        let (name, rest) = arg.split_once('=').ok_or_else(|| bad("write NAME=URL (e.g. truth=./train.csv)"))?;
+        // `:col=type,…` after the last URL (a URL's own `:` is followed by `//`, never by `=`).
+        let (urls, types) = match rest.rsplit_once(':') {
+            Some((urls, decl)) if decl.contains('=') && !decl.starts_with("//") => (urls, Some(decl)),
+            _ => (rest, None),
+        };
+        let mut declared = Vec::new();
+        for item in types.into_iter().flat_map(|d| d.split(',')).map(str::trim).filter(|i| !i.is_empty()) {
+            let (col, ty) = item.split_once('=').ok_or_else(|| bad(&format!("bad column type `{item}`: write col=type")))?;
+            let dt = parse_type(ty).ok_or_else(|| bad(&format!("unknown type `{ty}` for column `{col}`: use text, int, float or bool")))?;
+            declared.push((col.trim().to_string(), dt));
+        }
         let name = name.trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             return Err(bad("the table name must be lower-case letters, digits and _"));
@@ -70,7 +97,7 @@ impl ExternalTable {
         if urls.is_empty() {
             return Err(bad("no file after `=`"));
         }
-        Ok(ExternalTable { name: name.into(), urls })
+        Ok(ExternalTable { name: name.into(), urls, types: declared })
     }
 
     /// Registers the table in `ctx` (replacing any table of that name).
@@ -89,11 +116,23 @@ impl ExternalTable {
         }
         let ext = self.urls[0].rsplit_once('.').map(|(_, e)| format!(".{e}")).unwrap_or_default();
         let options = ListingOptions::new(fmt.format()).with_file_extension(ext);
-        let config = ListingTableConfig::new_with_multi_paths(paths)
+        let mut config = ListingTableConfig::new_with_multi_paths(paths)
             .with_listing_options(options)
             .infer_schema(&ctx.state())
             .await
             .map_err(|e| err(format!("reading {}: {}", self.urls.join(", "), e.find_root())))?;
+        if !self.types.is_empty() {
+            let inferred = config.file_schema.clone().ok_or_else(|| err("no schema inferred".into()))?;
+            let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone()).collect();
+            for (col, dt) in &self.types {
+                let Some(f) = fields.iter_mut().find(|f| f.name() == col) else {
+                    let names: Vec<&str> = inferred.fields().iter().map(|f| f.name().as_str()).collect();
+                    return Err(err(format!("declared column `{col}` is not in {} (columns: {})", self.urls.join(", "), names.join(", "))));
+                };
+                *f = Field::new(col, dt.clone(), true);
+            }
+            config = config.with_schema(Arc::new(Schema::new(fields)));
+        }
         let table = ListingTable::try_new(config).map_err(|e| err(e.to_string()))?;
         ctx.deregister_table(self.name.as_str()).map_err(|e| err(e.to_string()))?;
         ctx.register_table(self.name.as_str(), Arc::new(table)).map_err(|e| err(e.to_string()))?;
@@ -135,6 +174,35 @@ mod tests {
         assert_eq!(ExternalFormat::from_name("x/Conf.TSV"), Some(ExternalFormat::Tsv));
         assert_eq!(ExternalFormat::from_name("x.parquet"), Some(ExternalFormat::Parquet));
         assert_eq!(ExternalFormat::from_name("x.txt"), None);
+        let t = ExternalTable::parse("counts=s3://b/c.tsv:study_id=text, lv_pixels=int").unwrap();
+        assert_eq!(t.urls, ["s3://b/c.tsv"]);
+        assert_eq!(t.types, [("study_id".to_string(), DataType::Utf8), ("lv_pixels".to_string(), DataType::Int64)]);
+        assert!(ExternalTable::parse("truth=s3://b/x.csv").unwrap().types.is_empty());
+        assert!(ExternalTable::parse("c=x.csv:id=uuid").unwrap_err().to_string().contains("text, int, float or bool"));
+    }
+
+    #[tokio::test]
+    async fn a_text_id_after_130000_numbers_is_text() {
+        use object_store::ObjectStoreExt;
+        let loc = store::open("memory://external-late", &StoreOptions::default()).unwrap();
+        let mut csv = String::from("study_id,lv_pixels\n");
+        for i in 0..130_000 {
+            csv.push_str(&format!("{i},{}\n", i % 97));
+        }
+        csv.push_str("1052_rot90,5\n");
+        loc.store.put(&"c.csv".into(), csv.clone().into()).await.unwrap();
+        let ctx = SessionContext::new();
+        ExternalTable::parse("c=memory://external-late/c.csv").unwrap().register(&ctx, None, &StoreOptions::default()).await.unwrap();
+        let b = ctx.sql("SELECT count(*) AS n FROM c WHERE study_id = '1052_rot90'").await.unwrap().collect().await.unwrap();
+        use arrow::array::AsArray;
+        assert_eq!(b[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0), 1);
+        // Declared types win over inference; an unknown column is named.
+        let ctx = SessionContext::new();
+        ExternalTable::parse("c=memory://external-late/c.csv:lv_pixels=float").unwrap().register(&ctx, None, &StoreOptions::default()).await.unwrap();
+        let b = ctx.sql("SELECT lv_pixels FROM c LIMIT 1").await.unwrap().collect().await.unwrap();
+        assert_eq!(b[0].schema().field(0).data_type(), &DataType::Float64);
+        let e = ExternalTable::parse("c=memory://external-late/c.csv:lv=int").unwrap().register(&ctx, None, &StoreOptions::default()).await.unwrap_err();
+        assert!(e.to_string().contains("declared column `lv`") && e.to_string().contains("lv_pixels"), "{e}");
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@
 //!   the store is wrapped in a [`CountingStore`] so that can be shown ([`Session::io`]).
 //! - **External tables** (`--table NAME=URL`, [`external`]) are CSV/TSV/Parquet files from any
 //!   store; one named like a saved query replaces it (feed another group's volumes to the views).
+//!   One named like our tables, or a `--view` so named, replaces the table, conformed to its
+//!   schema ([`replace`]).
 //! - **Saved queries** ([`saved`]) are planned as views the first time a statement names them,
 //!   with `${param}` placeholders filled from `--param` ([`params`]).
 //! - **Functions**: `kaggle_id`, `kaggle_split`, `shuffle_key` ([`udf`]).
@@ -17,6 +19,7 @@
 pub mod external;
 pub mod output;
 pub mod params;
+pub mod replace;
 pub mod saved;
 pub mod selection;
 pub mod suggest;
@@ -68,6 +71,8 @@ pub enum QueryError {
     Sql { context: String, message: String },
     #[error("writing results to `{url}`: {message}")]
     Output { url: String, message: String },
+    #[error("{origin} replaces the table `{table}`, but {message}; give those columns (with AS) or name your table differently")]
+    Replacement { table: String, origin: String, message: String },
 }
 
 /// The version of one table a session reads (what selections and models record as lineage).
@@ -144,8 +149,19 @@ impl Session {
         };
         for t in &opts.tables {
             t.register(&ctx, opts.format_in, &opts.store).await?;
+            if replace::is_ours(&t.name) {
+                let df = ctx.table(t.name.as_str()).await.map_err(|e| QueryError::Register { table: t.name.clone(), source: e })?;
+                replace::register(&ctx, &t.name, &format!("--table {}", t.name), df)?;
+            }
         }
-        Ok(Session { ctx, catalog, params, counts, versions, views: Mutex::default() })
+        let session = Session { ctx, catalog, params, counts, versions, views: Mutex::default() };
+        // A view named like one of our tables replaces it (its SQL may read the table itself).
+        for (name, sql) in opts.views.iter().filter(|(n, _)| replace::is_ours(n)) {
+            let df = session.sql(sql).await?;
+            replace::register(&session.ctx, name, &format!("--view {name}"), df)?;
+            session.views.lock().expect("views lock").insert(name.clone(), sql.clone());
+        }
+        Ok(session)
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -183,10 +199,17 @@ impl Session {
         names
     }
 
-    /// The SQL of a QUERY argument: a saved query's name means `SELECT * FROM name`.
+    /// The SQL of a QUERY argument: a saved query's name means its own SQL (so its `ORDER BY`
+    /// holds: a view's order is lost when selected from), a table's name `SELECT * FROM name`.
     pub fn query_text(&self, query: &str) -> String {
         let q = query.trim();
-        if self.catalog.get(q).is_some() || self.ctx.table_exist(q).unwrap_or(false) { format!("SELECT * FROM {q}") } else { q.to_string() }
+        if self.ctx.table_exist(q).unwrap_or(false) {
+            return format!("SELECT * FROM {q}");
+        }
+        match self.catalog.get(q) {
+            Some(saved) => saved.sql.clone(),
+            None => q.to_string(),
+        }
     }
 
     /// Runs SQL (one or more statements; `${param}` placeholders allowed) and returns the last

@@ -9,6 +9,7 @@
 //! -- More lines of explanation (columns, rules, sources).
 //! -- @param threshold number = 0.05  what the parameter means
 //! -- @example cinestream sql --data ./data confidence_sets --param threshold=0.10
+//! -- @empty what an empty result means and what to do (printed when it returns no rows)
 //! SELECT …
 //! ```
 //!
@@ -31,11 +32,13 @@ const BUILTIN: &[(&str, &str)] = &[
     ("confidence_sets", include_str!("../../pipelines/queries/confidence_sets.sql")),
     ("confidence_frames", include_str!("../../pipelines/queries/confidence_frames.sql")),
     ("esed_frames", include_str!("../../pipelines/queries/esed_frames.sql")),
+    ("esed_ties", include_str!("../../pipelines/queries/esed_ties.sql")),
     ("subset_pool", include_str!("../../pipelines/queries/subset_pool.sql")),
     ("subset_volunteers", include_str!("../../pipelines/queries/subset_volunteers.sql")),
     ("subset_images", include_str!("../../pipelines/queries/subset_images.sql")),
     ("subset_esed", include_str!("../../pipelines/queries/subset_esed.sql")),
     ("subset_random_esed", include_str!("../../pipelines/queries/subset_random_esed.sql")),
+    ("ef_errors", include_str!("../../pipelines/queries/ef_errors.sql")),
     ("ef_error_stats", include_str!("../../pipelines/queries/ef_error_stats.sql")),
 ];
 
@@ -51,6 +54,8 @@ pub struct SavedQuery {
     pub description: String,
     pub params: Vec<ParamDecl>,
     pub examples: Vec<String>,
+    /// What an empty result means (`@empty`), said when the query, run by name, returns no rows.
+    pub empty: Option<String>,
     /// The whole file, header included (comments are valid SQL).
     pub sql: String,
 }
@@ -66,14 +71,19 @@ impl SavedQuery {
         let mut description = Vec::new();
         let mut params = Vec::new();
         let mut examples = Vec::new();
+        let mut empty: Option<String> = None;
         for line in text.lines().map(str::trim).take_while(|l| l.starts_with("--")) {
             let body = line.trim_start_matches('-').trim();
             if let Some(rest) = body.strip_prefix("@param") {
                 params.push(ParamDecl::parse(rest.trim()).map_err(|e| bad(e.to_string()))?);
             } else if let Some(rest) = body.strip_prefix("@example") {
                 examples.push(rest.trim().to_string());
+            } else if let Some(rest) = body.strip_prefix("@empty") {
+                let text = empty.get_or_insert_with(String::new);
+                text.push_str(if text.is_empty() { "" } else { " " });
+                text.push_str(rest.trim());
             } else if body.starts_with('@') {
-                return Err(bad(format!("unknown header tag in `{line}`: use @param or @example")));
+                return Err(bad(format!("unknown header tag in `{line}`: use @param, @example or @empty")));
             } else if summary.is_none() {
                 if body.is_empty() {
                     continue;
@@ -89,7 +99,7 @@ impl SavedQuery {
             return Err(bad("no SQL after the header".into()));
         }
         let description = description.join("\n").trim().to_string();
-        Ok(SavedQuery { name: name.into(), origin: origin.into(), summary, description, params, examples, sql: text.to_string() })
+        Ok(SavedQuery { name: name.into(), origin: origin.into(), summary, description, params, examples, empty, sql: text.to_string() })
     }
 }
 

@@ -398,12 +398,18 @@ pub fn findings_batch(findings: &[Finding]) -> RecordBatch {
     )
 }
 
-/// Every table with a schema file in `schemas/`: ingest's tables and the training log.
-pub const DOCUMENTED: [&str; 7] = ["frames", "labels", "studies", "curation_log", "sources", "label_qc", "training_log"];
+/// Every table with a schema file in `schemas/`: ingest's and labelling's tables, the training
+/// log, and the evaluation's tables.
+pub const DOCUMENTED: [&str; 9] = ["frames", "labels", "studies", "curation_log", "sources", "label_qc", "training_log", "evaluation_images", "evaluation_studies"];
 
 /// The schema of any documented table.
 pub fn documented_schema(table: &str) -> Option<SchemaRef> {
-    schema(table).or_else(|| (table == "training_log").then(crate::train::log::schema))
+    schema(table).or_else(|| match table {
+        "training_log" => Some(crate::train::log::schema()),
+        "evaluation_images" => Some(crate::evaluate::tables::images_schema()),
+        "evaluation_studies" => Some(crate::evaluate::tables::studies_schema()),
+        _ => None,
+    })
 }
 
 /// A documented table's schema as the JSON kept in `schemas/`.

@@ -11,7 +11,8 @@ use cinestream::query::{Session, SessionOptions};
 
 use crate::common::{cli, f64s, i64s, ingest_phantom, open, rel, run_sql, s3_bucket, strs, synth, unique};
 
-/// `../shared/reference/cmr-seg-tl/kaggle` (or CINESTREAM_REFERENCE_DIR), if present.
+/// `../shared/reference/cmr-seg-tl/kaggle` (or CINESTREAM_REFERENCE_DIR), if present; where the
+/// test command demands every tool (`CINESTREAM_REQUIRE_TOOLS`), their absence fails the test.
 fn reference_kaggle(test: &str) -> Option<PathBuf> {
     let root = std::env::var("CINESTREAM_REFERENCE_DIR")
         .map(PathBuf::from)
@@ -20,6 +21,7 @@ fn reference_kaggle(test: &str) -> Option<PathBuf> {
     if dir.join("confidence_by_patient.tsv").exists() {
         Some(dir)
     } else {
+        assert!(std::env::var("CINESTREAM_REQUIRE_TOOLS").is_err(), "{test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)", dir.display());
         eprintln!("SKIPPED {test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)", dir.display());
         None
     }
@@ -128,6 +130,24 @@ async fn volumes_and_esed_agree_with_hand_computed_answers() {
         .map(|(((s, l), p), f)| format!("{}/{}/{}={f}", s.unwrap(), l.unwrap(), p.unwrap()))
         .collect();
     assert_eq!(got, ["A/m/ED=2", "A/m/ES=0", "A/x/ED=0", "A/x/ES=1", "B/m/ED=0", "B/m/ES=1", "C/m/ED=2", "C/m/ES=0", "D/m/ED=0", "D/m/ES=0"]);
+    // Every tied frame, and which one `volumes` chose.
+    let t = run_sql(&session, "SELECT * FROM esed_ties WHERE tied_frames > 1 ORDER BY study_id, labeller, phase, frame_index").await;
+    let chosen = t.iter().flat_map(|b| {
+        let c = arrow::array::AsArray::as_boolean(b.column_by_name("chosen").unwrap().as_ref()).clone();
+        (0..c.len()).map(move |i| c.value(i))
+    });
+    let got: Vec<String> = strs(&t, "study_id")
+        .into_iter()
+        .zip(strs(&t, "labeller"))
+        .zip(strs(&t, "phase"))
+        .zip(i64s(&t, "frame_index"))
+        .zip(chosen)
+        .map(|((((s, l), p), f), c)| format!("{}/{}/{}={f}{}", s.unwrap(), l.unwrap(), p.unwrap(), if c { "*" } else { "" }))
+        .collect();
+    assert_eq!(
+        got,
+        ["A/m/ED=1", "A/m/ED=2*", "A/m/ES=0*", "A/m/ES=3", "A/x/ES=1*", "A/x/ES=2", "C/m/ED=0", "C/m/ED=1", "C/m/ED=2*", "C/m/ES=0*", "C/m/ES=1", "C/m/ES=2"]
+    );
 
     // The labeller parameter filters every view built on frame_volumes.
     let only_x = Session::open(None, &SessionOptions { params: vec!["labeller=x".into()], ..opts.clone() }).await.unwrap();
@@ -365,6 +385,7 @@ async fn selections_on_s3_record_lineage_and_refuse_bad_results() {
 /// Mistakes get the close match; `sql --help` lists tables, saved queries and examples.
 #[tokio::test]
 async fn errors_suggest_and_help_teaches() {
+    replacing_tables_is_done_or_refused().await;
     let session = Session::open(None, &SessionOptions::default()).await.unwrap();
     let e = session.sql("SELECT * FROM volume").await.err().unwrap().to_string();
     assert!(e.contains("did you mean `volumes`"), "{e}");
@@ -386,4 +407,56 @@ async fn errors_suggest_and_help_teaches() {
         let line = help.lines().position(|l| l.trim_start().starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} missing from sql --help"));
         assert!(help.lines().nth(line + 1).unwrap().contains("e.g."), "{name} has no example in sql --help");
     }
+}
+
+/// A `--view` or `--table` named like an ingested table replaces it (conformed to its schema) or
+/// is refused naming the columns; a saved query run by name keeps its ORDER BY; a `.sql` path is
+/// a query; an empty saved query says why.
+async fn replacing_tables_is_done_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raw, data) = (dir.path().join("raw"), dir.path().join("data"));
+    let (raw, data) = (raw.to_str().unwrap(), data.to_str().unwrap());
+    let report = synth(raw, 3, 4, "none").await;
+    ingest_phantom(raw, data).await;
+    let gone = &report.studies[0].study_id;
+
+    // --view studies=… replaces the table, and the saved views built on it follow.
+    let view = format!("studies=SELECT * FROM studies WHERE study_id <> '{gone}'");
+    let (ok, out, err) = cli(&["sql", "--data", data, "--view", &view, "--format", "csv", "SELECT (SELECT count(*) FROM studies) AS s, (SELECT count(*) FROM truth) AS t"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().nth(1), Some("2,2"), "{out}");
+    // A replacement lacking required columns, or with text where numbers belong, is refused by name.
+    let (ok, _, err) = cli(&["sql", "--data", data, "--view", "labels=SELECT study_id, labeller FROM labels", "SELECT 1"]);
+    assert!(!ok && err.contains("replaces the table `labels`") && err.contains("`slice_index`") && err.contains("`mask`"), "{err}");
+    let bad = csv(dir.path(), "studies.csv", "study_id,source_study_id,n_slices,n_frames,height,width,pixel_spacing_row_mm,pixel_spacing_col_mm,slice_spacing_mm,slice_thickness_mm,scale_factor,source_files\n1,1,ten,30,256,256,1.4,1.4,10,8,1,300\n");
+    let (ok, _, err) = cli(&["sql", "--data", data, "--table", &format!("studies={bad}"), "SELECT 1"]);
+    assert!(!ok && err.contains("`n_slices` is text"), "{err}");
+    // … and a complete one (numbers as numbers; the other columns read as null) is used.
+    let good = bad.replace("studies.csv", "studies2.csv");
+    std::fs::write(&good, std::fs::read_to_string(&bad).unwrap().replace(",ten,", ",10,")).unwrap();
+    let (ok, out, err) = cli(&["sql", "--data", data, "--table", &format!("studies={good}"), "--format", "csv", "SELECT study_id, n_slices, truth_edv_ml FROM studies"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().nth(1), Some("1,10,"), "{out}");
+
+    // A saved query's own ORDER BY holds when it is run by name.
+    let qdir = dir.path().join("queries");
+    std::fs::create_dir_all(&qdir).unwrap();
+    std::fs::write(qdir.join("backwards.sql"), "-- Studies, last first.\n-- @example cinestream sql backwards\nSELECT study_id FROM studies ORDER BY study_id DESC\n").unwrap();
+    let q = qdir.to_str().unwrap();
+    let mut ids: Vec<String> = report.studies.iter().map(|s| s.study_id.clone()).collect();
+    ids.sort();
+    ids.reverse();
+    for _ in 0..2 {
+        let (ok, out, err) = cli(&["sql", "--data", data, "--queries", q, "--format", "csv", "backwards"]);
+        assert!(ok, "{err}");
+        assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ids, "{out}");
+    }
+    // A .sql file as the query argument.
+    let file = qdir.join("backwards.sql");
+    let (ok, out, err) = cli(&["sql", "--data", data, "--format", "csv", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ids, "{out}");
+    // No truth: ef_error_stats says why it is empty.
+    let (ok, _, err) = cli(&["sql", "--data", data, "--view", "truth=SELECT study_id, truth_esv_ml AS systole_ml, truth_edv_ml AS diastole_ml FROM studies WHERE false", "ef_error_stats"]);
+    assert!(ok && err.contains("returned no rows") && err.contains("truth volumes"), "{err}");
 }
