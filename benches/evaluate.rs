@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use cinestream::evaluate::{self, EvaluateConfig, Reference};
 use cinestream::ingest::{self, NoProgress};
 use cinestream::query::{Session, SessionOptions};

@@ -804,6 +804,14 @@ fn bar(cli: &Cli, len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// A `(done, total)` progress callback that moves `pb`.
+fn bar_progress(pb: &ProgressBar) -> impl Fn(usize, usize) + '_ {
+    |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    }
+}
+
 /// A progress bar over studies and images, and its sink for a run.
 fn study_bar(cli: &Cli, what: &str) -> (ProgressBar, Arc<BarProgress>) {
     let pb = bar(cli, 0, what);
@@ -1035,11 +1043,7 @@ async fn run_evaluate(cli: &Cli, a: &EvaluateArgs) -> Result<()> {
     }
     let cfg = evaluate::EvaluateConfig { labeller: a.labeller.clone(), reference, filter: a.filter.clone(), selection: a.selection.clone(), worst: a.worst };
     let pb = bar(cli, 0, "evaluate");
-    let ev = evaluate::run(&session, Some(&data), &cfg, &out, |done, total| {
-        pb.set_length(total as u64);
-        pb.set_position(done as u64);
-    })
-    .await;
+    let ev = evaluate::run(&session, Some(&data), &cfg, &out, bar_progress(&pb)).await;
     pb.finish_and_clear();
     let ev = ev?;
     for p in &ev.problems {
@@ -1115,11 +1119,7 @@ async fn run_export(cli: &Cli, a: &ExportArgs) -> Result<()> {
         all_frames: a.all_frames,
     };
     let pb = bar(cli, 0, "export");
-    let report = viewer::run(&session, &cfg, &out, |done, total| {
-        pb.set_length(total as u64);
-        pb.set_position(done as u64);
-    })
-    .await;
+    let report = viewer::run(&session, &cfg, &out, bar_progress(&pb)).await;
     pb.finish_and_clear();
     let report = report?;
     for w in &report.warnings {

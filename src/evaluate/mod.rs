@@ -138,13 +138,9 @@ impl Default for DiceSummary {
 impl DiceSummary {
     fn add(&mut self, d: [f64; 2]) {
         self.images += 1;
-        for k in 0..2 {
-            self.sum[k] += d[k];
-            let bin = if d[k] >= 1.0 {
-                DICE_BINS
-            } else {
-                ((d[k].max(0.0) * DICE_BINS as f64) as usize).min(DICE_BINS - 1)
-            };
+        for (k, &v) in d.iter().enumerate() {
+            self.sum[k] += v;
+            let bin = if v >= 1.0 { DICE_BINS } else { ((v.max(0.0) * DICE_BINS as f64) as usize).min(DICE_BINS - 1) };
             self.histogram[k][bin] += 1;
         }
     }

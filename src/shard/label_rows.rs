@@ -101,6 +101,27 @@ pub fn labels_batch(rows: &[LabelRow]) -> RecordBatch {
     RecordBatch::try_new(LABELS.schema(), cols).expect("columns match the labels schema")
 }
 
+/// Appends one labeller's masks to `labels` as one published run (what `cinestream label`
+/// commits, without a model): the shard writer's files, one Delta commit tagged `app_id` (a
+/// rerun with the same id commits nothing twice), published with `sources`. For masks made
+/// elsewhere — a test's altered copy, a benchmark's second labeller.
+pub async fn append_labels(data: &crate::store::StoreLocation, app_id: &str, rows: &[LabelRow<'_>]) -> Result<(), super::ShardError> {
+    use super::{RunInfo, ShardSet, TableChange, commit_run, tables, writer::ShardConfig};
+    let run_id = format!("{app_id}-run");
+    let mut shards = ShardSet::new(data, &run_id, &ShardConfig::default(), &tables::LABEL, &std::collections::BTreeSet::new());
+    for chunk in rows.chunks(256) {
+        shards.write(&tables::LABELS, labels_batch(chunk)).await?;
+    }
+    let mut changes: std::collections::BTreeMap<&'static str, TableChange> = std::collections::BTreeMap::new();
+    for (t, files) in shards.finish().await? {
+        changes.entry(t).or_default().adds.extend(files);
+    }
+    let labellers: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.labeller).collect();
+    let run = RunInfo::new(app_id.to_string(), "append_labels", run_id, &serde_json::json!({ "rows": rows.len() }), &serde_json::json!({ "labellers": labellers }));
+    commit_run(data, &run, &tables::LABEL, changes).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,25 +146,4 @@ mod tests {
         assert_eq!(col("rv_pixels").as_primitive::<Int64Type>().values(), &[0, 6]);
         assert_eq!(col("mask").as_binary::<i32>().value(1), &m2);
     }
-}
-
-/// Appends one labeller's masks to `labels` as one published run (what `cinestream label`
-/// commits, without a model): the shard writer's files, one Delta commit tagged `app_id` (a
-/// rerun with the same id commits nothing twice), published with `sources`. For masks made
-/// elsewhere — a test's altered copy, a benchmark's second labeller.
-pub async fn append_labels(data: &crate::store::StoreLocation, app_id: &str, rows: &[LabelRow<'_>]) -> Result<(), super::ShardError> {
-    use super::{RunInfo, ShardSet, TableChange, commit_run, tables, writer::ShardConfig};
-    let run_id = format!("{app_id}-run");
-    let mut shards = ShardSet::new(data, &run_id, &ShardConfig::default(), &tables::LABEL, &std::collections::BTreeSet::new());
-    for chunk in rows.chunks(256) {
-        shards.write(&tables::LABELS, labels_batch(chunk)).await?;
-    }
-    let mut changes: std::collections::BTreeMap<&'static str, TableChange> = std::collections::BTreeMap::new();
-    for (t, files) in shards.finish().await? {
-        changes.entry(t).or_default().adds.extend(files);
-    }
-    let labellers: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.labeller).collect();
-    let run = RunInfo::new(app_id.to_string(), "append_labels", run_id, &serde_json::json!({ "rows": rows.len() }), &serde_json::json!({ "labellers": labellers }));
-    commit_run(data, &run, &tables::LABEL, changes).await?;
-    Ok(())
 }

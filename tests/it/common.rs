@@ -210,3 +210,24 @@ pub async fn all_rows(data: &str) -> Vec<(String, Vec<String>)> {
     }
     out
 }
+
+/// `studies` phantom studies (seed, defects) written to `dir/in` and ingested by the CLI, with
+/// their truth masks and volumes, into `dir/data`; returns (input, data, what synth wrote).
+pub async fn phantom_data(dir: &std::path::Path, studies: usize, seed: u64, defects: &str) -> (String, String, SynthReport) {
+    let (input, data) = (dir.join("in").to_str().unwrap().to_string(), dir.join("data").to_str().unwrap().to_string());
+    let report = synth(&input, studies, seed, defects).await;
+    let args = phantom_ingest_args(&input, &data);
+    let (ok, _, err) = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "ingest failed: {err}");
+    (input, data, report)
+}
+
+/// A PNG file's width, height, pixels and samples per pixel.
+pub fn png_pixels(path: &std::path::Path) -> (u32, u32, Vec<u8>, usize) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut r = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf, info.color_type.samples())
+}

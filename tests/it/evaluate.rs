@@ -9,7 +9,7 @@ use arrow::array::AsArray;
 use cinestream::shard::label_rows::{FrameGrid, LabelRow, append_labels};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::common::{cli, f64s, i64s, open, sql, strs, synth};
+use crate::common::{cli, f64s, i64s, open, phantom_data, png_pixels, sql, strs};
 
 /// One phantom mask with its place.
 struct Phantom {
@@ -133,26 +133,11 @@ fn evaluate(data: &str, out: &std::path::Path, extra: &[&str]) -> (bool, String,
     cli(&args)
 }
 
-/// Loads the PNG at `path`: (width, height, RGB or RGBA bytes, channels).
-fn png_pixels(path: &std::path::Path) -> (u32, u32, Vec<u8>, usize) {
-    let mut r = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()))
-        .read_info()
-        .unwrap();
-    let mut buf = vec![0; r.output_buffer_size().unwrap()];
-    let info = r.next_frame(&mut buf).unwrap();
-    buf.truncate(info.buffer_size());
-    (info.width, info.height, buf, info.color_type.samples())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evaluation_against_itself_shifted_copies_and_the_truth() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, data) = (dir.path().join("in"), dir.path().join("data"));
-    let (input, data) = (input.to_str().unwrap(), data.to_str().unwrap());
-    synth(input, 4, 21, "none").await;
-    let args = crate::common::phantom_ingest_args(input, data);
-    let (ok, _, err) = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(ok, "ingest failed: {err}");
+    let (_, data, _) = phantom_data(dir.path(), 4, 21, "none").await;
+    let data = data.as_str();
     let masks = phantom_masks(data).await;
     assert!(masks.len() > 100);
     add_labeller(
@@ -342,12 +327,8 @@ async fn evaluation_against_itself_shifted_copies_and_the_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evaluation_plots_report_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, data) = (dir.path().join("in"), dir.path().join("data"));
-    let (input, data) = (input.to_str().unwrap(), data.to_str().unwrap());
-    let truth = synth(input, 3, 8, "none").await;
-    let args = crate::common::phantom_ingest_args(input, data);
-    let (ok, _, err) = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(ok, "ingest failed: {err}");
+    let (_, data, truth) = phantom_data(dir.path(), 3, 8, "none").await;
+    let data = data.as_str();
     let masks = phantom_masks(data).await;
     add_labeller(
         data,

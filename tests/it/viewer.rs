@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{cli, i64s, sql, strs, synth};
+use crate::common::{cli, i64s, phantom_data, png_pixels, sql, strs};
 
 /// Runs tests/it/nifti_check.py on an export; returns its JSON lines, or `None` (skipped) when
 /// nibabel or pydicom are missing and the tools are not required.
@@ -45,24 +45,14 @@ fn nifti_check(spec: &serde_json::Value, dir: &std::path::Path) -> Option<Vec<se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nifti_volumes_sit_where_the_source_dicom_says() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, data, out) = (
-        dir.path().join("in"),
-        dir.path().join("data"),
-        dir.path().join("viewer"),
-    );
-    let (input, data, out) = (
-        input.to_str().unwrap(),
-        data.to_str().unwrap(),
-        out.to_str().unwrap(),
-    );
     // Study 1: two slices rotated by ±90°; study 2: 512 px images scaled to 256; study 3: clean.
-    let truth = synth(input, 3, 11, "rotated_90,large_image").await;
+    let (input, data, truth) = phantom_data(dir.path(), 3, 11, "rotated_90,large_image").await;
+    let (input, data) = (input.as_str(), data.as_str());
+    let out = dir.path().join("viewer");
+    let out = out.to_str().unwrap();
     assert_eq!(truth.studies[0].defects, ["rotated_90"]);
     assert_eq!(truth.studies[1].defects, ["large_image"]);
     assert!(truth.studies[2].defects.is_empty());
-    let args = crate::common::phantom_ingest_args(input, data);
-    let (ok, _, err) = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(ok, "ingest failed: {err}");
 
     let (ok, stdout, err) = cli(&[
         "export",
@@ -170,20 +160,10 @@ async fn nifti_volumes_sit_where_the_source_dicom_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn png_montages_and_bad_export_input() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, data, out) = (
-        dir.path().join("in"),
-        dir.path().join("data"),
-        dir.path().join("png"),
-    );
-    let (input, data, out) = (
-        input.to_str().unwrap(),
-        data.to_str().unwrap(),
-        out.to_str().unwrap(),
-    );
-    let truth = synth(input, 2, 5, "none").await;
-    let args = crate::common::phantom_ingest_args(input, data);
-    let (ok, _, err) = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(ok, "ingest failed: {err}");
+    let (_, data, truth) = phantom_data(dir.path(), 2, 5, "none").await;
+    let data = data.as_str();
+    let out = dir.path().join("png");
+    let out = out.to_str().unwrap();
     let id = &truth.studies[0].study_id;
 
     let (ok, _, err) = cli(&[
@@ -203,14 +183,8 @@ async fn png_montages_and_bad_export_input() {
     assert!(ok, "export failed: {err}");
     let s = &truth.studies[0];
     let decode = |name: &str| {
-        let f = std::fs::File::open(std::path::Path::new(out).join(id).join(name)).unwrap();
-        let mut r = png::Decoder::new(std::io::BufReader::new(f))
-            .read_info()
-            .unwrap();
-        let mut buf = vec![0; r.output_buffer_size().unwrap()];
-        let info = r.next_frame(&mut buf).unwrap();
-        buf.truncate(info.buffer_size());
-        (info.width as usize, info.height as usize, buf)
+        let (w, h, px, _) = png_pixels(&std::path::Path::new(out).join(id).join(name));
+        (w as usize, h as usize, px)
     };
     let rows = sql(
         data,
