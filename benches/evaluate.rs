@@ -9,22 +9,19 @@
 //!
 //! Set-up (once per size, cached in `BENCH_DIR/evaluate-N`): `synth` + `ingest` of N phantom
 //! studies with their truth masks (labeller `phantom`), and a second labeller `shift2` (the
-//! truth masks moved two pixels right) appended as one published run. Peak RSS is the process's
-//! high-water mark, reset (`/proc/self/clear_refs`) before each step, so a step's figure is its
-//! own.
+//! truth masks moved two pixels right) appended as one published run. Each step is the
+//! `cinestream` command itself, run under GNU time (`/usr/bin/time`): wall seconds from start to
+//! exit and the process's peak resident memory.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
-use cinestream::evaluate::{self, EvaluateConfig, Reference};
 use cinestream::ingest::{self, NoProgress};
 use cinestream::query::{Session, SessionOptions};
 use cinestream::shard::label_rows::{FrameGrid, LabelRow, append_labels};
 use cinestream::store::{self, StoreLocation};
 use cinestream::synth::{self, SynthConfig};
-use cinestream::viewer::{self, ExportConfig, Format};
 
 fn open(url: &str) -> StoreLocation {
     store::open(url, &Default::default()).unwrap()
@@ -201,87 +198,51 @@ struct Step {
     peak_mib: f64,
 }
 
+/// Runs the `cinestream` binary under GNU time: (wall seconds, peak RSS MiB, stdout).
+fn timed(args: &[&str]) -> (f64, f64, String) {
+    let out = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%e %M", env!("CARGO_BIN_EXE_cinestream"), "--quiet"])
+        .args(args)
+        .output()
+        .expect("GNU time (/usr/bin/time) runs the binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cinestream {args:?} failed: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    let mut it = last.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
+    let (secs, kib) = (it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN));
+    (secs, kib / 1024.0, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 async fn measure(root: &std::path::Path, n: usize) -> Vec<Step> {
     let data = data_set(root, n).await;
-    let loc = open(&data);
-    let mut steps = Vec::new();
+    let images = {
+        let session = Session::open(Some(&open(&data)), &SessionOptions::default()).await.unwrap();
+        let b = session.sql("SELECT count(*) AS n FROM labels WHERE labeller = 'shift2'").await.unwrap().collect().await.unwrap();
+        b[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0) as u64
+    };
     let out_root = root.join(format!("evaluate-{n}-out"));
     let _ = std::fs::remove_dir_all(&out_root);
-
-    reset_peak();
-    let t = Instant::now();
-    let session = Session::open(Some(&loc), &SessionOptions::default())
-        .await
-        .unwrap();
-    let cfg = EvaluateConfig {
-        labeller: "shift2".into(),
-        reference: Reference::Labeller("phantom".into()),
-        filter: None,
-        selection: None,
-        worst: 6,
-    };
-    let out = open(out_root.join("eval").to_str().unwrap());
-    let ev = evaluate::run(&session, Some(&loc), &cfg, &out, |_, _| {})
-        .await
-        .unwrap();
-    steps.push(Step {
-        name: "evaluate shift2 vs phantom".into(),
-        images: ev.dice.images,
-        seconds: t.elapsed().as_secs_f64(),
-        peak_mib: peak_mib(),
-    });
-
-    for (format, name) in [(Format::Nifti, "export nifti"), (Format::Png, "export png")] {
-        reset_peak();
-        let t = Instant::now();
-        let session = Session::open(Some(&loc), &SessionOptions::default())
-            .await
-            .unwrap();
-        let cfg = ExportConfig {
-            labeller: "shift2".into(),
-            studies: None,
-            filter: None,
-            format,
-            all_frames: false,
-        };
-        let out = open(out_root.join(name.replace(' ', "-")).to_str().unwrap());
-        let report = viewer::run(&session, &cfg, &out, |_, _| {}).await.unwrap();
-        let images: u64 = report.studies.iter().map(|s| s.images as u64).sum();
-        steps.push(Step {
-            name: name.into(),
-            images,
-            seconds: t.elapsed().as_secs_f64(),
-            peak_mib: peak_mib(),
-        });
+    let out = |name: &str| out_root.join(name).to_str().unwrap().to_string();
+    let mut steps = Vec::new();
+    let (secs, peak, stdout) = timed(&["evaluate", "--data", &data, "--labeller", "shift2", "--reference", "phantom", "--out", &out("eval")]);
+    assert!(stdout.contains(&format!("{images}")), "evaluate scored every image: {stdout}");
+    steps.push(Step { name: "evaluate shift2 vs phantom".into(), images, seconds: secs, peak_mib: peak });
+    for format in ["nifti", "png"] {
+        let (secs, peak, _) = timed(&["export", "--data", &data, "--labeller", "shift2", "--format", format, "--out", &out(format)]);
+        steps.push(Step { name: format!("export {format}"), images, seconds: secs, peak_mib: peak });
     }
     steps
 }
 
 fn main() {
-    let root = PathBuf::from(
-        std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/cinestream-bench".into()),
-    );
-    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
-        .unwrap_or_else(|_| "12,48".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("BENCH_SIZES: numbers"))
-        .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let root = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/cinestream-bench".into()));
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "12,48".into()).split(',').map(|s| s.trim().parse().expect("BENCH_SIZES: numbers")).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     println!("| studies | step | images | seconds | images/s | peak RSS (MiB) |");
     println!("|---:|---|---:|---:|---:|---:|");
     for n in sizes {
         for s in rt.block_on(measure(&root, n)) {
-            println!(
-                "| {n} | {} | {} | {:.2} | {:.0} | {:.0} |",
-                s.name,
-                s.images,
-                s.seconds,
-                s.images as f64 / s.seconds,
-                s.peak_mib
-            );
+            println!("| {n} | {} | {} | {:.2} | {:.0} | {:.0} |", s.name, s.images, s.seconds, s.images as f64 / s.seconds, s.peak_mib);
         }
     }
 }

@@ -1073,7 +1073,8 @@ WHAT IT COMPUTES (docs/science.md §1)
   difference per relative slice position (apex -> base).
 
 WHAT IT WRITES (to --out)
-  evaluation_images.parquet   per image Dice and volume differences (schemas/evaluation_images.json)
+  evaluation_images.parquet   per image Dice and volume differences (schemas/evaluation_images.json;
+                              no rows against the truth, which has no masks)
   evaluation_studies.parquet  per study volumes, EF and errors (schemas/evaluation_studies.json)
   bland_altman_ef.png, bland_altman_volumes.png, dice_histograms.png, slice_positions.png
   report.html                 everything above plus the worst studies' overlays, self-contained

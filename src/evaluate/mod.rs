@@ -798,6 +798,7 @@ pub async fn run(
             });
         }
     }
+    session.for_images().await.map_err(query_err("setting up the session"))?;
     let allowed = scope(session, data, cfg).await?;
     let splits = splits(session).await?;
     let mut ev = Evaluation {
@@ -816,7 +817,11 @@ pub async fn run(
         written: Vec::new(),
     };
     let mut rows = match &cfg.reference {
-        Reference::Truth => against_truth(session, cfg, &allowed, &mut ev).await?,
+        Reference::Truth => {
+            // No masks to compare: the per-image table is written empty, with its schema.
+            ev.written.push(tables::TableWriter::create(out, "evaluation_images.parquet", tables::images_schema())?.close().await?);
+            against_truth(session, cfg, &allowed, &mut ev).await?
+        }
         Reference::Labeller(r) => {
             let (a, b) = (
                 volumes_of(session, &cfg.labeller).await?,

@@ -124,7 +124,7 @@ pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, whi
     let _ = ctx.deregister_table(KEYS);
     ctx.register_table(KEYS, Arc::new(table)).map_err(|e| InferError::Query(e.to_string()))?;
     // Rows carry whole images: small batches keep memory bounded.
-    ctx.sql("SET datafusion.execution.batch_size = 64").await.map_err(|e| InferError::Query(e.to_string()))?;
+    session.for_images().await?;
     if !planned.frames.is_empty() {
         let counts = collect(session, &format!("SELECT study_id, count(*) AS n FROM frames WHERE study_id IN (SELECT DISTINCT study_id FROM {KEYS}) GROUP BY study_id")).await?;
         for b in &counts {

@@ -199,6 +199,18 @@ impl Session {
         names
     }
 
+    /// Settings for queries whose rows carry whole images or masks: 64-row batches (at
+    /// DataFusion's default of 8,192 rows one batch is hundreds of MB), and filters applied while
+    /// Parquet is decoded, so rows of other studies in the same row group are never materialised
+    /// (without it, reading one study's masks decoded its whole row group into one batch: the
+    /// evaluation's peak memory grew with the data set, BENCHMARKS.md).
+    pub async fn for_images(&self) -> Result<(), QueryError> {
+        for setting in ["SET datafusion.execution.batch_size = 64", "SET datafusion.execution.parquet.pushdown_filters = true"] {
+            self.ctx.sql(setting).await.map_err(|e| self.sql_error(setting, e))?;
+        }
+        Ok(())
+    }
+
     /// The SQL of a QUERY argument: a saved query's name means its own SQL (so its `ORDER BY`
     /// holds: a view's order is lost when selected from), a table's name `SELECT * FROM name`.
     pub fn query_text(&self, query: &str) -> String {

@@ -127,7 +127,7 @@ pub async fn to_object(df: DataFrame, format: OutputFormat, url: &str, opts: &St
 }
 
 async fn write(df: DataFrame, format: OutputFormat, mut sink: Sink, url: &str) -> Result<Written, QueryError> {
-    let err = |message: String| QueryError::Output { url: url.into(), message };
+    let err = |message: String| QueryError::Output { url: url.into(), message: super::suggest::value_hint(message) };
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let mut written = Written::default();
     let mut encoder = match format {

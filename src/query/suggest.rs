@@ -40,7 +40,17 @@ pub fn explain(err: &DataFusionError, tables: &[String]) -> String {
         let hint = closest(name, tables.iter().map(String::as_str)).map(|c| format!(" — did you mean `{c}`?")).unwrap_or_default();
         return format!("no table `{name}`{hint} (tables: {}; add others with --table NAME=URL)", tables.join(", "));
     }
-    text
+    value_hint(text)
+}
+
+/// A CSV/TSV value its column's type does not allow (Arrow: "Error while parsing value … as type
+/// …"): says how to declare the column's type.
+pub fn value_hint(text: String) -> String {
+    if text.contains("Error while parsing value") || text.contains("Parser error") {
+        format!("{text} — a CSV/TSV file of a --table holds a value its column's type does not allow; declare the type: --table NAME=URL:column=text (or int, float, bool)")
+    } else {
+        text
+    }
 }
 
 /// The table name in DataFusion's "table '…' not found" message.

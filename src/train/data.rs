@@ -115,10 +115,9 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
     };
     let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(|e| TrainError::QueryText(e.to_string()))?;
     let ctx = session.context();
-    // Rows carry whole images (~100 KB each): at DataFusion's default of 8,192 rows a batch is
-    // hundreds of MB. With 64-row batches, preparing the demo's two sets from scratch plus an
-    // epoch peaked at 720 MB RSS; it was 1,509 MB before (BENCHMARKS.md).
-    ctx.sql("SET datafusion.execution.batch_size = 64").await.map_err(|e| TrainError::QueryText(e.to_string()))?;
+    // Rows carry whole images (~100 KB each): with 64-row batches, preparing the demo's two sets
+    // from scratch plus an epoch peaked at 720 MB RSS; it was 1,509 MB before (BENCHMARKS.md).
+    session.for_images().await.map_err(|e| TrainError::QueryText(e.to_string()))?;
     ctx.register_table("_train_keys", Arc::new(table)).map_err(|e| TrainError::QueryText(e.to_string()))?;
     let sql = format!(
         "SELECT s.study_id, s.slice_index, s.frame_index, f.height, f.width, f.pixels, l.height AS mask_height, l.width AS mask_width, l.mask \

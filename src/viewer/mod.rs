@@ -226,6 +226,7 @@ pub async fn run(
     out: &StoreLocation,
     progress: impl Fn(usize, usize),
 ) -> Result<ExportReport, ViewerError> {
+    session.for_images().await.map_err(|e| ViewerError::Query { context: "setting up the session".into(), source: Box::new(e) })?;
     let (ids, not_found) = study::study_ids(
         session,
         &cfg.labeller,

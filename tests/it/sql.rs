@@ -456,6 +456,10 @@ async fn replacing_tables_is_done_or_refused() {
     let (ok, out, err) = cli(&["sql", "--data", data, "--format", "csv", file.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ids, "{out}");
+    // A declared type a value does not fit: the error says how to fix the declaration.
+    let ids = csv(dir.path(), "ids.csv", "study_id,n\n1,2\n1052_rot90,3\n");
+    let (ok, _, err) = cli(&["sql", "--table", &format!("ids={ids}:study_id=int"), "SELECT * FROM ids"]);
+    assert!(!ok && err.contains("1052_rot90") && err.contains(":column=text"), "{err}");
     // No truth: ef_error_stats says why it is empty.
     let (ok, _, err) = cli(&["sql", "--data", data, "--view", "truth=SELECT study_id, truth_esv_ml AS systole_ml, truth_edv_ml AS diastole_ml FROM studies WHERE false", "ef_error_stats"]);
     assert!(ok && err.contains("returned no rows") && err.contains("truth volumes"), "{err}");

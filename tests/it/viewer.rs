@@ -290,3 +290,31 @@ async fn png_montages_and_bad_export_input() {
     ]);
     assert!(!ok && err.contains("--model"), "{err}");
 }
+
+/// Export and evaluate write to S3 as to a folder: every file lands, readable back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_evaluate_write_to_s3() {
+    let Some(bucket) = crate::common::s3_bucket("export_and_evaluate_write_to_s3") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, data, truth) = phantom_data(dir.path(), 2, 6, "none").await;
+    let prefix = crate::common::unique("viewer");
+    let out = format!("s3://{bucket}/{prefix}");
+    let id = &truth.studies[0].study_id;
+    let (ok, _, err) = cli(&["export", "--data", &data, "--labeller", "phantom", "--studies", id, "--out", &format!("{out}/nifti")]);
+    assert!(ok, "export to S3 failed: {err}");
+    let (ok, _, err) = cli(&["evaluate", "--data", &data, "--labeller", "phantom", "--reference", "truth", "--out", &format!("{out}/eval")]);
+    assert!(ok, "evaluate to S3 failed: {err}");
+    let loc = crate::common::open(&out);
+    use futures::TryStreamExt;
+    let listed: Vec<object_store::ObjectMeta> = loc.store.list(Some(&loc.prefix)).try_collect().await.unwrap();
+    let names: std::collections::BTreeSet<String> = listed.iter().map(|m| loc.relative(&m.location).to_string()).collect();
+    for f in ["sa.nii.gz", "seg_sa.nii.gz", "sa_ED.nii.gz", "seg_sa_ED.nii.gz", "sa_ES.nii.gz", "seg_sa_ES.nii.gz"] {
+        let key = format!("nifti/{id}/{f}");
+        assert!(names.contains(&key), "{key} missing: {names:?}");
+        let size = listed.iter().find(|m| loc.relative(&m.location) == key).unwrap().size;
+        assert!(size > 1000, "{key}: {size} bytes");
+    }
+    for f in ["nifti/export.json", "eval/evaluation_studies.parquet", "eval/evaluation_images.parquet", "eval/report.html", "eval/summary.md", "eval/bland_altman_ef.png"] {
+        assert!(names.contains(f), "{f} missing: {names:?}");
+    }
+}
