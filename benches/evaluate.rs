@@ -27,23 +27,6 @@ fn open(url: &str) -> StoreLocation {
     store::open(url, &Default::default()).unwrap()
 }
 
-/// Resets the peak-RSS mark of this process (Linux).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident memory since the last reset, MiB.
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .unwrap_or(f64::NAN)
-        / 1024.0
-}
-
 /// The phantom data set of `n` studies with a second labeller, made once.
 async fn data_set(root: &std::path::Path, n: usize) -> String {
     let dir = root.join(format!("evaluate-{n}"));
