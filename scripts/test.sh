@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh Debian machine: installs what is missing (Ceph RGW, docker-compose,
-# pydicom), starts a real S3 server on 127.0.0.1, runs the whole test suite against it, and
+# Chromium, pydicom, nibabel), starts a real S3 server on 127.0.0.1, runs the whole test suite against it, and
 # stops the server. .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ export CINESTREAM_REFERENCE_DIR=${CINESTREAM_REFERENCE_DIR:-$(cd .. && pwd)/shar
 need_apt=()
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# report.html is opened in headless Chromium by the evaluation test.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +21,11 @@ fi
 if ! python3 -c 'import pydicom, pydicom.data, numpy, data_store' >/dev/null 2>&1; then
   echo "test.sh: installing pydicom, pydicom-data, numpy" >&2
   python3 -m pip install -q 'pydicom==3.0.2' 'pydicom-data==1.0.0' 'numpy>=1.26'
+fi
+# nibabel reads the NIfTI files `cinestream export` writes (tests/it/nifti_check.py).
+if ! python3 -c 'import nibabel' >/dev/null 2>&1; then
+  echo "test.sh: installing nibabel" >&2
+  python3 -m pip install -q 'nibabel==5.3.2'
 fi
 # Other engines reading our Delta tables (scripts/read_tables.py, tests/it/delta.rs).
 if ! python3 -c 'import deltalake, polars, duckdb, pandas, pyarrow' >/dev/null 2>&1; then
