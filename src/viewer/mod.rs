@@ -46,12 +46,8 @@ pub enum ViewerError {
         url: String,
         source: object_store::Error,
     },
-    #[error("labeller `{labeller}` has no masks{}; the labellers are: {known}", if *.studies == 0 { String::new() } else { format!(" of the {} studies chosen", .studies) })]
-    UnknownLabeller {
-        labeller: String,
-        studies: usize,
-        known: String,
-    },
+    #[error("labeller `{labeller}` has no masks; the labellers are: {known}")]
+    UnknownLabeller { labeller: String, known: String },
 }
 
 /// The viewer formats.
@@ -236,11 +232,7 @@ pub async fn run(
     .await?;
     let known = labellers(session).await?;
     if !known.contains_key(&cfg.labeller) {
-        return Err(ViewerError::UnknownLabeller {
-            labeller: cfg.labeller.clone(),
-            studies: 0,
-            known: known_list(&known),
-        });
+        return Err(ViewerError::UnknownLabeller { labeller: cfg.labeller.clone(), known: known_list(&known) });
     }
     let mut report = ExportReport {
         labeller: cfg.labeller.clone(),
