@@ -128,11 +128,6 @@ impl Pairing {
         };
         [count(&self.waiting[0]), count(&self.waiting[1])]
     }
-
-    /// Forgets the unmatched masks (after counting them), freeing their memory.
-    pub fn clear(&mut self) {
-        self.waiting = Default::default();
-    }
 }
 
 #[cfg(test)]

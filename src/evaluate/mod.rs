@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::query::{QueryError, Session, selection};
 use crate::store::StoreLocation;
-use crate::viewer::study::{column, quote};
+use crate::viewer::study::{collect, column as col, quote};
 use agreement::{BlandAltman, SlicePositions, StudyRow, Volumes};
 use dice::{MaskKey, Pairing, Scored};
 
@@ -45,6 +45,8 @@ pub enum EvaluateError {
     },
     #[error("{context}: {message}")]
     Sql { context: String, message: String },
+    #[error(transparent)]
+    Read(#[from] crate::viewer::ViewerError),
     #[error(transparent)]
     Selection(#[from] crate::query::selection::SelectionError),
     #[error(
@@ -202,30 +204,6 @@ pub struct Evaluation {
     pub unpaired_images: [usize; 2],
     /// Files written (URLs).
     pub written: Vec<String>,
-}
-
-async fn collect(
-    session: &Session,
-    sql: &str,
-    context: &str,
-) -> Result<Vec<RecordBatch>, EvaluateError> {
-    let df = session.sql(sql).await.map_err(query_err(context))?;
-    df.collect().await.map_err(|e| EvaluateError::Sql {
-        context: context.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn col(
-    b: &RecordBatch,
-    name: &str,
-    to: &DataType,
-    context: &str,
-) -> Result<arrow::array::ArrayRef, EvaluateError> {
-    column(b, name, to, context).map_err(|e| EvaluateError::Sql {
-        context: context.to_string(),
-        message: e.to_string(),
-    })
 }
 
 fn opt_f64(a: &dyn Array, i: usize) -> Option<f64> {
@@ -776,17 +754,6 @@ pub async fn run(
     progress: impl Fn(usize, usize),
 ) -> Result<Evaluation, EvaluateError> {
     let known = known_labellers(session).await?;
-    let known_text = || {
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known
-                .iter()
-                .map(|(l, n)| format!("{l} ({n} studies)"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
     for l in std::iter::once(&cfg.labeller).chain(match &cfg.reference {
         Reference::Labeller(r) => Some(r),
         Reference::Truth => None,
@@ -794,7 +761,7 @@ pub async fn run(
         if !known.contains_key(l) {
             return Err(EvaluateError::UnknownLabeller {
                 labeller: l.clone(),
-                known: known_text(),
+                known: crate::viewer::known_list(&known),
             });
         }
     }

@@ -206,7 +206,7 @@ pub async fn labellers(session: &Session) -> Result<BTreeMap<String, i64>, Viewe
 /// The labellers as a list for messages.
 pub fn known_list(known: &BTreeMap<String, i64>) -> String {
     if known.is_empty() {
-        return "none (`labels` is empty)".into();
+        return "none".into();
     }
     known
         .iter()
