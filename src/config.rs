@@ -54,6 +54,10 @@ pub struct IngestConfig {
     /// studies are refused); also re-ingests studies upgraded from the manifest format.
     #[serde(default)]
     pub replace: bool,
+    /// The pseudonym key, given by a program (never read from or written to a file: by default
+    /// it comes from the environment or the config folder, see [`crate::ingest::pseudonym`]).
+    #[serde(skip)]
+    pub pseudonym_key: Option<crate::ingest::pseudonym::PseudonymKey>,
 }
 
 fn default_labeller() -> String {
@@ -78,6 +82,7 @@ impl IngestConfig {
             shards: ShardConfig::default(),
             store: StoreOptions::default(),
             replace: false,
+            pseudonym_key: None,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod curate;
 pub mod evaluate;
 pub mod geometry;
+pub mod ids;
 pub mod infer;
 pub mod ingest;
 pub mod model;

@@ -311,10 +311,6 @@ fn app_id(labeller: &str, model_sha: &str, planned: &frames::Planned, overwrite:
     format!("cinestream-label-{}", &hex::encode(h.finalize())[..32])
 }
 
-fn run_id() -> String {
-    let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-    hex::encode(&Sha256::digest(seed.as_bytes())[..6])
-}
 
 /// Labels the planned frames and commits them (see the module docs).
 pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<LabelReport, InferError> {
@@ -355,7 +351,7 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
 
     let app_id = app_id(&cfg.labeller, &model_sha, &planned, cfg.overwrite);
     let done = committed_tables(&data, &tables::LABEL, &app_id).await?;
-    let run_id = run_id();
+    let run_id = crate::ids::run_id();
     let mut shards = ShardSet::new(&data, &run_id, &cfg.shards, &tables::LABEL, &done);
     let mut qc_rows: Vec<(String, QcResult)> = Vec::new();
     let busy = if done.len() == tables::LABEL.len() {

@@ -18,6 +18,7 @@
 //! `image files = frames written from files + quarantined + excluded + skipped (already present or refused)`.
 
 pub mod known;
+pub mod pseudonym;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub enum IngestError {
     Shard(#[from] ShardError),
     #[error(transparent)]
     Legacy(#[from] LegacyError),
+    #[error(transparent)]
+    Key(#[from] pseudonym::KeyError),
     #[error("curating study `{study}` failed: {message}")]
     Task { study: String, message: String },
     #[error("counts do not reconcile (a bug, please report): {0}")]
@@ -116,6 +119,9 @@ pub struct IngestReport {
     pub bytes_read: u64,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// The fingerprint of the pseudonym key that named studies outside the Kaggle layout (never
+    /// the key); `None` when no id was a pseudonym.
+    pub pseudonym_key: Option<String>,
     /// The application transaction id of the run's commits (empty when nothing was committed).
     pub app_id: String,
     /// Per table: the version committed, `already committed`, or `unchanged`.
@@ -207,18 +213,6 @@ fn abbreviate(ids: &[&str]) -> String {
     s
 }
 
-/// Key for pseudonymous ids of studies outside the Kaggle layout.
-fn pseudonym_secret() -> Vec<u8> {
-    match std::env::var("CINESTREAM_PSEUDONYM_KEY") {
-        Ok(k) if !k.is_empty() => k.into_bytes(),
-        _ => b"cinestream-default-pseudonym-key".to_vec(),
-    }
-}
-
-fn run_id() -> String {
-    let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-    hex::encode(&Sha256::digest(seed.as_bytes())[..6])
-}
 
 /// Fails early (before any work) when the output cannot be listed, e.g. wrong credentials.
 async fn probe_output(out: &StoreLocation) -> Result<(), IngestError> {
@@ -298,7 +292,18 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         Some(url) => Some(Arc::new(LabelIndex::open(&store::open_existing(url, &cfg.store)?).await?)),
         None => None,
     };
-    let inv = source::inventory(&input, &cfg.source, &pseudonym_secret()).await?;
+    let key = match &cfg.pseudonym_key {
+        Some(k) => Some(k.clone()),
+        None => pseudonym::resolve()?,
+    };
+    let inv = source::inventory(&input, &cfg.source, key.as_ref()).await?;
+    let report_key = match (&key, inv.pseudonymised) {
+        (Some(key), true) => {
+            pseudonym::check_prefix(&output, key).await?;
+            Some(key.fingerprint())
+        }
+        _ => None,
+    };
     let known: Arc<Known> = Arc::new(known::load(&output).await?);
     let salt = Arc::new(Salt::new(&cfg.labeller, &serde_json::to_value(&cfg.curation).expect("curation settings serialise")));
     let mut report = IngestReport {
@@ -306,6 +311,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         side_files: inv.side_files.len(),
         image_files: inv.image_files(),
         studies_in: inv.studies.len(),
+        pseudonym_key: report_key,
         ..Default::default()
     };
     progress.planned(inv.studies.len(), inv.image_files());
@@ -338,7 +344,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
     let candidates: Vec<(&str, &str)> =
         plans.iter().filter(|(_, _, d)| !matches!(d, Some(Decision::Present(_)))).map(|(p, l, _)| (p.study_id.as_str(), l.as_str())).collect();
     let app_id = app_id(&candidates, &unassigned, cfg.replace);
-    let run_id = run_id();
+    let run_id = crate::ids::run_id();
     let done = committed_tables(&output, &tables::INGEST, &app_id).await?;
     if !done.is_empty() {
         tracing::warn!(app_id = %app_id, tables = ?done, "an earlier attempt of this ingest committed some tables: committing the rest");

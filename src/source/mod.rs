@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::curate::findings::{Finding, Problem, Resolution};
 use crate::curate::{SourceImage, StudyInput};
+use crate::ingest::pseudonym::PseudonymKey;
 use crate::store::{StoreLocation, explain};
 use labels::LabelIndex;
 use parse::Unreadable;
@@ -40,6 +41,11 @@ pub enum SourceError {
     Task { object: String, message: String },
     #[error(transparent)]
     Labels(#[from] labels::LabelError),
+    #[error(
+        "{files} files under `{url}` (e.g. `{example}`) are outside the Kaggle layout, so their studies are \
+         grouped by StudyInstanceUID and named by a keyed hash of it, which needs a secret key: {how}"
+    )]
+    NoPseudonymKey { url: String, files: usize, example: String, how: String },
 }
 
 /// Source settings (`[source]` in a pipeline file).
@@ -86,6 +92,8 @@ pub struct Inventory {
     pub side_files: Vec<String>,
     /// Files outside the Kaggle layout whose header could not be read (so no study).
     pub unreadable: Vec<(String, Unreadable)>,
+    /// Whether study ids were made with the pseudonym key (files outside the Kaggle layout).
+    pub pseudonymised: bool,
 }
 
 impl Inventory {
@@ -95,8 +103,9 @@ impl Inventory {
     }
 }
 
-/// Lists the input and plans studies.
-pub async fn inventory(input: &StoreLocation, cfg: &SourceConfig, secret: &[u8]) -> Result<Inventory, SourceError> {
+/// Lists the input and plans studies. Files outside the Kaggle layout need `key` (their study
+/// ids are pseudonyms); `Inventory::pseudonymised` says whether it was used.
+pub async fn inventory(input: &StoreLocation, cfg: &SourceConfig, key: Option<&PseudonymKey>) -> Result<Inventory, SourceError> {
     let prefix = (!input.prefix.as_ref().is_empty()).then_some(&input.prefix);
     let mut metas: Vec<object_store::ObjectMeta> = input
         .store
@@ -132,7 +141,12 @@ pub async fn inventory(input: &StoreLocation, cfg: &SourceConfig, secret: &[u8])
     let mut studies: Vec<StudyPlan> = kaggle.into_values().collect();
     studies.sort_by(|a, b| natural(&a.study_id).cmp(&natural(&b.study_id)));
     if !generic.is_empty() {
-        studies.extend(group_by_uid(input, generic, cfg, secret, &mut inv.unreadable).await?);
+        let Some(key) = key else {
+            let example = generic[0].key.clone();
+            return Err(SourceError::NoPseudonymKey { url: input.url().to_string(), files: generic.len(), example, how: crate::ingest::pseudonym::how_to_get_one() });
+        };
+        studies.extend(group_by_uid(input, generic, cfg, key.secret(), &mut inv.unreadable).await?);
+        inv.pseudonymised = true;
     }
     inv.studies = studies;
     Ok(inv)

@@ -9,6 +9,7 @@ mod label;
 mod label_engines;
 mod label_onnx;
 mod phi;
+mod pseudonym;
 mod pydicom_files;
 mod roundtrip;
 mod schemas;
