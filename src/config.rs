@@ -54,6 +54,9 @@ pub struct IngestConfig {
     /// studies are refused); also re-ingests studies upgraded from the manifest format.
     #[serde(default)]
     pub replace: bool,
+    /// Take only this worker's share of the studies (`i/N`, see [`crate::workers`]).
+    #[serde(default)]
+    pub share: Option<crate::workers::WorkShare>,
     /// The pseudonym key, given by a program (never read from or written to a file: by default
     /// it comes from the environment or the config folder, see [`crate::ingest::pseudonym`]).
     #[serde(skip)]
@@ -82,6 +85,7 @@ impl IngestConfig {
             shards: ShardConfig::default(),
             store: StoreOptions::default(),
             replace: false,
+            share: None,
             pseudonym_key: None,
         }
     }

@@ -17,3 +17,4 @@ pub mod store;
 pub mod synth;
 pub mod train;
 pub mod viewer;
+pub mod workers;

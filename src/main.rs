@@ -281,6 +281,18 @@ struct IngestArgs {
     /// (without it such studies are refused).
     #[arg(long)]
     replace: bool,
+    #[command(flatten)]
+    share: ShareArg,
+}
+
+/// `--shard i/N`, shared by the commands that split work by study.
+#[derive(Args)]
+struct ShareArg {
+    /// Take only worker i's share of N (studies split by a hash of their id), e.g. 0/4. `/N`
+    /// takes i from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs). Workers that overlap or
+    /// repeat are safe: every commit is idempotent.
+    #[arg(long = "shard", value_name = "i/N")]
+    share: Option<cinestream::workers::WorkShare>,
 }
 
 #[derive(Args)]
@@ -454,6 +466,8 @@ struct LabelArgs {
     /// already has are skipped).
     #[arg(long)]
     overwrite: bool,
+    #[command(flatten)]
+    share: ShareArg,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -772,6 +786,9 @@ fn label_config(a: &LabelArgs) -> Result<LabelConfig> {
         };
     }
     cfg.overwrite |= a.overwrite;
+    if a.share.share.is_some() {
+        cfg.share = a.share.share;
+    }
     Ok(cfg)
 }
 
@@ -906,6 +923,9 @@ fn ingest_config(a: &IngestArgs) -> Result<IngestConfig> {
     }
     if a.replace {
         cfg.replace = true;
+    }
+    if a.share.share.is_some() {
+        cfg.share = a.share.share;
     }
     if let Some(n) = a.shard_mib {
         cfg.shards.max_file_mib = n;

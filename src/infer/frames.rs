@@ -22,6 +22,7 @@ use crate::query::selection;
 use crate::shard::label_rows::FrameGrid;
 use crate::shard::tables::pixel_values;
 use crate::store::StoreLocation;
+use crate::workers::WorkShare;
 
 /// Which frames to label.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,8 @@ pub struct Planned {
     pub frames: BTreeMap<String, usize>,
     /// Studies left out because the labeller already has them.
     pub already: BTreeSet<String>,
+    /// Studies left out because they are other workers' share.
+    pub other_workers: usize,
     /// Studies whose frames are only partly selected (their study-wide scale needs all frames).
     pub partial: BTreeSet<String>,
 }
@@ -71,8 +74,9 @@ async fn collect(session: &Session, sql: &str) -> Result<Vec<RecordBatch>, Infer
 
 /// Plans the keys of `which` (registering them in `session`) without those of studies
 /// `labeller` already has in `latest` (the tables at their latest version; `session` may read a
-/// selection's versions) unless `overwrite`.
-pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, which: &Which, labeller: &str, overwrite: bool) -> Result<Planned, InferError> {
+/// selection's versions) unless `overwrite`, and without other workers' studies (`share`).
+#[allow(clippy::too_many_arguments)]
+pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, which: &Which, labeller: &str, overwrite: bool, share: Option<&WorkShare>) -> Result<Planned, InferError> {
     let keys = match which {
         Which::All => collect(session, "SELECT study_id, slice_index, frame_index FROM frames").await?,
         Which::Where(w) => collect(session, &format!("SELECT study_id, slice_index, frame_index FROM frames WHERE {w}")).await?,
@@ -94,6 +98,7 @@ pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, whi
     };
     // One key per frame (a selection may list a frame once per labeller).
     let mut seen: BTreeSet<(String, i32, i32)> = BTreeSet::new();
+    let mut others: BTreeSet<String> = BTreeSet::new();
     for b in &keys {
         let ids = strings(b, "study_id")?;
         let int = |n: &str| -> Result<arrow::array::Int32Array, InferError> {
@@ -103,7 +108,9 @@ pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, whi
         let (slices, frames) = (int("slice_index")?, int("frame_index")?);
         for i in 0..b.num_rows() {
             let id = ids.value(i);
-            if already.contains(id) {
+            if share.is_some_and(|s| !s.owns(id)) {
+                others.insert(id.to_string());
+            } else if already.contains(id) {
                 planned.already.insert(id.to_string());
             } else {
                 seen.insert((id.to_string(), slices.value(i), frames.value(i)));
@@ -113,6 +120,7 @@ pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, whi
     for (id, _, _) in &seen {
         *planned.frames.entry(id.clone()).or_default() += 1;
     }
+    planned.other_workers = others.len();
     let batch = RecordBatch::try_from_iter([
         ("study_id", Arc::new(StringArray::from_iter_values(seen.iter().map(|k| k.0.as_str()))) as Arc<dyn Array>),
         ("slice_index", Arc::new(arrow::array::Int32Array::from_iter_values(seen.iter().map(|k| k.1)))),

@@ -119,6 +119,9 @@ pub struct LabelConfig {
     /// Replace every earlier row of this labeller (in one commit per table).
     #[serde(default)]
     pub overwrite: bool,
+    /// Label only this worker's share of the studies (`i/N`, see [`crate::workers`]).
+    #[serde(default)]
+    pub share: Option<crate::workers::WorkShare>,
     /// Studies held between reading and writing (bounds memory).
     #[serde(default = "default_in_flight")]
     pub studies_in_flight: usize,
@@ -149,6 +152,7 @@ impl LabelConfig {
             batch: default_batch(),
             device: Device::Cpu,
             overwrite: false,
+            share: None,
             studies_in_flight: default_in_flight(),
             qc: QcConfig::default(),
             shards: ShardConfig::default(),
@@ -200,6 +204,9 @@ pub struct LabelReport {
     /// Studies labelled, and skipped because the labeller already had them.
     pub studies: Vec<StudyLine>,
     pub studies_already_labelled: Vec<String>,
+    /// Studies planned that are other workers' share (`share`).
+    pub studies_other_workers: usize,
+    pub share: Option<String>,
     pub frames_labelled: usize,
     pub qc_passed: usize,
     pub qc_failures: BTreeMap<String, usize>,
@@ -229,6 +236,9 @@ impl LabelReport {
             self.seconds,
             100.0 * self.model_busy
         );
+        if let Some(share) = &self.share {
+            s += &format!("  worker {share}          {} studies left to the other workers\n", self.studies_other_workers);
+        }
         if self.rows_replaced > 0 {
             s += &format!("  replaced              {} earlier rows of `{}`\n", self.rows_replaced, self.labeller);
         }
@@ -332,11 +342,18 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
     let latest = open(AsOf::Latest).await?;
     let session = if as_of == AsOf::Latest { None } else { Some(open(as_of).await?) };
     let session = session.as_ref().unwrap_or(&latest);
-    let planned = frames::plan(session, &latest, &data, &which, &cfg.labeller, cfg.overwrite).await?;
-    let mut report = LabelReport { labeller: cfg.labeller.clone(), model_sha256: model_sha.clone(), studies_already_labelled: planned.already.iter().cloned().collect(), ..Default::default() };
+    let planned = frames::plan(session, &latest, &data, &which, &cfg.labeller, cfg.overwrite, cfg.share.as_ref()).await?;
+    let mut report = LabelReport {
+        labeller: cfg.labeller.clone(),
+        model_sha256: model_sha.clone(),
+        studies_already_labelled: planned.already.iter().cloned().collect(),
+        studies_other_workers: planned.other_workers,
+        share: cfg.share.map(|s| s.to_string()),
+        ..Default::default()
+    };
     if planned.frames.is_empty() {
-        if !planned.already.is_empty() {
-            tracing::info!(studies = planned.already.len(), labeller = %cfg.labeller, "every planned study is already labelled: nothing to do");
+        if !planned.already.is_empty() || planned.other_workers > 0 {
+            tracing::info!(studies = planned.already.len(), other_workers = planned.other_workers, labeller = %cfg.labeller, "every planned study is already labelled or another worker's: nothing to do");
             return Ok(report);
         }
         let what = match &which {

@@ -99,6 +99,12 @@ pub struct IngestReport {
     pub files_excluded: usize,
     /// Image files of studies not ingested again (already present, or changed and refused).
     pub files_skipped: usize,
+    /// Image files of studies (and unreadable files) that are other workers' share (`--shard`).
+    pub files_other_workers: usize,
+    /// Source studies that are other workers' share.
+    pub studies_other_workers: usize,
+    /// This worker's share (`i/N`), when the work is split.
+    pub share: Option<String>,
     /// Source studies in the input.
     pub studies_in: usize,
     /// Curated studies written (a split stack counts twice).
@@ -131,13 +137,13 @@ pub struct IngestReport {
 impl IngestReport {
     /// `image files = frames from files + quarantined + excluded`, or what differs.
     pub fn reconcile(&self) -> Result<(), String> {
-        let rhs = self.frames_from_files + self.files_quarantined + self.files_excluded + self.files_skipped;
+        let rhs = self.frames_from_files + self.files_quarantined + self.files_excluded + self.files_skipped + self.files_other_workers;
         if self.image_files == rhs {
             Ok(())
         } else {
             Err(format!(
-                "{} image files ≠ {} frames from files + {} quarantined + {} excluded + {} skipped",
-                self.image_files, self.frames_from_files, self.files_quarantined, self.files_excluded, self.files_skipped
+                "{} image files ≠ {} frames from files + {} quarantined + {} excluded + {} skipped + {} other workers'",
+                self.image_files, self.frames_from_files, self.files_quarantined, self.files_excluded, self.files_skipped, self.files_other_workers
             ))
         }
     }
@@ -165,6 +171,9 @@ impl IngestReport {
             self.bytes_read as f64 / 1e6 / self.seconds.max(1e-9),
             self.seconds
         );
+        if let Some(share) = &self.share {
+            s.push_str(&format!("    + other workers'    {} ({} studies are not worker {share}'s share)\n", self.files_other_workers, self.studies_other_workers));
+        }
         if !self.excluded_by_reason.is_empty() {
             s.push_str("  quarantined/excluded by reason\n");
             for (k, v) in &self.excluded_by_reason {
@@ -296,7 +305,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         Some(k) => Some(k.clone()),
         None => pseudonym::resolve()?,
     };
-    let inv = source::inventory(&input, &cfg.source, key.as_ref()).await?;
+    let mut inv = source::inventory(&input, &cfg.source, key.as_ref()).await?;
     let report_key = match (&key, inv.pseudonymised) {
         (Some(key), true) => {
             pseudonym::check_prefix(&output, key).await?;
@@ -314,6 +323,15 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         pseudonym_key: report_key,
         ..Default::default()
     };
+    if let Some(share) = &cfg.share {
+        let before = inv.image_files();
+        inv.studies.retain(|p| share.owns(&p.study_id));
+        inv.unreadable.retain(|(key, _)| share.owns(key));
+        report.files_other_workers = before - inv.image_files();
+        report.studies_other_workers = report.studies_in - inv.studies.len();
+        report.share = Some(share.to_string());
+        tracing::info!(share = %share, studies = inv.studies.len(), other_workers = report.studies_other_workers, "this worker's share");
+    }
     progress.planned(inv.studies.len(), inv.image_files());
     tracing::info!(studies = inv.studies.len(), files = inv.image_files(), side_files = inv.side_files.len(), known = known.sources.len(), input = %input, "listed input");
 

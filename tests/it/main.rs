@@ -17,4 +17,5 @@ mod sql;
 mod storage;
 mod torchvision;
 mod viewer;
+mod workers;
 mod train;
