@@ -54,6 +54,10 @@ pub struct IngestConfig {
     /// studies are refused); also re-ingests studies upgraded from the manifest format.
     #[serde(default)]
     pub replace: bool,
+    /// Read only these folders below the input (keys and study ids stay as the whole input
+    /// gives them); everything when empty.
+    #[serde(default)]
+    pub folders: Vec<String>,
     /// Take only this worker's share of the studies (`i/N`, see [`crate::workers`]).
     #[serde(default)]
     pub share: Option<crate::workers::WorkShare>,
@@ -85,6 +89,7 @@ impl IngestConfig {
             shards: ShardConfig::default(),
             store: StoreOptions::default(),
             replace: false,
+            folders: Vec::new(),
             share: None,
             pseudonym_key: None,
         }
@@ -127,6 +132,7 @@ pub struct PipelineFile {
     pub train: Option<crate::train::TrainConfig>,
     pub model: Option<crate::model::ModelConfig>,
     pub label: Option<crate::infer::LabelConfig>,
+    pub schedule: Option<crate::schedule::ScheduleConfig>,
 }
 
 impl PipelineFile {

@@ -11,6 +11,7 @@ pub mod infer;
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod schedule;
 pub mod shard;
 pub mod source;
 pub mod store;

@@ -143,6 +143,9 @@ EXAMPLES
     /// Export a model for ONNX (--model), or studies and masks for viewers (--data): NIfTI, PNG.
     #[command(after_help = EXPORT_HELP)]
     Export(ExportArgs),
+    /// Run labelling jobs on cron schedules: new studies in an inbox → ingest → label → QC, EF.
+    #[command(after_help = SCHEDULE_HELP)]
+    Schedule(ScheduleArgs),
     /// Show the commits of the tables: version, time, operation, rows, run summary.
     #[command(after_help = "EXAMPLES
   cinestream log --data ./data
@@ -281,6 +284,10 @@ struct IngestArgs {
     /// (without it such studies are refused).
     #[arg(long)]
     replace: bool,
+    /// Read only this folder below the input (repeatable); keys and study ids stay those of
+    /// the whole input, e.g. --folder train/12.
+    #[arg(long = "folder", value_name = "PATH")]
+    folders: Vec<String>,
     #[command(flatten)]
     share: ShareArg,
 }
@@ -927,6 +934,9 @@ fn ingest_config(a: &IngestArgs) -> Result<IngestConfig> {
     if a.share.share.is_some() {
         cfg.share = a.share.share;
     }
+    if !a.folders.is_empty() {
+        cfg.folders = a.folders.clone();
+    }
     if let Some(n) = a.shard_mib {
         cfg.shards.max_file_mib = n;
         cfg.shards.row_group_mib = cfg.shards.row_group_mib.min(n);
@@ -1182,6 +1192,109 @@ fn run_schema(table: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+const SCHEDULE_HELP: &str = "\
+PIPELINE FILE
+  [schedule]
+  metrics_addr = \"0.0.0.0:9464\"     # /metrics (Prometheus text) and /healthz
+  lease_ttl_s = 120                  # a lease not renewed this long is taken over
+  [[schedule.job]]
+  name = \"label-new\"
+  cron = \"*/5 * * * *\"               # 5 fields, or 6 with seconds first, or @hourly …
+  inbox = \"s3://raw/inbox\"           # one folder per study: inbox/<study>/…
+  output = \"s3://curated/v1\"         # the tables
+  quiet_s = 300                      # a folder is ready when nothing arrived for this long
+  model = \"s3://models/unet.onnx\"    # with unet.toml beside it, or our model folder
+  labeller = \"unet-v1\"
+  truth = [\"s3://raw/truth.csv\"]     # optional: truth volumes, and with evaluate = true
+  evaluate = true                    #   each study's |EF error| in its marker and log line
+  move_to = \"s3://raw/done\"          # optional: move done folders out of the inbox
+  See pipelines/schedule-example.toml for every setting.
+
+WHAT A RUN DOES
+  Lists the inbox; for each ready folder without a done marker, takes its lease, ingests it,
+  labels its studies (masks, QC, volumes, EF), writes the done marker
+  (<output>/_schedule/<job>/done/<folder>.json, with each study's results), moves it when
+  asked, and removes the lease. One structured log line per study (--json for JSON lines).
+
+EXACTLY ONCE
+  Any number of schedulers may watch one inbox. Leases (create-only puts, If-Match overwrites;
+  create-only generations on local folders) keep two from working on one folder; a lease whose
+  worker died is taken over after lease_ttl_s. The commits carry transaction ids derived from
+  the studies, the labeller and the model, so a study is committed once even when two workers
+  did the work.
+
+STOPPING
+  SIGTERM or Ctrl-C: no new folder is started, the one in hand is finished, exit 0. A second
+  signal abandons it (nothing is half-committed) and releases its lease, exit 0.
+
+EXIT STATUS
+  --once: 0 when every job ran and no folder failed; 1 otherwise (the log says which).
+  Without --once the scheduler keeps running when a job fails (wrong credentials, missing
+  bucket, a model that does not load): it logs the failure, reports it in /metrics
+  (cinestream_last_run_success 0) and tries again at the job's next time.
+
+EXAMPLES
+  cinestream schedule pipelines/schedule-example.toml
+  cinestream schedule pipelines/schedule-example.toml --once --json";
+
+#[derive(Args)]
+struct ScheduleArgs {
+    /// Pipeline TOML with a [schedule] section and its [[schedule.job]]s ([store] applies).
+    pipeline: String,
+    /// Run every job once now, then exit (for cron, CI, and tests).
+    #[arg(long)]
+    once: bool,
+}
+
+async fn run_schedule(a: &ScheduleArgs) -> Result<()> {
+    use cinestream::schedule;
+    let file = PipelineFile::load(&a.pipeline)?;
+    let cfg = file.schedule.clone().with_context(|| format!("{} has no [schedule] section", a.pipeline))?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("{}: {e}", a.pipeline))?;
+    let (tx, rx) = tokio::sync::watch::channel(0u8);
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            let n = *tx.borrow() + 1;
+            tracing::warn!(signal = n, "{}", if n == 1 { "stopping: finishing the folder in hand (signal again to abandon it)" } else { "stopping now" });
+            let _ = tx.send(n.min(2));
+        }
+    });
+    let summary = schedule::run(&cfg, &file.store(), &schedule::RunOptions { once: a.once }, rx, Default::default()).await?;
+    if a.once {
+        for r in summary.runs.iter().flatten() {
+            println!(
+                "job {}: {} folders listed, {} done now ({} studies), {} done before, {} held by other workers, {} failed, {} still arriving, {} leases taken over",
+                r.job, r.drops_listed, r.drops_done.len(), r.studies_done, r.drops_done_before, r.drops_busy, r.drops_failed.len(), r.drops_waiting, r.takeovers
+            );
+        }
+    }
+    if a.once && summary.failed() > 0 {
+        for r in &summary.runs {
+            match r {
+                Err((job, e)) => eprintln!("job `{job}` failed: {e}"),
+                Ok(r) => {
+                    for (d, e) in &r.drops_failed {
+                        eprintln!("job `{}`: folder `{d}` failed: {e}", r.job);
+                    }
+                }
+            }
+        }
+        bail!("{} of {} job runs failed", summary.failed(), summary.runs.len());
+    }
+    Ok(())
+}
+
 const KEY_HELP: &str = "\
 Studies outside the Kaggle layout are grouped by StudyInstanceUID and named `s` + 16 hex digits
 of HMAC-SHA256(key, UID), so no UID reaches an output, and nobody without the key can recompute
@@ -1290,6 +1403,7 @@ fn run() -> Result<()> {
             Command::Upgrade { data, store } => run_upgrade(&cli, data, store).await,
             Command::Schema { table } => run_schema(table.as_deref()),
             Command::Key { action } => run_key(action),
+            Command::Schedule(a) => run_schedule(a).await,
         }
     })
 }

@@ -285,6 +285,23 @@ async fn load(cfg: &LabelConfig) -> Result<(Loaded, Contract, String), InferErro
     Ok((Loaded::Burn { card: Box::new(card), weights }, contract, sha))
 }
 
+/// Loads the model and its contract and builds its engine, without labelling anything: a model
+/// that cannot be used fails here (the scheduler checks before it takes any work). Returns the
+/// model's SHA-256.
+pub async fn preflight(cfg: &LabelConfig) -> Result<String, InferError> {
+    let (loaded, contract, sha) = load(cfg).await?;
+    let device = cfg.device;
+    tokio::task::spawn_blocking(move || {
+        let (tx, rx) = mpsc::channel(1);
+        let (out_tx, _out_rx) = mpsc::channel(1);
+        drop(tx);
+        run_engine(loaded, device, &contract, rx, out_tx).map(|_| ())
+    })
+    .await
+    .map_err(|e| InferError::Stage(format!("checking the model: {e}")))??;
+    Ok(sha)
+}
+
 /// Builds the engine on the inference thread and runs the inference stage there.
 fn run_engine(loaded: Loaded, device: Device, contract: &Contract, rx: mpsc::Receiver<Result<stages::Job, InferError>>, tx: mpsc::Sender<Result<stages::Output, InferError>>) -> Result<Duration, InferError> {
     match (loaded, device) {

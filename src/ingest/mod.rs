@@ -107,6 +107,10 @@ pub struct IngestReport {
     pub share: Option<String>,
     /// Source studies in the input.
     pub studies_in: usize,
+    /// The ids of this run's source studies (this worker's share), new or not (not stored in
+    /// commits).
+    #[serde(skip)]
+    pub source_studies: Vec<String>,
     /// Curated studies written (a split stack counts twice).
     pub studies_written: usize,
     /// Source studies new to the tables.
@@ -305,7 +309,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         Some(k) => Some(k.clone()),
         None => pseudonym::resolve()?,
     };
-    let mut inv = source::inventory(&input, &cfg.source, key.as_ref()).await?;
+    let mut inv = source::inventory(&input, &cfg.folders, &cfg.source, key.as_ref()).await?;
     let report_key = match (&key, inv.pseudonymised) {
         (Some(key), true) => {
             pseudonym::check_prefix(&output, key).await?;
@@ -332,6 +336,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         report.share = Some(share.to_string());
         tracing::info!(share = %share, studies = inv.studies.len(), other_workers = report.studies_other_workers, "this worker's share");
     }
+    report.source_studies = inv.studies.iter().map(|p| p.study_id.clone()).collect();
     progress.planned(inv.studies.len(), inv.image_files());
     tracing::info!(studies = inv.studies.len(), files = inv.image_files(), side_files = inv.side_files.len(), known = known.sources.len(), input = %input, "listed input");
 

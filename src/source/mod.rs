@@ -105,16 +105,29 @@ impl Inventory {
 
 /// Lists the input and plans studies. Files outside the Kaggle layout need `key` (their study
 /// ids are pseudonyms); `Inventory::pseudonymised` says whether it was used.
-pub async fn inventory(input: &StoreLocation, cfg: &SourceConfig, key: Option<&PseudonymKey>) -> Result<Inventory, SourceError> {
-    let prefix = (!input.prefix.as_ref().is_empty()).then_some(&input.prefix);
-    let mut metas: Vec<object_store::ObjectMeta> = input
-        .store
-        .list(prefix)
-        .try_collect()
-        .await
-        .map_err(|source| SourceError::List { url: input.url().to_string(), source })?;
+///
+/// `folders` (relative to the input) limits the listing to those folders; keys stay relative to
+/// the input, so a study's keys and ids are the same whether its folder is listed alone or not.
+pub async fn inventory(input: &StoreLocation, folders: &[String], cfg: &SourceConfig, key: Option<&PseudonymKey>) -> Result<Inventory, SourceError> {
+    let prefixes: Vec<object_store::path::Path> = if folders.is_empty() {
+        vec![input.prefix.clone()]
+    } else {
+        folders.iter().map(|f| input.child(f.trim_matches('/'))).collect()
+    };
+    let mut metas: Vec<object_store::ObjectMeta> = Vec::new();
+    for p in &prefixes {
+        let prefix = (!p.as_ref().is_empty()).then_some(p);
+        let listed: Vec<object_store::ObjectMeta> = input
+            .store
+            .list(prefix)
+            .try_collect()
+            .await
+            .map_err(|source| SourceError::List { url: input.object_url(p), source })?;
+        metas.extend(listed);
+    }
     if metas.is_empty() {
-        return Err(SourceError::Empty { url: input.url().to_string() });
+        let url = if folders.is_empty() { input.url().to_string() } else { format!("{} (folders {})", input.url(), folders.join(", ")) };
+        return Err(SourceError::Empty { url });
     }
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     let mut inv = Inventory::default();

@@ -12,6 +12,7 @@ mod phi;
 mod pseudonym;
 mod pydicom_files;
 mod roundtrip;
+mod schedule;
 mod schemas;
 mod sql;
 mod storage;

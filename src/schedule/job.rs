@@ -1,0 +1,348 @@
+//! One run of one job: list the inbox, and for each ready folder not yet done, under its lease:
+//! ingest → label (QC, volumes, EF) → optionally the EF error against the truth → done marker
+//! → move → lease removed.
+//!
+//! Exactly once per study comes from the commits: ingest's and labelling's application
+//! transaction ids are derived from the folder's studies and the job's labeller and model, ingest
+//! skips studies the tables hold, and labelling skips studies the labeller has. A crash anywhere
+//! leaves either nothing committed, or commits that the next attempt finds and completes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use tokio::sync::watch;
+
+use super::config::{JobConfig, ScheduleConfig};
+use super::inbox::{self, Drop, Marker, Markers, StudyResult};
+use super::lease::{self, Leases, Taken};
+use super::metrics::Metrics;
+use super::ScheduleError;
+use crate::config::IngestConfig;
+use crate::infer::{self, LabelConfig};
+use crate::ingest::{self, NoProgress};
+use crate::query::{Session, SessionOptions};
+use crate::store::{self, StoreLocation, StoreOptions};
+
+/// What one run of a job did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub job: String,
+    pub drops_listed: usize,
+    pub drops_done_before: usize,
+    pub drops_waiting: usize,
+    pub drops_done: Vec<String>,
+    pub drops_busy: usize,
+    pub drops_failed: Vec<(String, String)>,
+    pub drops_changed: Vec<String>,
+    pub studies_done: usize,
+    pub takeovers: u64,
+    pub stopped_early: bool,
+}
+
+/// The stores and leases of a job, opened once and reused across runs.
+pub struct JobContext {
+    pub cfg: JobConfig,
+    pub inbox: StoreLocation,
+    pub state: StoreLocation,
+    pub markers: Markers,
+    pub leases: Leases,
+    pub move_to: Option<StoreLocation>,
+    pub store_opts: StoreOptions,
+}
+
+/// This process's name in leases and markers: host, process id and a random part.
+pub fn owner_name() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string())).unwrap_or_else(|| "host".into());
+    format!("{host}:{}:{}", std::process::id(), crate::ids::random_hex(3))
+}
+
+impl JobContext {
+    /// Opens the job's stores and learns how its state store holds leases.
+    pub async fn open(cfg: &JobConfig, schedule: &ScheduleConfig, store_opts: &StoreOptions, owner: &str) -> Result<JobContext, ScheduleError> {
+        let inbox = store::open(&cfg.inbox, store_opts)?;
+        let state = store::open(&cfg.state_url(), store_opts)?;
+        let mode = lease::probe(&state.sub("leases")).await?;
+        tracing::info!(job = %cfg.name, state = %state, mode = %mode, "leases");
+        let leases = Leases::new(state.sub("leases"), mode, Duration::from_secs_f64(schedule.lease_ttl_s), owner.to_string());
+        let move_to = cfg.move_to.as_deref().map(|u| store::open(u, store_opts)).transpose()?;
+        Ok(JobContext { cfg: cfg.clone(), markers: Markers { root: state.sub("done") }, inbox, state, leases, move_to, store_opts: store_opts.clone() })
+    }
+
+    fn label_config(&self, studies: &[String]) -> LabelConfig {
+        let mut l = LabelConfig::new(&self.cfg.output, &self.cfg.model, &self.cfg.labeller);
+        l.contract = self.cfg.contract.clone();
+        l.device = self.cfg.device;
+        if let Some(b) = self.cfg.batch {
+            l.batch = b;
+        }
+        l.qc = self.cfg.qc.clone();
+        l.store = self.store_opts.clone();
+        l.filter = Some(format!("study_id IN ({})", quoted(studies)));
+        l
+    }
+}
+
+fn quoted(ids: &[String]) -> String {
+    ids.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs the job once. `stop` becomes non-zero when the process is asked to stop: no new folder
+/// is started after the first request; at the second, the folder in hand is abandoned and its
+/// lease released.
+pub async fn run_once(ctx: &JobContext, schedule: &ScheduleConfig, metrics: &Metrics, stop: &watch::Receiver<u8>) -> Result<RunReport, ScheduleError> {
+    let job = &ctx.cfg.name;
+    let mut report = RunReport { job: job.clone(), ..Default::default() };
+    // The model must load before any folder is taken: a broken model fails the run, not folders.
+    infer::preflight(&ctx.label_config(&[])).await?;
+    let listing = inbox::list(&ctx.inbox, ctx.cfg.drop_depth).await?;
+    if !listing.loose.is_empty() {
+        tracing::warn!(job = %job, objects = listing.loose.len(), example = %listing.loose[0], depth = ctx.cfg.drop_depth, "objects above the folder depth of the inbox are not in any folder: not read");
+    }
+    report.drops_listed = listing.drops.len();
+    let now = chrono::Utc::now();
+    let quiet = chrono::Duration::milliseconds((ctx.cfg.quiet_s * 1000.0) as i64);
+    let mut ready: Vec<Drop> = Vec::new();
+    for d in listing.drops {
+        if !d.is_ready(quiet, now) {
+            report.drops_waiting += 1;
+            continue;
+        }
+        match ctx.markers.get(&d.name).await? {
+            Some(m) => {
+                report.drops_done_before += 1;
+                if m.listing != d.fingerprint() {
+                    tracing::warn!(job = %job, drop = %d.name, "objects were added to or changed in a folder after it was done: left alone (ingest it again with `cinestream ingest --replace`, or drop it under a new name)");
+                    report.drops_changed.push(d.name.clone());
+                } else if let Some(to) = &ctx.move_to {
+                    // Done, but a crash interrupted its move.
+                    inbox::move_drop(&ctx.inbox, &d, to).await?;
+                }
+                ctx.leases.remove_if_expired(&d.name).await?;
+            }
+            None => ready.push(d),
+        }
+    }
+    let oldest = ready.iter().map(|d| d.newest).min();
+    metrics.update(job, |m| {
+        m.queue = ready.len() as u64;
+        m.queue_lag_s = oldest.map_or(0.0, |o| (now - o).num_milliseconds() as f64 / 1000.0);
+        m.waiting = report.drops_waiting as u64;
+    });
+    // Workers on one inbox start at different folders.
+    ready.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(u64::from_str_radix(&crate::ids::random_hex(8), 16).unwrap_or(0)));
+    let limit = ctx.cfg.max_drops_per_run.unwrap_or(usize::MAX);
+    for d in ready {
+        if *stop.borrow() > 0 {
+            report.stopped_early = true;
+            break;
+        }
+        if report.drops_done.len() >= limit {
+            break;
+        }
+        let lease = match ctx.leases.take(&d.name).await? {
+            Taken::Busy { owner } => {
+                tracing::debug!(job = %job, drop = %d.name, owner = %owner, "held by another worker: skipped");
+                report.drops_busy += 1;
+                metrics.update(job, |m| m.drops_busy += 1);
+                continue;
+            }
+            Taken::Fresh(l) => l,
+            Taken::TakenOver { lease, from } => {
+                tracing::warn!(job = %job, drop = %d.name, from = %from, "took over an expired lease: resuming that worker's folder");
+                report.takeovers += 1;
+                metrics.update(job, |m| m.lease_takeovers += 1);
+                lease
+            }
+        };
+        // Done by another worker between our listing and our lease?
+        if ctx.markers.get(&d.name).await?.is_some() {
+            ctx.leases.remove(&d.name).await?;
+            report.drops_done_before += 1;
+            continue;
+        }
+        metrics.update(job, |m| m.in_flight += 1);
+        let outcome = with_lease(ctx, schedule, lease, stop, process(ctx, &d)).await;
+        metrics.update(job, |m| m.in_flight -= 1);
+        match outcome {
+            Ok(Some(marker)) => {
+                let n = marker.studies.len();
+                report.studies_done += n;
+                report.drops_done.push(d.name.clone());
+                metrics.update(job, |m| {
+                    m.studies_done += n as u64;
+                    m.drops_done += 1;
+                });
+            }
+            Ok(None) => {
+                report.stopped_early = true;
+                break;
+            }
+            Err(e) => {
+                tracing::error!(job = %job, drop = %d.name, error = %e, "folder failed: its lease is released, and the next run tries it again");
+                metrics.update(job, |m| m.drops_failed += 1);
+                if matches!(e, ScheduleError::LeaseLost(_)) {
+                    metrics.update(job, |m| m.leases_lost += 1);
+                }
+                report.drops_failed.push((d.name.clone(), e.to_string()));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Runs `work` while renewing `lease`; removes the lease when the work is done, releases it
+/// when the work fails or is abandoned (second stop request: `Ok(None)`).
+async fn with_lease<F>(ctx: &JobContext, schedule: &ScheduleConfig, mut lease: lease::Lease, stop: &watch::Receiver<u8>, work: F) -> Result<Option<Marker>, ScheduleError>
+where
+    F: std::future::Future<Output = Result<Marker, ScheduleError>>,
+{
+    let name = lease.name.clone();
+    let mut stop = stop.clone();
+    let renew_every = schedule.renew_every();
+    tokio::pin!(work);
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r.map(Some),
+            _ = tokio::time::sleep(renew_every) => {
+                match ctx.leases.renew(&mut lease).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(lost)) => return Err(ScheduleError::LeaseLost(lost)),
+                    Err(e) => tracing::warn!(drop = %name, error = %e, "renewing the lease failed: trying again"),
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() >= 2 {
+                    tracing::warn!(drop = %name, "stopping now: the folder's work is abandoned (nothing half-committed) and its lease released");
+                    break Ok(None);
+                }
+            }
+        }
+    };
+    match &result {
+        Ok(Some(_)) => ctx.leases.remove(&name).await?,
+        _ => ctx.leases.release(lease).await?,
+    }
+    result
+}
+
+/// One folder: ingest, label, results, marker, move.
+async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
+    let started = Instant::now();
+    let job = &ctx.cfg.name;
+    let mut icfg = IngestConfig::new(ctx.cfg.inbox.clone(), ctx.cfg.output.clone());
+    icfg.folders = vec![d.name.clone()];
+    icfg.truth = ctx.cfg.truth.clone();
+    icfg.curation = ctx.cfg.curation.clone();
+    icfg.store = ctx.store_opts.clone();
+    let ing = ingest::run(&icfg, Arc::new(NoProgress)).await.map_err(|e| ScheduleError::Ingest { drop: d.name.clone(), source: Box::new(e) })?;
+    let out = store::open(&ctx.cfg.output, &ctx.store_opts)?;
+    let session = Session::open(Some(&out), &SessionOptions { store: ctx.store_opts.clone(), ..Default::default() }).await.map_err(ScheduleError::query(&d.name))?;
+    let studies = if ing.source_studies.is_empty() {
+        Vec::new()
+    } else {
+        let rows = collect(&session, &d.name, &format!("SELECT DISTINCT study_id FROM studies WHERE source_study_id IN ({}) ORDER BY study_id", quoted(&ing.source_studies))).await?;
+        strings(&rows, "study_id")
+    };
+    let mut label_app_id = String::new();
+    let mut frames: BTreeMap<String, usize> = BTreeMap::new();
+    if !studies.is_empty() {
+        let lr = infer::run(&ctx.label_config(&studies), Arc::new(NoProgress)).await.map_err(|e| ScheduleError::Label { drop: d.name.clone(), source: Box::new(e) })?;
+        label_app_id = lr.app_id.clone();
+        frames.extend(lr.studies.iter().map(|s| (s.study_id.clone(), s.frames)));
+    }
+    let results = results(ctx, &d.name, &studies, &frames).await?;
+    for r in &results {
+        tracing::info!(
+            job = %job, drop = %d.name, study = %r.study_id, labeller = %ctx.cfg.labeller, frames = r.frames_labelled, qc_passed = ?r.qc_passed,
+            edv_ml = ?r.edv_ml, esv_ml = ?r.esv_ml, ef_pct = ?r.ef_pct, ef_error_pct = ?r.ef_error_pct, "study done"
+        );
+    }
+    let marker = Marker {
+        job: job.clone(),
+        drop: d.name.clone(),
+        listing: d.fingerprint(),
+        objects: d.objects.len(),
+        studies: results,
+        files_quarantined: ing.files_quarantined,
+        files_excluded: ing.files_excluded,
+        ingest_app_id: ing.app_id.clone(),
+        label_app_id,
+        owner: ctx.leases.owner().to_string(),
+        finished: chrono::Utc::now().to_rfc3339(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    ctx.markers.put(&marker).await?;
+    if let Some(to) = &ctx.move_to {
+        inbox::move_drop(&ctx.inbox, d, to).await?;
+    }
+    tracing::info!(job = %job, drop = %d.name, studies = marker.studies.len(), quarantined = marker.files_quarantined, excluded = marker.files_excluded, seconds = marker.seconds, "folder done");
+    Ok(marker)
+}
+
+async fn collect(session: &Session, drop: &str, sql: &str) -> Result<Vec<RecordBatch>, ScheduleError> {
+    let df = session.sql(sql).await.map_err(ScheduleError::query(drop))?;
+    df.collect().await.map_err(|e| ScheduleError::Query { drop: drop.into(), message: e.to_string() })
+}
+
+fn strings(rows: &[RecordBatch], col: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in rows {
+        let Some(c) = b.column_by_name(col) else { continue };
+        let c = arrow::compute::cast(c, &DataType::Utf8).expect("text casts to Utf8");
+        out.extend(c.as_string::<i32>().iter().flatten().map(String::from));
+    }
+    out
+}
+
+fn floats(rows: &[RecordBatch], col: &str) -> Vec<Option<f64>> {
+    let mut out = Vec::new();
+    for b in rows {
+        let Some(c) = b.column_by_name(col) else { continue };
+        let c = arrow::compute::cast(c, &DataType::Float64).expect("numbers cast to Float64");
+        let c = c.as_primitive::<Float64Type>();
+        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
+    }
+    out
+}
+
+/// Each study's QC, volumes and EF (from `label_qc`), and its EF error where the truth is known.
+async fn results(ctx: &JobContext, drop: &str, studies: &[String], frames: &BTreeMap<String, usize>) -> Result<Vec<StudyResult>, ScheduleError> {
+    if studies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = store::open(&ctx.cfg.output, &ctx.store_opts)?;
+    let session = Session::open(Some(&out), &SessionOptions { store: ctx.store_opts.clone(), ..Default::default() }).await.map_err(ScheduleError::query(drop))?;
+    let labeller = ctx.cfg.labeller.replace('\'', "''");
+    let ids = quoted(studies);
+    let qc = collect(
+        &session,
+        drop,
+        &format!("SELECT study_id, CAST(passed AS VARCHAR) AS passed, edv_ml, esv_ml, ef_pct FROM label_qc WHERE labeller = '{labeller}' AND study_id IN ({ids}) ORDER BY study_id, run_id"),
+    )
+    .await?;
+    let (qid, passed, edv, esv, ef) = (strings(&qc, "study_id"), strings(&qc, "passed"), floats(&qc, "edv_ml"), floats(&qc, "esv_ml"), floats(&qc, "ef_pct"));
+    let mut by_study: BTreeMap<String, StudyResult> = studies
+        .iter()
+        .map(|s| (s.clone(), StudyResult { study_id: s.clone(), frames_labelled: frames.get(s).copied().unwrap_or(0), qc_passed: None, edv_ml: None, esv_ml: None, ef_pct: None, ef_error_pct: None }))
+        .collect();
+    for i in 0..qid.len() {
+        if let Some(r) = by_study.get_mut(&qid[i]) {
+            r.qc_passed = Some(passed[i] == "true");
+            (r.edv_ml, r.esv_ml, r.ef_pct) = (edv[i], esv[i], ef[i]);
+        }
+    }
+    if ctx.cfg.evaluate {
+        let errs = collect(&session, drop, &format!("SELECT study_id, ef_error_pct FROM ef_errors WHERE labeller = '{labeller}' AND study_id IN ({ids})")).await?;
+        for (s, e) in strings(&errs, "study_id").into_iter().zip(floats(&errs, "ef_error_pct")) {
+            if let Some(r) = by_study.get_mut(&s) {
+                r.ef_error_pct = e;
+            }
+        }
+    }
+    Ok(by_study.into_values().collect())
+}

@@ -1,0 +1,289 @@
+//! `cinestream schedule`: schedulers on one inbox label every study exactly once (local folders
+//! and S3), leases work on the real S3 server (Ceph RGW's `If-Match`), metrics and signals, and
+//! bad environments fail clearly without writing anything.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+use crate::common::*;
+use crate::train::pipeline;
+
+/// A phantom of `studies` studies (seed 21) in `dir/raw`, its DICOM folders copied into `inbox`
+/// as `<split>/<id>/…` (folder depth 2), and a tiny model trained on 5 other phantom studies;
+/// returns the model folder.
+pub async fn inbox_and_model(dir: &Path, studies: usize, inbox: &str) -> String {
+    let raw = dir.join("raw");
+    synth(raw.to_str().unwrap(), studies, 21, "").await;
+    let inbox = open(inbox);
+    for f in files_under(&raw) {
+        let rel = f.strip_prefix(&raw).unwrap().to_str().unwrap().to_string();
+        if rel.ends_with(".dcm") {
+            inbox.store.put(&inbox.child(&rel), PutPayload::from(std::fs::read(&f).unwrap())).await.unwrap();
+        }
+    }
+    let (mraw, mdata) = (dir.join("model-raw"), dir.join("model-data"));
+    synth(mraw.to_str().unwrap(), 5, 4, "").await;
+    ingest_phantom(mraw.to_str().unwrap(), mdata.to_str().unwrap()).await;
+    let p = pipeline(dir, "tiny", 16, 1, 64, 0);
+    let (ok, _, err) = cli(&["-q", "train", &p, "--data", mdata.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    format!("{}/models/tiny/model", mdata.display())
+}
+
+/// A pipeline file with one job per `(name, model)`, on `inbox` → `output`.
+pub fn schedule_file(dir: &Path, inbox: &str, output: &str, jobs: &[(&str, &str)], extra: &str) -> PathBuf {
+    let raw = dir.join("raw");
+    let truth: Vec<String> = ["train.csv", "validate.csv", "solution.csv"].iter().map(|f| format!("\"{}\"", raw.join(f).display())).collect();
+    let mut text = format!("[store]\nmax_retries = 4\nrequest_timeout_s = 20\n\n[schedule]\nlease_ttl_s = 6\n{extra}\n");
+    for (name, model) in jobs {
+        text += &format!(
+            "[[schedule.job]]\nname = \"{name}\"\ncron = \"*/2 * * * * *\"\ninbox = \"{inbox}\"\noutput = \"{output}\"\nquiet_s = 0\ndrop_depth = 2\nmodel = \"{model}\"\nlabeller = \"tiny\"\ntruth = [{}]\nevaluate = true\nbatch = 16\n\n",
+            truth.join(", ")
+        );
+    }
+    let p = dir.join(format!("schedule-{}.toml", crate::common::unique("p")));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn scheduler(file: &Path, once: bool) -> Child {
+    scheduler_with(file, once, &[])
+}
+
+fn scheduler_with(file: &Path, once: bool, env: &[(&str, &str)]) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cinestream"));
+    c.envs(env.iter().copied());
+    c.arg("schedule").arg(file);
+    if once {
+        c.arg("--once");
+    }
+    c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// The numbers of `schedule --once`'s summary line: listed, done now, studies, done before,
+/// held by others, failed, still arriving, takeovers.
+fn summary(stdout: &str) -> [usize; 8] {
+    let line = stdout.lines().find(|l| l.starts_with("job ")).unwrap_or_else(|| panic!("no summary in {stdout}"));
+    let nums: Vec<usize> = line.split_once(": ").unwrap().1.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).map(|t| t.parse().unwrap()).collect();
+    nums.try_into().unwrap_or_else(|n| panic!("{line}: {n:?}"))
+}
+
+/// Duplicates of a frame, mask or QC row, and the studies labelled.
+async fn exactly_once(data: &str) -> (i64, i64, i64, i64) {
+    let n = |q: String| async move { i64s(&sql(data, &q).await, "n")[0] };
+    let dup_frames = n("SELECT count(*) AS n FROM (SELECT study_id, slice_index, frame_index FROM frames GROUP BY 1, 2, 3 HAVING count(*) > 1)".into()).await;
+    let dup_labels = n("SELECT count(*) AS n FROM (SELECT study_id, slice_index, frame_index FROM labels WHERE labeller = 'tiny' GROUP BY 1, 2, 3 HAVING count(*) > 1)".into()).await;
+    let dup_qc = n("SELECT count(*) AS n FROM (SELECT study_id FROM label_qc WHERE labeller = 'tiny' GROUP BY 1 HAVING count(*) > 1)".into()).await;
+    let labelled = n("SELECT count(DISTINCT study_id) AS n FROM labels WHERE labeller = 'tiny'".into()).await;
+    (dup_frames, dup_labels, dup_qc, labelled)
+}
+
+/// Checks the outcome of schedulers that ran to completion on `studies` studies.
+async fn check_all_done(output: &str, state: &str, studies: usize) {
+    let (dup_frames, dup_labels, dup_qc, labelled) = exactly_once(output).await;
+    eprintln!("duplicates found: {dup_frames} frames, {dup_labels} masks, {dup_qc} QC rows; {labelled} studies labelled");
+    assert_eq!((dup_frames, dup_labels, dup_qc), (0, 0, 0), "nothing twice");
+    assert_eq!(labelled as usize, studies, "every study labelled");
+    let frames = i64s(&sql(output, "SELECT count(*) AS n FROM frames").await, "n")[0];
+    let masks = i64s(&sql(output, "SELECT count(*) AS n FROM labels WHERE labeller = 'tiny'").await, "n")[0];
+    assert_eq!(frames, masks, "every frame labelled once");
+    let st = open(state);
+    let objects: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(st.store.list(Some(&st.prefix))).await.unwrap().into_iter().map(|m| st.relative(&m.location).to_string()).collect();
+    let markers = objects.iter().filter(|k| k.starts_with("done/")).count();
+    let leases: Vec<&String> = objects.iter().filter(|k| k.starts_with("leases/") && !k.starts_with("leases/_probe")).collect();
+    assert_eq!(markers, studies, "one done marker per folder");
+    assert!(leases.is_empty(), "no lease left: {leases:?}");
+    // A marker records its study's results, the EF error against the truth included.
+    let one = objects.iter().find(|k| k.starts_with("done/")).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&st.store.get(&st.child(one)).await.unwrap().bytes().await.unwrap()).unwrap();
+    let s = &m["studies"][0];
+    assert!(s["frames_labelled"].as_u64().unwrap() > 0 && s["ef_pct"].is_number() && s["ef_error_pct"].is_number(), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_schedulers_on_one_inbox_label_every_study_exactly_once() {
+    const STUDIES: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, output) = (dir.path().join("inbox").display().to_string(), dir.path().join("data").display().to_string());
+    let model = inbox_and_model(dir.path(), STUDIES, &inbox).await;
+    let file = schedule_file(dir.path(), &inbox, &output, &[("label-new", &model)], "");
+    let started = Instant::now();
+    let children: Vec<Child> = (0..3).map(|_| scheduler(&file, true)).collect();
+    let (mut folders, mut studies, mut takeovers) = (0, 0, 0);
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "scheduler {i}: {stderr}");
+        eprintln!("scheduler {i}: {}", stdout.lines().find(|l| l.starts_with("job ")).unwrap());
+        let [_, done, s, _, _, failed, _, t] = summary(&stdout);
+        assert_eq!(failed, 0);
+        folders += done;
+        studies += s;
+        takeovers += t;
+    }
+    eprintln!("3 schedulers, {STUDIES} studies in {:.0} s: {folders} leases taken and done, {takeovers} takeovers", started.elapsed().as_secs_f64());
+    assert_eq!(folders, STUDIES, "each folder done by exactly one scheduler");
+    assert_eq!(studies, STUDIES);
+    check_all_done(&output, &format!("{output}/_schedule/label-new"), STUDIES).await;
+
+    // A rerun finds everything done and writes nothing.
+    let versions = files_under(&dir.path().join("data/labels/_delta_log")).len();
+    let out = scheduler(&file, true).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("0 done now") && stdout.contains(&format!("{STUDIES} done before")), "{stdout}");
+    assert_eq!(files_under(&dir.path().join("data/labels/_delta_log")).len(), versions);
+}
+
+/// What Ceph RGW does with `If-Match`, as object_store sends it, and what the lease probe
+/// concludes: the store's own (quoted) ETag is refused, the bare one accepted, a stale one
+/// refused, so leases send ETags bare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_on_the_s3_server_and_the_lease_probe() {
+    let Some(bucket) = s3_bucket("if_match_on_the_s3_server_and_the_lease_probe") else { return };
+    let root = open(&format!("s3://{bucket}/{}", unique("if-match")));
+    let path = root.child("x.json");
+    let first = root.store.put_opts(&path, PutPayload::from_static(b"1"), PutOptions { mode: PutMode::Create, ..Default::default() }).await.unwrap();
+    let tag = first.e_tag.clone().unwrap();
+    let again = root.store.put_opts(&path, PutPayload::from_static(b"1"), PutOptions { mode: PutMode::Create, ..Default::default() }).await;
+    assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })), "create-only put: {again:?}");
+    let update = |t: &str| PutOptions { mode: PutMode::Update(UpdateVersion { e_tag: Some(t.to_string()), version: None }), ..Default::default() };
+    let quoted = root.store.put_opts(&path, PutPayload::from_static(b"2"), update(&tag)).await;
+    let bare = root.store.put_opts(&path, PutPayload::from_static(b"2"), update(tag.trim_matches('"'))).await;
+    let stale = root.store.put_opts(&path, PutPayload::from_static(b"3"), update(tag.trim_matches('"'))).await;
+    eprintln!("ETag {tag}: If-Match quoted → {}, bare → {}, stale → {}", quoted.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()), bare.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()), stale.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()));
+    assert!(matches!(stale, Err(object_store::Error::Precondition { .. })), "a stale ETag must be refused");
+    let mode = cinestream::schedule::lease::probe(&root).await.unwrap();
+    eprintln!("lease mode on this server: {mode}");
+    match (quoted.is_ok(), bare.is_ok()) {
+        (true, _) => assert_eq!(mode, cinestream::schedule::lease::Mode::Conditional { bare_etags: false }),
+        (false, true) => assert_eq!(mode, cinestream::schedule::lease::Mode::Conditional { bare_etags: true }),
+        (false, false) => assert_eq!(mode, cinestream::schedule::lease::Mode::Generations),
+    }
+}
+
+/// Two schedulers on S3 (leases by `If-Match`), done folders moved out of the inbox; then a
+/// long-running scheduler serves /metrics and stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
+    let Some(bucket) = s3_bucket("schedulers_on_s3_label_once_move_folders_and_serve_metrics") else { return };
+    const STUDIES: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("s3://{bucket}/{}", unique("schedule"));
+    let (inbox, output, done) = (format!("{base}/inbox"), format!("{base}/data"), format!("{base}/done"));
+    let model = inbox_and_model(dir.path(), STUDIES, &inbox).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let file = schedule_file(dir.path(), &inbox, &output, &[("s3-job", &model)], &format!("metrics_addr = \"127.0.0.1:{port}\"\n"));
+    let text = std::fs::read_to_string(&file).unwrap().replace("evaluate = true\n", &format!("evaluate = true\nmove_to = \"{done}\"\n"));
+    std::fs::write(&file, text).unwrap();
+    let once_file = dir.path().join("once.toml");
+    std::fs::write(&once_file, std::fs::read_to_string(&file).unwrap().replace(&format!("metrics_addr = \"127.0.0.1:{port}\"\n"), "")).unwrap();
+    let children: Vec<Child> = (0..2).map(|_| scheduler(&once_file, true)).collect();
+    let mut folders = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        eprintln!("{}", stdout.trim());
+        folders += summary(&stdout)[1];
+    }
+    assert_eq!(folders, STUDIES, "each folder done once");
+    check_all_done(&output, &format!("{output}/_schedule/s3-job"), STUDIES).await;
+    let moved = open(&done);
+    let n_moved = futures::TryStreamExt::try_collect::<Vec<_>>(moved.store.list(Some(&moved.prefix))).await.unwrap().len();
+    let left = open(&inbox);
+    let n_left = futures::TryStreamExt::try_collect::<Vec<_>>(left.store.list(Some(&left.prefix))).await.unwrap().len();
+    assert!(n_moved > 0 && n_left == 0, "done folders moved: {n_moved} moved, {n_left} left");
+
+    // New arrivals outside the Kaggle layout (`late/<n>/<file>.dcm`: grouped by UID, named
+    // with the pseudonym key) for a scheduler that keeps running: it labels them at its next
+    // time, serves metrics, and exits 0 on SIGTERM.
+    let raw2 = dir.path().join("raw2");
+    synth(raw2.to_str().unwrap(), 2, 99, "").await;
+    let inbox_loc = open(&inbox);
+    for study in 0..2 {
+        let folder = raw2.join(if study == 0 { "train/1" } else { "train/2" });
+        for (i, f) in files_under(&folder).into_iter().filter(|f| f.extension().is_some_and(|e| e == "dcm")).enumerate() {
+            inbox_loc.store.put(&inbox_loc.child(&format!("late/{study}/{i:05}.dcm")), PutPayload::from(std::fs::read(&f).unwrap())).await.unwrap();
+        }
+    }
+    let mut child = scheduler_with(&file, false, &[("CINESTREAM_PSEUDONYM_KEY", "schedule-test-key-0123456789")]);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let metrics = loop {
+        assert!(Instant::now() < deadline, "the scheduler did not label the new folders in time");
+        std::thread::sleep(Duration::from_millis(500));
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { continue };
+        use std::io::{Read, Write};
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        if text.contains("cinestream_drops_done_total{job=\"s3-job\"} 2\n") {
+            break text;
+        }
+    };
+    eprintln!("{}", metrics.lines().filter(|l| l.starts_with("cinestream_")).collect::<Vec<_>>().join("\n"));
+    assert!(metrics.contains("cinestream_last_run_success{job=\"s3-job\"} 1"), "{metrics}");
+    assert!(metrics.contains("cinestream_drops_failed_total{job=\"s3-job\"} 0"), "{metrics}");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "SIGTERM: exit 0 ({status}): {stderr}");
+    assert!(stderr.contains("study done"), "one log line per study: {stderr}");
+}
+
+/// Bad environments: each fails clearly with exit 1, and writes nothing; a scheduler with a
+/// broken job still runs its good one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_environments_fail_clearly_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox").display().to_string();
+    let model = inbox_and_model(dir.path(), 2, &inbox).await;
+    let run = |file: &Path, env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cinestream"));
+        c.arg("schedule").arg(file).arg("--once");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A model that does not load, next to a good job: the good one labels, the bad one fails
+    // before taking any folder.
+    let broken = dir.path().join("broken.onnx");
+    std::fs::write(&broken, b"not a model").unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/models/cinestream_unet.toml"), dir.path().join("broken.toml")).unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let file = schedule_file(dir.path(), &inbox, &data, &[("good", &model), ("broken", broken.to_str().unwrap())], "");
+    let (code, stdout, stderr) = run(&file, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("job `broken` failed") && stderr.contains("broken.onnx"), "{stderr}");
+    assert!(stdout.contains("job good: 2 folders listed, 2 done now"), "{stdout}");
+    assert!(!Path::new(&data).join("_schedule/broken/done").exists(), "the broken job marked nothing done");
+    assert!(!Path::new(&data).join("_schedule/broken/leases").read_dir().is_ok_and(|mut d| d.any(|e| e.unwrap().file_name() != "_probe")), "and holds no lease");
+
+    let Some(bucket) = s3_bucket("bad_environments_fail_clearly_and_write_nothing") else { return };
+    let s3_out = format!("s3://{bucket}/{}", unique("bad-env"));
+    let file = schedule_file(dir.path(), &inbox, &s3_out, &[("s3", &model)], "");
+    let secret = "definitely-not-the-secret-42";
+    for (what, env) in [
+        ("wrong credentials", vec![("AWS_SECRET_ACCESS_KEY", secret)]),
+        ("unreachable endpoint", vec![("AWS_ENDPOINT_URL", "http://127.0.0.1:9")]),
+    ] {
+        let started = Instant::now();
+        let (code, _, stderr) = run(&file, &env);
+        eprintln!("{what}: exit {code:?} after {:.1} s: {}", started.elapsed().as_secs_f64(), stderr.lines().last().unwrap_or(""));
+        assert_eq!(code, Some(1), "{what}: {stderr}");
+        assert!(!stderr.contains(secret), "{what}: the secret was printed");
+        assert!(stderr.contains("job `s3` failed"), "{what}: {stderr}");
+    }
+    let missing = schedule_file(dir.path(), &inbox, &format!("s3://no-such-bucket-{}/x", std::process::id()), &[("nobucket", &model)], "");
+    let (code, _, stderr) = run(&missing, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.to_lowercase().contains("bucket"), "names the bucket: {stderr}");
+    let out = open(&s3_out);
+    let written = futures::TryStreamExt::try_collect::<Vec<_>>(out.store.list(Some(&out.prefix))).await.unwrap();
+    assert!(written.is_empty(), "nothing written: {:?}", written.iter().map(|m| m.location.to_string()).collect::<Vec<_>>());
+}
