@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 #[derive(Debug, Clone, Default)]
 pub struct JobMetrics {
     pub studies_done: u64,
-    pub studies_failed: u64,
     /// Drops skipped because another worker held their lease.
     pub drops_busy: u64,
     pub drops_done: u64,
@@ -63,7 +62,6 @@ impl Metrics {
             }
         };
         family("studies_done_total", "counter", "Studies labelled and committed.", &|m| m.studies_done as f64);
-        family("studies_failed_total", "counter", "Studies of drops that failed.", &|m| m.studies_failed as f64);
         family("drops_done_total", "counter", "Inbox drops done (marker written).", &|m| m.drops_done as f64);
         family("drops_failed_total", "counter", "Inbox drop attempts that failed (retried at the next run).", &|m| m.drops_failed as f64);
         family("drops_skipped_busy_total", "counter", "Drops skipped because another worker held their lease.", &|m| m.drops_busy as f64);

@@ -100,7 +100,8 @@ async fn check_all_done(output: &str, state: &str, studies: usize) {
     let one = objects.iter().find(|k| k.starts_with("done/")).unwrap();
     let m: serde_json::Value = serde_json::from_slice(&st.store.get(&st.child(one)).await.unwrap().bytes().await.unwrap()).unwrap();
     let s = &m["studies"][0];
-    assert!(s["frames_labelled"].as_u64().unwrap() > 0 && s["ef_pct"].is_number() && s["ef_error_pct"].is_number(), "{m}");
+    // (The tiny model may find no ventricle: then EF is null and its error counts as 100.)
+    assert!(s["frames_labelled"].as_u64().unwrap() > 0 && s.get("ef_pct").is_some() && s["ef_error_pct"].is_number(), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
