@@ -18,6 +18,7 @@
 //! library defaults.
 
 pub mod counting;
+pub mod resilient;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -285,6 +286,9 @@ fn open_s3(parsed: &url::Url, url: &str, opts: &StoreOptions) -> Result<StoreLoc
     builder = builder.with_region(region.unwrap_or_else(|_| "us-east-1".into()));
     let store = builder.build().map_err(|source| StoreError::S3Config { url: url.into(), source })?;
     let prefix = Path::from(parsed.path().trim_matches('/'));
+    // Puts and deletes that failed in transit are retried here (the client retries only what is
+    // safe to repeat blindly).
+    let store = resilient::ResilientStore::new(Arc::new(store), opts.max_retries + 1, Duration::from_millis(opts.initial_backoff_ms));
     Ok(StoreLocation {
         store: Arc::new(store),
         prefix,

@@ -5,6 +5,7 @@ mod compose;
 mod curation;
 mod delta;
 mod evaluate;
+mod faults;
 mod label;
 mod label_engines;
 mod label_onnx;
