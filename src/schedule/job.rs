@@ -44,6 +44,20 @@ pub struct RunReport {
     pub stopped_early: bool,
 }
 
+impl RunReport {
+    /// Adds a later pass over the same inbox: its work, and its view of what is left.
+    pub fn absorb(&mut self, later: RunReport) {
+        self.drops_done.extend(later.drops_done);
+        self.drops_failed.extend(later.drops_failed);
+        self.drops_changed = later.drops_changed;
+        self.studies_done += later.studies_done;
+        self.takeovers += later.takeovers;
+        self.drops_busy = later.drops_busy;
+        self.drops_waiting = later.drops_waiting;
+        self.stopped_early |= later.stopped_early;
+    }
+}
+
 /// The stores and leases of a job, opened once and reused across runs.
 pub struct JobContext {
     pub cfg: JobConfig,

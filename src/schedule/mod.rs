@@ -73,7 +73,8 @@ impl ScheduleError {
 /// How the scheduler runs.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Run every job once, now, and return (instead of following the cron schedules).
+    /// Run every job once, now, and return (instead of following the cron schedules). Folders
+    /// other workers hold are waited for (done by them, or taken over when their lease expires).
     pub once: bool,
 }
 
@@ -151,7 +152,17 @@ async fn job_loop(j: &JobConfig, cfg: &ScheduleConfig, store_opts: &StoreOptions
             if ctx.is_none() {
                 ctx = Some(Arc::new(JobContext::open(j, cfg, store_opts, owner).await?));
             }
-            job::run_once(ctx.as_ref().expect("opened"), cfg, metrics, &stop).await
+            let ctx = ctx.as_ref().expect("opened");
+            let mut report = job::run_once(ctx, cfg, metrics, &stop).await?;
+            // Once: wait for folders other workers hold, until they are done or their leases
+            // expire and are taken over (a dead worker's lease looks expired after one time to
+            // live), so the run ends with the inbox drained.
+            while opts.once && report.drops_busy > 0 && *stop.borrow() == 0 {
+                tokio::time::sleep(cfg.renew_every()).await;
+                let again = job::run_once(ctx, cfg, metrics, &stop).await?;
+                report.absorb(again);
+            }
+            Ok::<_, ScheduleError>(report)
         }
         .await;
         let ok = result.as_ref().is_ok_and(|r| r.drops_failed.is_empty());

@@ -2,6 +2,7 @@
 
 mod common;
 mod compose;
+mod crashes;
 mod curation;
 mod delta;
 mod evaluate;
