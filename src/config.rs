@@ -133,6 +133,52 @@ pub struct PipelineFile {
     pub model: Option<crate::model::ModelConfig>,
     pub label: Option<crate::infer::LabelConfig>,
     pub schedule: Option<crate::schedule::ScheduleConfig>,
+    pub run: Option<RunConfig>,
+}
+
+/// `[run]`: a whole pipeline as an ordered list of cinestream commands, run once in one process
+/// by `cinestream run` (each step is what you would type after `cinestream`, so any step can be
+/// rerun by hand).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The folder every step works in: `{work}` in a step's arguments (relative paths are
+    /// relative to the current directory; `--work` overrides it).
+    pub work: String,
+    #[serde(rename = "step")]
+    pub steps: Vec<RunStep>,
+}
+
+/// One step of `[run]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunStep {
+    /// What the step does, as the progress lines say it.
+    pub name: String,
+    /// The command and its arguments; `{work}` is the work folder, `{pipelines}` the folder of
+    /// the pipeline file.
+    pub args: Vec<String>,
+}
+
+impl RunConfig {
+    /// The steps' arguments with the variables filled in; refuses steps that would nest runs.
+    pub fn resolved(&self, work: &str, pipelines: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+        if self.steps.is_empty() {
+            return Err(ConfigError::Invalid("[run] has no [[run.step]]".into()));
+        }
+        self.steps
+            .iter()
+            .map(|s| {
+                match s.args.first().map(String::as_str) {
+                    None => return Err(ConfigError::Invalid(format!("step `{}` has no command", s.name))),
+                    Some("run" | "schedule") => return Err(ConfigError::Invalid(format!("step `{}`: `{}` cannot be a step of a run", s.name, s.args[0]))),
+                    _ => {}
+                }
+                let args = s.args.iter().map(|a| a.replace("{work}", work).replace("{pipelines}", pipelines)).collect();
+                Ok((s.name.clone(), args))
+            })
+            .collect()
+    }
 }
 
 impl PipelineFile {

@@ -143,6 +143,9 @@ EXAMPLES
     /// Export a model for ONNX (--model), or studies and masks for viewers (--data): NIfTI, PNG.
     #[command(after_help = EXPORT_HELP)]
     Export(ExportArgs),
+    /// Run a whole pipeline once, in one process: e.g. synth → ingest → select → train → label → evaluate.
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
     /// Run labelling jobs on cron schedules: new studies in an inbox → ingest → label → QC, EF.
     #[command(after_help = SCHEDULE_HELP)]
     Schedule(ScheduleArgs),
@@ -378,6 +381,11 @@ struct EvaluateArgs {
     /// Studies shown with overlays in report.html (those that agree worst).
     #[arg(long, default_value_t = 6)]
     worst: usize,
+    /// A PNG figure to add to the report and copy to --out (repeatable), e.g. a training run's
+    /// <data>/models/<name>/learning_curve.png; the name in --out is the parent folder's and
+    /// the file's (base_learning_curve.png).
+    #[arg(long = "attach", value_name = "PNG")]
+    attach: Vec<String>,
     #[command(flatten)]
     query_args: QueryArgs,
 }
@@ -1077,7 +1085,14 @@ async fn run_evaluate(cli: &Cli, a: &EvaluateArgs) -> Result<()> {
     if reference == evaluate::Reference::Labeller(a.labeller.clone()) {
         bail!("--labeller and --reference are both `{}`: compare a labeller with another one or with `truth`", a.labeller);
     }
-    let cfg = evaluate::EvaluateConfig { labeller: a.labeller.clone(), reference, filter: a.filter.clone(), selection: a.selection.clone(), worst: a.worst };
+    let mut attachments = Vec::new();
+    for url in &a.attach {
+        let png = store::read_object(url, &opts.store).await.with_context(|| format!("reading the figure to attach `{url}`"))?;
+        let mut parts = url.trim_end_matches('/').rsplit('/');
+        let (file, parent) = (parts.next().unwrap_or("figure.png"), parts.next().filter(|p| !p.is_empty() && *p != "."));
+        attachments.push((parent.map_or(file.to_string(), |p| format!("{p}_{file}")), png.to_vec()));
+    }
+    let cfg = evaluate::EvaluateConfig { labeller: a.labeller.clone(), reference, filter: a.filter.clone(), selection: a.selection.clone(), worst: a.worst, attachments };
     let pb = bar(cli, 0, "evaluate");
     let ev = evaluate::run(&session, Some(&data), &cfg, &out, bar_progress(&pb)).await;
     pb.finish_and_clear();
@@ -1388,7 +1403,12 @@ fn run() -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    runtime.block_on(dispatch(&cli))
+}
+
+/// Runs one parsed command line.
+async fn dispatch(cli: &Cli) -> Result<()> {
+    {
         match &cli.command {
             Command::Synth(a) => run_synth(&cli, a).await,
             Command::Ingest(a) => run_ingest(&cli, a).await,
@@ -1404,6 +1424,82 @@ fn run() -> Result<()> {
             Command::Schema { table } => run_schema(table.as_deref()),
             Command::Key { action } => run_key(action),
             Command::Schedule(a) => run_schedule(a).await,
+            Command::Run(a) => run_pipeline(cli, a).await,
         }
-    })
+    }
+}
+
+const RUN_HELP: &str = "\
+PIPELINE FILE
+  [run]
+  work = \"./quickstart\"              # the folder every step works in: {work}
+  [[run.step]]
+  name = \"write phantom studies\"
+  args = [\"synth\", \"--out\", \"{work}/phantom\", \"--studies\", \"36\"]
+  [[run.step]]
+  name = \"ingest\"
+  args = [\"ingest\", \"--input\", \"{work}/phantom\", \"--output\", \"{work}/data\"]
+  …
+Each step is a cinestream command line (what you would type after `cinestream`), so any step
+can be run again by hand; {pipelines} is the folder of the pipeline file. Every step is
+checked before the first one starts. Steps run in order; the run stops at the first that fails
+(exit 1), saying which, and --from N starts again at step N (the steps before are kept: every
+command is safe to rerun, and does only what is missing).
+
+EXAMPLES
+  cinestream run pipelines/quickstart.toml                 # about 5 minutes on 2 cores
+  cinestream run pipelines/quickstart.toml --work /tmp/qs --from 5";
+
+#[derive(Args)]
+struct RunArgs {
+    /// Pipeline TOML with a [run] section and its [[run.step]]s.
+    pipeline: String,
+    /// The work folder ({work}); default: [run] work.
+    #[arg(long)]
+    work: Option<String>,
+    /// Start at this step (1-based); earlier steps are not run.
+    #[arg(long, default_value_t = 1)]
+    from: usize,
+}
+
+async fn run_pipeline(cli: &Cli, a: &RunArgs) -> Result<()> {
+    let file = PipelineFile::load(&a.pipeline)?;
+    let run = file.run.with_context(|| format!("{} has no [run] section", a.pipeline))?;
+    let work = a.work.clone().unwrap_or_else(|| run.work.clone());
+    let pipelines = std::path::Path::new(&a.pipeline).parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into());
+    let steps = run.resolved(&work, &pipelines)?;
+    if a.from == 0 || a.from > steps.len() {
+        bail!("--from {}: the pipeline has steps 1 … {}", a.from, steps.len());
+    }
+    // Check every step's command line before running any.
+    let mut parsed = Vec::new();
+    for (i, (name, args)) in steps.iter().enumerate() {
+        let mut full = vec!["cinestream".to_string()];
+        if cli.json {
+            full.push("--json".into());
+        }
+        if cli.quiet {
+            full.push("--quiet".into());
+        }
+        full.extend(args.iter().cloned());
+        let sub = Cli::try_parse_from(&full).map_err(|e| anyhow::anyhow!("step {} `{name}` of {}: {}", i + 1, a.pipeline, e.render()))?;
+        parsed.push((name, args, sub));
+    }
+    let started = std::time::Instant::now();
+    let mut times = Vec::new();
+    for (i, (name, args, sub)) in parsed.iter().enumerate().skip(a.from - 1) {
+        if !cli.quiet {
+            eprintln!("\n━━ step {}/{}: {name}  ({:.0} s so far)\n   cinestream {}", i + 1, parsed.len(), started.elapsed().as_secs_f64(), args.join(" "));
+        }
+        let t = std::time::Instant::now();
+        Box::pin(dispatch(sub)).await.with_context(|| format!("step {} `{name}` failed (fix it, then: cinestream run {} --from {})", i + 1, a.pipeline, i + 1))?;
+        times.push((i + 1, name.to_string(), t.elapsed().as_secs_f64()));
+    }
+    if !cli.quiet {
+        eprintln!("\n━━ done in {:.0} s", started.elapsed().as_secs_f64());
+        for (i, name, s) in &times {
+            eprintln!("   {i:>2}. {name:<44} {s:>6.1} s");
+        }
+    }
+    Ok(())
 }

@@ -103,6 +103,8 @@ pub struct EvaluateConfig {
     /// Studies shown with overlays in the report (the lowest mean Dice, else the largest
     /// |EF error|).
     pub worst: usize,
+    /// Other figures for the report (e.g. a training run's learning curve): file name → PNG.
+    pub attachments: Vec<(String, Vec<u8>)>,
 }
 
 /// Studies read per mask query.

@@ -247,6 +247,12 @@ pub async fn write(
     {
         pngs.push(plot("slice_positions.png", plots::slice_positions(p))?);
     }
+    for (name, png) in &cfg.attachments {
+        if !png.starts_with(b"\x89PNG") {
+            return Err(EvaluateError::Data(format!("the attachment `{name}` is not a PNG image")));
+        }
+        pngs.push((name.clone(), png.clone()));
+    }
     let mut written = Vec::new();
     for (name, png) in &pngs {
         written.push(put(out, name, png.clone()).await?);
