@@ -145,6 +145,10 @@ pub struct RunConfig {
     /// The folder every step works in: `{work}` in a step's arguments (relative paths are
     /// relative to the current directory; `--work` overrides it).
     pub work: String,
+    /// Other `{name}`s the steps use (data URLs, model paths); `cinestream run --set name=value`
+    /// overrides them.
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
     #[serde(rename = "step")]
     pub steps: Vec<RunStep>,
 }
@@ -161,11 +165,35 @@ pub struct RunStep {
 }
 
 impl RunConfig {
-    /// The steps' arguments with the variables filled in; refuses steps that would nest runs.
-    pub fn resolved(&self, work: &str, pipelines: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    /// The steps' arguments with the variables filled in (`{work}`, `{pipelines}`, and `vars`
+    /// with `set` over them); refuses unknown variables and steps that would nest runs.
+    pub fn resolved(&self, work: &str, pipelines: &str, set: &[(String, String)]) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
         if self.steps.is_empty() {
             return Err(ConfigError::Invalid("[run] has no [[run.step]]".into()));
         }
+        let mut vars = self.vars.clone();
+        for (k, v) in set {
+            if !vars.contains_key(k) {
+                return Err(ConfigError::Invalid(format!("--set {k}: the pipeline has no variable `{k}` (it has: work{})", vars.keys().map(|k| format!(", {k}")).collect::<String>())));
+            }
+            vars.insert(k.clone(), v.clone());
+        }
+        vars.insert("work".into(), work.into());
+        vars.insert("pipelines".into(), pipelines.into());
+        let fill = |a: &str, step: &str| -> Result<String, ConfigError> {
+            let mut out = a.to_string();
+            for (k, v) in &vars {
+                out = out.replace(&format!("{{{k}}}"), v);
+            }
+            if let Some(start) = out.find('{')
+                && let Some(len) = out[start..].find('}')
+                && out[start + 1..start + len].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && len > 1
+            {
+                return Err(ConfigError::Invalid(format!("step `{step}`: unknown variable `{}` (known: {})", &out[start..=start + len], vars.keys().cloned().collect::<Vec<_>>().join(", "))));
+            }
+            Ok(out)
+        };
         self.steps
             .iter()
             .map(|s| {
@@ -174,7 +202,7 @@ impl RunConfig {
                     Some("run" | "schedule") => return Err(ConfigError::Invalid(format!("step `{}`: `{}` cannot be a step of a run", s.name, s.args[0]))),
                     _ => {}
                 }
-                let args = s.args.iter().map(|a| a.replace("{work}", work).replace("{pipelines}", pipelines)).collect();
+                let args = s.args.iter().map(|a| fill(a, &s.name)).collect::<Result<_, _>>()?;
                 Ok((s.name.clone(), args))
             })
             .collect()

@@ -1441,14 +1441,16 @@ PIPELINE FILE
   args = [\"ingest\", \"--input\", \"{work}/phantom\", \"--output\", \"{work}/data\"]
   …
 Each step is a cinestream command line (what you would type after `cinestream`), so any step
-can be run again by hand; {pipelines} is the folder of the pipeline file. Every step is
+can be run again by hand; {pipelines} is the folder of the pipeline file, and [run] vars =
+{ name = \"value\" } defines other {name}s (--set name=value overrides them). Every step is
 checked before the first one starts. Steps run in order; the run stops at the first that fails
 (exit 1), saying which, and --from N starts again at step N (the steps before are kept: every
 command is safe to rerun, and does only what is missing).
 
 EXAMPLES
   cinestream run pipelines/quickstart.toml                 # about 5 minutes on 2 cores
-  cinestream run pipelines/quickstart.toml --work /tmp/qs --from 5";
+  cinestream run pipelines/quickstart.toml --work /tmp/qs --from 5
+  cinestream run pipelines/kaggle.toml --set kaggle=s3://raw/kaggle --dry-run";
 
 #[derive(Args)]
 struct RunArgs {
@@ -1460,6 +1462,12 @@ struct RunArgs {
     /// Start at this step (1-based); earlier steps are not run.
     #[arg(long, default_value_t = 1)]
     from: usize,
+    /// Set a variable of [run] vars (repeatable), e.g. --set kaggle=s3://raw/kaggle.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+    /// Check every step and print the command lines, without running them.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 async fn run_pipeline(cli: &Cli, a: &RunArgs) -> Result<()> {
@@ -1467,7 +1475,12 @@ async fn run_pipeline(cli: &Cli, a: &RunArgs) -> Result<()> {
     let run = file.run.with_context(|| format!("{} has no [run] section", a.pipeline))?;
     let work = a.work.clone().unwrap_or_else(|| run.work.clone());
     let pipelines = std::path::Path::new(&a.pipeline).parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into());
-    let steps = run.resolved(&work, &pipelines)?;
+    let set: Vec<(String, String)> = a
+        .set
+        .iter()
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).with_context(|| format!("--set {kv}: give NAME=VALUE")))
+        .collect::<Result<_>>()?;
+    let steps = run.resolved(&work, &pipelines, &set)?;
     if a.from == 0 || a.from > steps.len() {
         bail!("--from {}: the pipeline has steps 1 … {}", a.from, steps.len());
     }
@@ -1484,6 +1497,12 @@ async fn run_pipeline(cli: &Cli, a: &RunArgs) -> Result<()> {
         full.extend(args.iter().cloned());
         let sub = Cli::try_parse_from(&full).map_err(|e| anyhow::anyhow!("step {} `{name}` of {}: {}", i + 1, a.pipeline, e.render()))?;
         parsed.push((name, args, sub));
+    }
+    if a.dry_run {
+        for (i, (name, args, _)) in parsed.iter().enumerate() {
+            println!("{:>2}. {name}\n    cinestream {}", i + 1, args.join(" "));
+        }
+        return Ok(());
     }
     let started = std::time::Instant::now();
     let mut times = Vec::new();

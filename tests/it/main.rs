@@ -14,6 +14,7 @@ mod phi;
 mod pseudonym;
 mod pydicom_files;
 mod roundtrip;
+mod run;
 mod schedule;
 mod schemas;
 mod sql;
