@@ -1243,7 +1243,9 @@ STOPPING
   signal abandons it (nothing is half-committed) and releases its lease, exit 0.
 
 EXIT STATUS
-  --once: 0 when every job ran and no folder failed; 1 otherwise (the log says which).
+  --once: 0 when every job ran and no folder failed; 1 otherwise (the log says which). It
+  waits for folders other workers hold: they finish them, or their lease expires and it takes
+  them over, so a --once run ends with every ready folder done or failed.
   Without --once the scheduler keeps running when a job fails (wrong credentials, missing
   bucket, a model that does not load): it logs the failure, reports it in /metrics
   (cinestream_last_run_success 0) and tries again at the job's next time.

@@ -63,6 +63,12 @@ fn scheduler_with(file: &Path, once: bool, env: &[(&str, &str)]) -> Child {
     c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
+/// Asks a scheduler to stop, as `docker stop` or Kubernetes would.
+fn sigterm(child: &Child) {
+    // SAFETY: kill(2) on a child process this test started and has not waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+}
+
 /// The numbers of `schedule --once`'s summary line: listed, done now, studies, done before,
 /// held by others, failed, still arriving, takeovers.
 fn summary(stdout: &str) -> [usize; 8] {
@@ -227,7 +233,7 @@ async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
     eprintln!("{}", metrics.lines().filter(|l| l.starts_with("cinestream_")).collect::<Vec<_>>().join("\n"));
     assert!(metrics.contains("cinestream_last_run_success{job=\"s3-job\"} 1"), "{metrics}");
     assert!(metrics.contains("cinestream_drops_failed_total{job=\"s3-job\"} 0"), "{metrics}");
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    sigterm(&child);
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
@@ -264,6 +270,27 @@ async fn bad_environments_fail_clearly_and_write_nothing() {
     assert!(stdout.contains("job good: 2 folders listed, 2 done now"), "{stdout}");
     assert!(!Path::new(&data).join("_schedule/broken/done").exists(), "the broken job marked nothing done");
     assert!(!Path::new(&data).join("_schedule/broken/leases").read_dir().is_ok_and(|mut d| d.any(|e| e.unwrap().file_name() != "_probe")), "and holds no lease");
+    // Kept running, the scheduler reports the broken job in /metrics and goes on with the good one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let served = dir.path().join("served.toml");
+    std::fs::write(&served, std::fs::read_to_string(&file).unwrap().replace("[schedule]\n", &format!("[schedule]\nmetrics_addr = \"127.0.0.1:{port}\"\n"))).unwrap();
+    let mut child = scheduler(&served, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        assert!(Instant::now() < deadline, "no metrics for both jobs in time");
+        std::thread::sleep(Duration::from_millis(300));
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { continue };
+        use std::io::{Read, Write};
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        if text.contains("cinestream_runs_total{job=\"broken\"} 2") && text.contains("cinestream_runs_total{job=\"good\"} 2") {
+            break text;
+        }
+    };
+    assert!(metrics.contains("cinestream_last_run_success{job=\"broken\"} 0") && metrics.contains("cinestream_last_run_success{job=\"good\"} 1"), "{metrics}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success(), "SIGTERM: exit 0");
 
     let Some(bucket) = s3_bucket("bad_environments_fail_clearly_and_write_nothing") else { return };
     let s3_out = format!("s3://{bucket}/{}", unique("bad-env"));
