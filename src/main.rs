@@ -1410,24 +1410,22 @@ fn run() -> Result<()> {
 
 /// Runs one parsed command line.
 async fn dispatch(cli: &Cli) -> Result<()> {
-    {
-        match &cli.command {
-            Command::Synth(a) => run_synth(&cli, a).await,
-            Command::Ingest(a) => run_ingest(&cli, a).await,
-            Command::Sql(a) => run_sql(&cli, a).await,
-            Command::Select(a) => run_select(&cli, a).await,
-            Command::Train(a) => run_train(&cli, a).await,
-            Command::Label(a) => run_label(&cli, a).await,
-            Command::Evaluate(a) => run_evaluate(&cli, a).await,
-            Command::Export(a) => run_export(&cli, a).await,
-            Command::Log(a) => run_log(&cli, a).await,
-            Command::Vacuum(a) => run_vacuum(&cli, a).await,
-            Command::Upgrade { data, store } => run_upgrade(&cli, data, store).await,
-            Command::Schema { table } => run_schema(table.as_deref()),
-            Command::Key { action } => run_key(action),
-            Command::Schedule(a) => run_schedule(a).await,
-            Command::Run(a) => run_pipeline(cli, a).await,
-        }
+    match &cli.command {
+        Command::Synth(a) => run_synth(cli, a).await,
+        Command::Ingest(a) => run_ingest(cli, a).await,
+        Command::Sql(a) => run_sql(cli, a).await,
+        Command::Select(a) => run_select(cli, a).await,
+        Command::Train(a) => run_train(cli, a).await,
+        Command::Label(a) => run_label(cli, a).await,
+        Command::Evaluate(a) => run_evaluate(cli, a).await,
+        Command::Export(a) => run_export(cli, a).await,
+        Command::Log(a) => run_log(cli, a).await,
+        Command::Vacuum(a) => run_vacuum(cli, a).await,
+        Command::Upgrade { data, store } => run_upgrade(cli, data, store).await,
+        Command::Schema { table } => run_schema(table.as_deref()),
+        Command::Key { action } => run_key(action),
+        Command::Schedule(a) => run_schedule(a).await,
+        Command::Run(a) => run_pipeline(cli, a).await,
     }
 }
 
