@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -27,6 +27,7 @@ use crate::infer::{self, LabelConfig};
 use crate::ingest::{self, NoProgress};
 use crate::query::{Session, SessionOptions};
 use crate::store::{self, StoreLocation, StoreOptions};
+use crate::viewer::study::{self, quote};
 
 /// What one run of a job did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -101,8 +102,9 @@ impl JobContext {
     }
 }
 
+/// `'a', 'b', …` for an `IN (…)` list.
 fn quoted(ids: &[String]) -> String {
-    ids.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
+    ids.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
 }
 
 /// Runs the job once. `stop` becomes non-zero when the process is asked to stop: no new folder
@@ -111,8 +113,6 @@ fn quoted(ids: &[String]) -> String {
 pub async fn run_once(ctx: &JobContext, schedule: &ScheduleConfig, metrics: &Metrics, stop: &watch::Receiver<u8>) -> Result<RunReport, ScheduleError> {
     let job = &ctx.cfg.name;
     let mut report = RunReport { job: job.clone(), ..Default::default() };
-    // The model must load before any folder is taken: a broken model fails the run, not folders.
-    infer::preflight(&ctx.label_config(&[])).await?;
     let listing = inbox::list(&ctx.inbox, ctx.cfg.drop_depth).await?;
     if !listing.loose.is_empty() {
         tracing::warn!(job = %job, objects = listing.loose.len(), example = %listing.loose[0], depth = ctx.cfg.drop_depth, "objects above the folder depth of the inbox are not in any folder: not read");
@@ -147,6 +147,11 @@ pub async fn run_once(ctx: &JobContext, schedule: &ScheduleConfig, metrics: &Met
         m.queue_lag_s = oldest.map_or(0.0, |o| (now - o).num_milliseconds() as f64 / 1000.0);
         m.waiting = report.drops_waiting as u64;
     });
+    // The model must load before any folder is taken (a broken model fails the run, not
+    // folders); it is loaded only when there is work.
+    if !ready.is_empty() {
+        infer::preflight(&ctx.label_config(&[])).await?;
+    }
     // Workers on one inbox start at different folders.
     ready.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(u64::from_str_radix(&crate::ids::random_hex(8), 16).unwrap_or(0)));
     let limit = ctx.cfg.max_drops_per_run.unwrap_or(usize::MAX);
@@ -260,7 +265,7 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
         Vec::new()
     } else {
         let rows = collect(&session, &d.name, &format!("SELECT DISTINCT study_id FROM studies WHERE source_study_id IN ({}) ORDER BY study_id", quoted(&ing.source_studies))).await?;
-        strings(&rows, "study_id")
+        strings(&rows, "study_id")?
     };
     let mut label_app_id = String::new();
     let mut frames: BTreeMap<String, usize> = BTreeMap::new();
@@ -299,29 +304,20 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
 }
 
 async fn collect(session: &Session, drop: &str, sql: &str) -> Result<Vec<RecordBatch>, ScheduleError> {
-    let df = session.sql(sql).await.map_err(ScheduleError::query(drop))?;
-    df.collect().await.map_err(|e| ScheduleError::Query { drop: drop.into(), message: e.to_string() })
+    study::collect(session, sql, &format!("folder `{drop}`")).await.map_err(ScheduleError::from)
 }
 
-fn strings(rows: &[RecordBatch], col: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for b in rows {
-        let Some(c) = b.column_by_name(col) else { continue };
-        let c = arrow::compute::cast(c, &DataType::Utf8).expect("text casts to Utf8");
-        out.extend(c.as_string::<i32>().iter().flatten().map(String::from));
-    }
-    out
+/// A column of every batch, cast to `to` (the viewer's [`study::column`]).
+fn columns(rows: &[RecordBatch], col: &str, to: &DataType) -> Result<Vec<ArrayRef>, ScheduleError> {
+    rows.iter().map(|b| study::column(b, col, to, "scheduled job results").map_err(ScheduleError::from)).collect()
 }
 
-fn floats(rows: &[RecordBatch], col: &str) -> Vec<Option<f64>> {
-    let mut out = Vec::new();
-    for b in rows {
-        let Some(c) = b.column_by_name(col) else { continue };
-        let c = arrow::compute::cast(c, &DataType::Float64).expect("numbers cast to Float64");
-        let c = c.as_primitive::<Float64Type>();
-        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
-    }
-    out
+fn strings(rows: &[RecordBatch], col: &str) -> Result<Vec<String>, ScheduleError> {
+    Ok(columns(rows, col, &DataType::Utf8)?.iter().flat_map(|c| c.as_string::<i32>().iter().flatten().map(String::from).collect::<Vec<_>>()).collect())
+}
+
+fn floats(rows: &[RecordBatch], col: &str) -> Result<Vec<Option<f64>>, ScheduleError> {
+    Ok(columns(rows, col, &DataType::Float64)?.iter().flat_map(|c| c.as_primitive::<Float64Type>().iter().collect::<Vec<_>>()).collect())
 }
 
 /// Each study's QC, volumes and EF (from `label_qc`), and its EF error where the truth is known.
@@ -339,7 +335,7 @@ async fn results(ctx: &JobContext, drop: &str, studies: &[String], frames: &BTre
         &format!("SELECT study_id, CAST(passed AS VARCHAR) AS passed, edv_ml, esv_ml, ef_pct FROM label_qc WHERE labeller = '{labeller}' AND study_id IN ({ids}) ORDER BY study_id, run_id"),
     )
     .await?;
-    let (qid, passed, edv, esv, ef) = (strings(&qc, "study_id"), strings(&qc, "passed"), floats(&qc, "edv_ml"), floats(&qc, "esv_ml"), floats(&qc, "ef_pct"));
+    let (qid, passed, edv, esv, ef) = (strings(&qc, "study_id")?, strings(&qc, "passed")?, floats(&qc, "edv_ml")?, floats(&qc, "esv_ml")?, floats(&qc, "ef_pct")?);
     let mut by_study: BTreeMap<String, StudyResult> = studies
         .iter()
         .map(|s| (s.clone(), StudyResult { study_id: s.clone(), frames_labelled: frames.get(s).copied().unwrap_or(0), qc_passed: None, edv_ml: None, esv_ml: None, ef_pct: None, ef_error_pct: None }))
@@ -352,7 +348,7 @@ async fn results(ctx: &JobContext, drop: &str, studies: &[String], frames: &BTre
     }
     if ctx.cfg.evaluate {
         let errs = collect(&session, drop, &format!("SELECT study_id, ef_error_pct FROM ef_errors WHERE labeller = '{labeller}' AND study_id IN ({ids})")).await?;
-        for (s, e) in strings(&errs, "study_id").into_iter().zip(floats(&errs, "ef_error_pct")) {
+        for (s, e) in strings(&errs, "study_id")?.into_iter().zip(floats(&errs, "ef_error_pct")?) {
             if let Some(r) = by_study.get_mut(&s) {
                 r.ef_error_pct = e;
             }

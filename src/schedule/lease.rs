@@ -139,10 +139,6 @@ impl Leases {
         &self.owner
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     fn record(&self, takeovers: u64, released: bool) -> Record {
         Record {
             owner: self.owner.clone(),
@@ -232,8 +228,9 @@ impl Leases {
         }
     }
 
-    /// Every lease name under the root (for reports and tests).
-    pub async fn names(&self) -> Result<Vec<String>, LeaseError> {
+    /// Every lease name under the root.
+    #[cfg(test)]
+    async fn names(&self) -> Result<Vec<String>, LeaseError> {
         let metas: Vec<_> = self.root.store.list(Some(&self.root.prefix)).try_collect().await.map_err(store_err(&self.root.prefix))?;
         let mut names: Vec<String> = metas
             .iter()

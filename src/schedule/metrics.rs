@@ -31,7 +31,6 @@ pub struct JobMetrics {
     pub last_run: f64,
     pub last_run_ok: bool,
     pub runs: u64,
-    pub last_error: Option<String>,
 }
 
 /// Metrics of every job, shared by the job tasks and the HTTP server.
@@ -45,10 +44,6 @@ impl Metrics {
     pub fn update(&self, job: &str, f: impl FnOnce(&mut JobMetrics)) {
         let mut all = self.inner.lock().expect("metrics");
         f(all.entry(job.to_string()).or_default());
-    }
-
-    pub fn get(&self, job: &str) -> JobMetrics {
-        self.inner.lock().expect("metrics").get(job).cloned().unwrap_or_default()
     }
 
     /// The Prometheus text exposition of every counter.

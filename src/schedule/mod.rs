@@ -55,6 +55,8 @@ pub enum ScheduleError {
     Label { drop: String, source: Box<InferError> },
     #[error("folder `{drop}`: query: {message}")]
     Query { drop: String, message: String },
+    #[error(transparent)]
+    Read(#[from] crate::viewer::ViewerError),
     #[error("cannot serve metrics on `{addr}`: {source}")]
     Metrics { addr: String, source: std::io::Error },
 }
@@ -62,11 +64,6 @@ pub enum ScheduleError {
 impl ScheduleError {
     fn query(drop: &str) -> impl Fn(QueryError) -> ScheduleError + '_ {
         move |e| ScheduleError::Query { drop: drop.into(), message: e.to_string() }
-    }
-
-    /// Whether the error may pass (a storage service failing after retries).
-    pub fn is_transient(&self) -> bool {
-        crate::store::transient(self)
     }
 }
 
@@ -166,15 +163,10 @@ async fn job_loop(j: &JobConfig, cfg: &ScheduleConfig, store_opts: &StoreOptions
         }
         .await;
         let ok = result.as_ref().is_ok_and(|r| r.drops_failed.is_empty());
-        let error = match &result {
-            Ok(r) => r.drops_failed.first().map(|(d, e)| format!("{} folders failed, e.g. `{d}`: {e}", r.drops_failed.len())),
-            Err(e) => Some(e.to_string()),
-        };
         metrics.update(&j.name, |m| {
             m.runs += 1;
             m.last_run = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
             m.last_run_ok = ok;
-            m.last_error = error.clone();
         });
         match &result {
             Ok(r) => tracing::info!(

@@ -43,7 +43,7 @@ impl ResilientStore {
     }
 
     async fn pause(&self, attempt: usize) {
-        tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt.min(6) as u32)).await;
+        tokio::time::sleep(backoff(self.backoff, attempt)).await;
     }
 
     /// Whether the object at `location` holds exactly `payload`.
@@ -58,6 +58,11 @@ impl ResilientStore {
         let ours: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
         Ok((bytes.as_ref() == ours.as_slice()).then_some(PutResult { e_tag: meta.e_tag, version: meta.version }))
     }
+}
+
+/// The wait before retry `attempt + 1`: `base` × 2ⁿ, at most 64 × `base`.
+fn backoff(base: Duration, attempt: usize) -> Duration {
+    base * 2u32.saturating_pow(attempt.min(6) as u32)
 }
 
 /// A failure after which the request may or may not have been applied.
@@ -113,7 +118,7 @@ impl ObjectStore for ResilientStore {
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
-        let (inner, attempts, backoff) = (self.inner.clone(), self.attempts, self.backoff);
+        let (inner, attempts, base) = (self.inner.clone(), self.attempts, self.backoff);
         locations
             .then(move |p| {
                 let inner = inner.clone();
@@ -126,7 +131,7 @@ impl ObjectStore for ResilientStore {
                             None | Some(Ok(_)) | Some(Err(object_store::Error::NotFound { .. })) => return Ok(p),
                             Some(Err(e)) if uncertain(&e) && attempt + 1 < attempts => {
                                 tracing::warn!(object = %p, error = %e, "a delete failed in transit: retrying");
-                                tokio::time::sleep(backoff * 2u32.saturating_pow(attempt.min(6) as u32)).await;
+                                tokio::time::sleep(self::backoff(base, attempt)).await;
                                 attempt += 1;
                             }
                             Some(Err(e)) => return Err(e),

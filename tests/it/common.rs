@@ -231,3 +231,16 @@ pub fn png_pixels(path: &std::path::Path) -> (u32, u32, Vec<u8>, usize) {
     buf.truncate(info.buffer_size());
     (info.width, info.height, buf, info.color_type.samples())
 }
+
+/// Uploads the files of a local folder whose relative paths pass `keep` below `url`, at the same
+/// relative keys.
+pub async fn upload(dir: &std::path::Path, url: &str, keep: impl Fn(&str) -> bool) {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let loc = open(url);
+    for f in files_under(dir) {
+        let rel = f.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
+        if keep(&rel) {
+            loc.store.put(&loc.child(&rel), PutPayload::from(std::fs::read(&f).unwrap())).await.unwrap();
+        }
+    }
+}

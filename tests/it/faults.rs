@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use object_store::{ObjectStoreExt, PutPayload};
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -146,15 +145,6 @@ async fn serve_one(mut client: TcpStream, upstream: &str, fault: Option<u8>, sta
     client.shutdown().await
 }
 
-/// Uploads a local folder's files below `url`.
-pub async fn upload(dir: &std::path::Path, url: &str) {
-    let loc = open(url);
-    for f in files_under(dir) {
-        let rel = f.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
-        loc.store.put(&loc.child(&rel), PutPayload::from(std::fs::read(&f).unwrap())).await.unwrap();
-    }
-}
-
 fn run_cli(args: &[&str], endpoint: Option<&str>) -> String {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"));
     c.args(args);
@@ -175,7 +165,7 @@ async fn ingest_and_labelling_through_a_faulty_network_write_what_a_clean_run_wr
     let raw = dir.path().join("raw");
     synth(raw.to_str().unwrap(), 6, 17, "missing_time_point,rotated_90,broken_files,repeated_slice").await;
     let base = format!("s3://{bucket}/{}", unique("faults"));
-    upload(&raw, &format!("{base}/raw")).await;
+    upload(&raw, &format!("{base}/raw"), |_| true).await;
     // A tiny model, trained locally on the clean data.
     let local = dir.path().join("local");
     ingest_phantom(raw.to_str().unwrap(), local.to_str().unwrap()).await;

@@ -17,13 +17,7 @@ use crate::train::pipeline;
 pub async fn inbox_and_model(dir: &Path, studies: usize, inbox: &str) -> String {
     let raw = dir.join("raw");
     synth(raw.to_str().unwrap(), studies, 21, "").await;
-    let inbox = open(inbox);
-    for f in files_under(&raw) {
-        let rel = f.strip_prefix(&raw).unwrap().to_str().unwrap().to_string();
-        if rel.ends_with(".dcm") {
-            inbox.store.put(&inbox.child(&rel), PutPayload::from(std::fs::read(&f).unwrap())).await.unwrap();
-        }
-    }
+    upload(&raw, inbox, |rel| rel.ends_with(".dcm")).await;
     let (mraw, mdata) = (dir.join("model-raw"), dir.join("model-data"));
     synth(mraw.to_str().unwrap(), 5, 4, "").await;
     ingest_phantom(mraw.to_str().unwrap(), mdata.to_str().unwrap()).await;
@@ -61,6 +55,23 @@ fn scheduler_with(file: &Path, once: bool, env: &[(&str, &str)]) -> Child {
         c.arg("--once");
     }
     c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Polls `/metrics` on `port` until its text satisfies `done` (panics after `within`).
+fn metrics_when(port: u16, within: Duration, done: impl Fn(&str) -> bool) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + within;
+    loop {
+        assert!(Instant::now() < deadline, "/metrics did not show what was awaited within {within:?}");
+        std::thread::sleep(Duration::from_millis(300));
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { continue };
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        if done(&text) {
+            return text;
+        }
+    }
 }
 
 /// Asks a scheduler to stop, as `docker stop` or Kubernetes would.
@@ -217,19 +228,7 @@ async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
         }
     }
     let mut child = scheduler_with(&file, false, &[("CINESTREAM_PSEUDONYM_KEY", "schedule-test-key-0123456789")]);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let metrics = loop {
-        assert!(Instant::now() < deadline, "the scheduler did not label the new folders in time");
-        std::thread::sleep(Duration::from_millis(500));
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { continue };
-        use std::io::{Read, Write};
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        if text.contains("cinestream_drops_done_total{job=\"s3-job\"} 2\n") {
-            break text;
-        }
-    };
+    let metrics = metrics_when(port, Duration::from_secs(240), |t| t.contains("cinestream_drops_done_total{job=\"s3-job\"} 2\n"));
     eprintln!("{}", metrics.lines().filter(|l| l.starts_with("cinestream_")).collect::<Vec<_>>().join("\n"));
     assert!(metrics.contains("cinestream_last_run_success{job=\"s3-job\"} 1"), "{metrics}");
     assert!(metrics.contains("cinestream_drops_failed_total{job=\"s3-job\"} 0"), "{metrics}");
@@ -275,19 +274,7 @@ async fn bad_environments_fail_clearly_and_write_nothing() {
     let served = dir.path().join("served.toml");
     std::fs::write(&served, std::fs::read_to_string(&file).unwrap().replace("[schedule]\n", &format!("[schedule]\nmetrics_addr = \"127.0.0.1:{port}\"\n"))).unwrap();
     let mut child = scheduler(&served, false);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let metrics = loop {
-        assert!(Instant::now() < deadline, "no metrics for both jobs in time");
-        std::thread::sleep(Duration::from_millis(300));
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { continue };
-        use std::io::{Read, Write};
-        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        if text.contains("cinestream_runs_total{job=\"broken\"} 2") && text.contains("cinestream_runs_total{job=\"good\"} 2") {
-            break text;
-        }
-    };
+    let metrics = metrics_when(port, Duration::from_secs(60), |t| t.contains("cinestream_runs_total{job=\"broken\"} 2") && t.contains("cinestream_runs_total{job=\"good\"} 2"));
     assert!(metrics.contains("cinestream_last_run_success{job=\"broken\"} 0") && metrics.contains("cinestream_last_run_success{job=\"good\"} 1"), "{metrics}");
     sigterm(&child);
     assert!(child.wait().unwrap().success(), "SIGTERM: exit 0");
