@@ -17,9 +17,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use cinestream::ingest::{self, NoProgress};
+use cinestream::ingest;
+use cinestream::progress::Quiet;
 use cinestream::query::{Session, SessionOptions};
-use cinestream::shard::label_rows::{FrameGrid, LabelRow, append_labels};
+use cinestream::tables::label_rows::{FrameGrid, LabelRow, append_labels};
 use cinestream::store::{self, StoreLocation};
 use cinestream::synth::{self, SynthConfig};
 
@@ -51,18 +52,18 @@ async fn data_set(root: &std::path::Path, n: usize) -> String {
             defects: Vec::new(),
             write_concurrency: 16,
         },
-        |_| {},
+        &Quiet,
     )
     .await
     .unwrap();
-    let mut cfg = cinestream::config::IngestConfig::new(&input_url, &data_url);
+    let mut cfg = cinestream::ingest::IngestConfig::new(&input_url, &data_url);
     cfg.truth = ["train.csv", "validate.csv", "solution.csv"]
         .iter()
         .map(|f| format!("{input_url}/{f}"))
         .collect();
     cfg.labels = Some(format!("{input_url}/truth"));
     cfg.labeller = "phantom".into();
-    ingest::run(&cfg, Arc::new(NoProgress)).await.unwrap();
+    ingest::run(&cfg, Arc::new(Quiet)).await.unwrap();
     // The second labeller, a few studies per run (memory stays bounded while making it).
     let session = Session::open(Some(&open(&data_url)), &SessionOptions::default())
         .await

@@ -17,9 +17,9 @@ use std::time::Instant;
 
 use arrow::array::{ArrayRef, BinaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use cinestream::query::{Session, SessionOptions};
-use cinestream::shard::{RunInfo, ShardSet, TableChange, commit_run};
-use cinestream::shard::tables;
-use cinestream::shard::writer::ShardConfig;
+use cinestream::tables::{RunInfo, ShardSet, TableChange, commit_run};
+use cinestream::tables;
+use cinestream::tables::writer::ShardConfig;
 use cinestream::store::{self, StoreLocation};
 use cinestream::synth::phantom::contraction;
 use rand::{Rng, SeedableRng};

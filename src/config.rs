@@ -6,9 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::curate::CurationConfig;
-use crate::shard::writer::ShardConfig;
-use crate::source::SourceConfig;
+use crate::ingest::IngestConfig;
 use crate::store::StoreOptions;
 
 /// Errors loading or validating configuration.
@@ -22,106 +20,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// `cinestream ingest` settings (`[ingest]` in a pipeline file, or flags).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct IngestConfig {
-    /// Storage URL of the DICOM input prefix.
-    pub input: String,
-    /// Storage URL of the output prefix (one Delta table per table goes below it).
-    pub output: String,
-    /// Truth CSV URLs (Kaggle formats).
-    #[serde(default)]
-    pub truth: Vec<String>,
-    /// URL of label-mask Parquet files keyed by object key (e.g. `<synth output>/truth`).
-    #[serde(default)]
-    pub labels: Option<String>,
-    /// Labeller name written with those masks.
-    #[serde(default = "default_labeller")]
-    pub labeller: String,
-    /// Studies fetched and curated concurrently (bounds memory: about this many studies are held).
-    #[serde(default = "default_in_flight")]
-    pub studies_in_flight: usize,
-    #[serde(default)]
-    pub source: SourceConfig,
-    #[serde(default)]
-    pub curation: CurationConfig,
-    #[serde(default)]
-    pub shards: ShardConfig,
-    #[serde(default)]
-    pub store: StoreOptions,
-    /// Replace the rows of studies whose source changed since they were ingested (otherwise such
-    /// studies are refused); also re-ingests studies upgraded from the manifest format.
-    #[serde(default)]
-    pub replace: bool,
-    /// Read only these folders below the input (keys and study ids stay as the whole input
-    /// gives them); everything when empty.
-    #[serde(default)]
-    pub folders: Vec<String>,
-    /// Take only this worker's share of the studies (`i/N`, see [`crate::workers`]).
-    #[serde(default)]
-    pub share: Option<crate::workers::WorkShare>,
-    /// The pseudonym key, given by a program (never read from or written to a file: by default
-    /// it comes from the environment or the config folder, see [`crate::ingest::pseudonym`]).
-    #[serde(skip)]
-    pub pseudonym_key: Option<crate::ingest::pseudonym::PseudonymKey>,
-}
-
-fn default_labeller() -> String {
-    "manual".into()
-}
-fn default_in_flight() -> usize {
-    2
-}
-
-impl IngestConfig {
-    /// A configuration with defaults for everything but the two URLs.
-    pub fn new(input: impl Into<String>, output: impl Into<String>) -> Self {
-        Self {
-            input: input.into(),
-            output: output.into(),
-            truth: Vec::new(),
-            labels: None,
-            labeller: default_labeller(),
-            studies_in_flight: default_in_flight(),
-            source: SourceConfig::default(),
-            curation: CurationConfig::default(),
-            shards: ShardConfig::default(),
-            store: StoreOptions::default(),
-            replace: false,
-            folders: Vec::new(),
-            share: None,
-            pseudonym_key: None,
-        }
-    }
-
-    /// Checks the settings without I/O.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.input.trim().is_empty() || self.output.trim().is_empty() {
-            return bad("input and output URLs are required".into());
-        }
-        if self.input.trim_end_matches('/') == self.output.trim_end_matches('/') {
-            return bad(format!("output `{}` must differ from the input", self.output));
-        }
-        if !(1..=64).contains(&self.studies_in_flight) {
-            return bad(format!("studies_in_flight = {} must be in 1..=64", self.studies_in_flight));
-        }
-        if !(1..=256).contains(&self.source.fetch_concurrency) {
-            return bad(format!("source.fetch_concurrency = {} must be in 1..=256", self.source.fetch_concurrency));
-        }
-        if self.source.header_bytes < 1024 {
-            return bad("source.header_bytes must be at least 1024".into());
-        }
-        if self.labeller.trim().is_empty() {
-            return bad("labeller must not be empty".into());
-        }
-        self.curation.validate().map_err(ConfigError::Invalid)?;
-        self.shards.validate().map_err(ConfigError::Invalid)?;
-        Ok(())
-    }
-}
-
 /// A pipeline file: one section per command, and `[store]` for all of them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -131,7 +29,7 @@ pub struct PipelineFile {
     pub ingest: Option<IngestConfig>,
     pub train: Option<crate::train::TrainConfig>,
     pub model: Option<crate::model::ModelConfig>,
-    pub label: Option<crate::infer::LabelConfig>,
+    pub label: Option<crate::label::LabelConfig>,
     pub schedule: Option<crate::schedule::ScheduleConfig>,
     pub run: Option<RunConfig>,
 }
@@ -232,6 +130,31 @@ impl PipelineFile {
         Ok(file)
     }
 
+    /// Checks every section the file has, without I/O: each stage's own `validate()`, and the
+    /// `[run]` steps' variables.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let section = |name: &str, r: Result<(), String>| r.map_err(|e| ConfigError::Invalid(format!("[{name}] {e}")));
+        if let Some(c) = &self.ingest {
+            section("ingest", c.validate().map_err(|e| e.0))?;
+        }
+        if let Some(c) = &self.train {
+            section("train", c.validate().map_err(|e| e.to_string()))?;
+        }
+        if let Some(c) = &self.model {
+            section("model", c.validate())?;
+        }
+        if let Some(c) = &self.label {
+            section("label", c.validate().map_err(|e| e.to_string()))?;
+        }
+        if let Some(c) = &self.schedule {
+            section("schedule", c.validate())?;
+        }
+        if let Some(r) = &self.run {
+            r.resolved(&r.work, ".", &[])?;
+        }
+        Ok(())
+    }
+
     /// The store settings of this file: `[store]`, else `[ingest.store]`, else the defaults.
     pub fn store(&self) -> StoreOptions {
         self.store.clone().or_else(|| self.ingest.as_ref().map(|i| i.store.clone())).unwrap_or_default()
@@ -241,6 +164,39 @@ impl PipelineFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every shipped pipeline file parses and validates, and so does every shipped model
+    /// contract (`pipelines/models/`); an empty or missing folder fails instead of passing.
+    #[test]
+    fn every_shipped_pipeline_and_contract_validates() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "toml") {
+                    out.push(p);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+        let mut files = Vec::new();
+        walk(&root, &mut files);
+        let (mut pipelines, mut contracts) = (0, 0);
+        for f in &files {
+            let name = f.display().to_string();
+            let text = std::fs::read_to_string(f).unwrap();
+            if f.parent().is_some_and(|p| p.ends_with("models")) {
+                crate::model::contract::Contract::parse(&text, &name).unwrap_or_else(|e| panic!("{name}: {e}"));
+                contracts += 1;
+            } else {
+                let file = PipelineFile::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                file.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+                pipelines += 1;
+            }
+        }
+        assert!(pipelines >= 10 && contracts >= 3, "{pipelines} pipeline files and {contracts} contracts under {}", root.display());
+    }
 
     #[test]
     fn unknown_fields_are_errors() {
@@ -260,15 +216,5 @@ mod tests {
         let both = PipelineFile::parse("[store]\nmax_retries = 9\n[ingest]\ninput='a'\noutput='b'\n[ingest.store]\nmax_retries = 2\n").unwrap_err();
         assert!(both.contains("[store]"), "{both}");
         assert_eq!(PipelineFile::parse("[model]\n").unwrap().store(), StoreOptions::default());
-    }
-
-    #[test]
-    fn validation_is_pure_and_specific() {
-        let mut c = IngestConfig::new("in", "out");
-        c.validate().unwrap();
-        c.studies_in_flight = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("studies_in_flight"));
-        let same = IngestConfig::new("x/", "x");
-        assert!(same.validate().is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! missing frame — a trigger-time gap of about twice the frame interval, or frames missing at the
 //! end of the cycle — is filled with a copy of the previous frame, and frames beyond T are removed.
 
-use super::findings::{Log, Problem, Resolution};
+use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
 use super::spacing::mode_rounded;
 
@@ -96,7 +96,7 @@ pub fn order(acq: &mut Acquisition, t: usize, interval_ms: Option<f64>, study_id
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::curate::findings::{Log, Problem};
+    use crate::findings::{Log, Problem};
     use crate::curate::testkit::{image, stack};
 
     #[test]

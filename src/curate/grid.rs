@@ -7,7 +7,7 @@
 
 use crate::geometry::{Grid, V3, add, cross, dot, normalize, scale, sub};
 
-use super::findings::{Log, Problem, Resolution};
+use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
 use super::spacing::{mode_rounded, mode_value};
 

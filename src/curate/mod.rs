@@ -17,7 +17,6 @@
 //! Slices are ordered along the LV axis, slice 0 the most apical (see
 //! [`crate::geometry::APEX_DIRECTION_LPS`]).
 
-pub mod findings;
 pub mod frames;
 pub mod grid;
 pub mod orientation;
@@ -31,29 +30,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::geometry::{APEX_DIRECTION_LPS, Grid, add, dot, scale};
-use crate::source::header::ImageHeader;
-use findings::{Finding, Log, Problem, Resolution};
 
-/// One source image with its optional label mask, as curation receives it.
-#[derive(Debug, Clone)]
-pub struct SourceImage {
-    /// Object key relative to the input prefix.
-    pub key: String,
-    /// Series grouping key (the folder in the Kaggle layout, else a hash of SeriesInstanceUID).
-    pub series_key: String,
-    pub header: ImageHeader,
-    pub pixels: Arc<Vec<u16>>,
-    /// Label mask on the image's own grid (0 background, 1 LV, 2 MY, 3 RV), if one was given.
-    pub mask: Option<Arc<Vec<u8>>>,
-}
-
-/// A study as curation receives it.
-#[derive(Debug, Clone)]
-pub struct StudyInput {
-    pub study_id: String,
-    pub split: Option<String>,
-    pub images: Vec<SourceImage>,
-}
+use crate::findings::{Finding, Log, Problem, Resolution};
+pub use crate::source::study::{SourceImage, StudyInput};
 
 /// Curation settings (`[curation]` in a pipeline file).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

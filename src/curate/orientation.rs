@@ -7,7 +7,7 @@
 
 use crate::geometry::{V3, dot, signed_angle_deg};
 
-use super::findings::{Log, Problem, Resolution};
+use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
 
 /// Result of the orientation rules for one study.

@@ -7,7 +7,7 @@
 
 use crate::geometry::V3;
 
-use super::findings::{Log, Problem, Resolution};
+use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
 
 /// Settings of the repeat rules.
@@ -29,7 +29,7 @@ fn clusters(mut acqs: Vec<Acquisition>, axis: V3, collision_mm: f64) -> Vec<Vec<
         }
     }
     for c in &mut out {
-        c.sort_by(|a, b| a.order_key().partial_cmp(&b.order_key()).unwrap());
+        c.sort_by(|a, b| a.acquisition_order(b));
     }
     out
 }

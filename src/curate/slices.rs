@@ -37,6 +37,16 @@ impl Acquisition {
     pub fn order_key(&self) -> (i32, f64) {
         (self.series_number, self.acquisition_time_s.unwrap_or(f64::NEG_INFINITY))
     }
+
+    /// Compares by [`Self::order_key`]; a NaN acquisition time (a malformed header) sorts after
+    /// every number instead of panicking.
+    pub fn acquisition_order(&self, other: &Self) -> std::cmp::Ordering {
+        order_keys(self.order_key(), other.order_key())
+    }
+}
+
+fn order_keys(a: (i32, f64), b: (i32, f64)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
 }
 
 fn grouping_key(img: &SourceImage) -> String {
@@ -65,6 +75,20 @@ pub fn group(images: Vec<SourceImage>) -> Vec<Acquisition> {
             Acquisition { images, grid, series_number, acquisition_time_s, rotation_deg: None }
         })
         .collect();
-    acqs.sort_by(|a, b| a.order_key().partial_cmp(&b.order_key()).unwrap().then(a.first_key().cmp(b.first_key())));
+    acqs.sort_by(|a, b| a.acquisition_order(b).then(a.first_key().cmp(b.first_key())));
     acqs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acquisition_order_survives_nan() {
+        let mut keys = [(2, 5.0), (1, f64::NAN), (1, 3.0), (1, f64::NEG_INFINITY)];
+        keys.sort_by(|a, b| order_keys(*a, *b));
+        assert_eq!(keys.map(|k| k.0), [1, 1, 1, 2]);
+        assert_eq!(keys[..2], [(1, f64::NEG_INFINITY), (1, 3.0)]);
+        assert!(keys[2].1.is_nan(), "NaN after every number of its series");
+    }
 }

@@ -5,7 +5,7 @@
 
 use crate::geometry::V3;
 
-use super::findings::{Log, Problem, Resolution};
+use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
 
 /// A slice location of the regularised stack.
@@ -141,7 +141,7 @@ mod tests {
 #[cfg(test)]
 mod rule_tests {
     use super::*;
-    use crate::curate::findings::{Log, Problem};
+    use crate::findings::{Log, Problem};
     use crate::curate::testkit::stack;
 
     fn run(zs: &[f64]) -> (Regular, Log) {

@@ -15,7 +15,9 @@
 //! per-study errors in place of `ef_errors`.
 
 pub mod agreement;
+pub mod attach;
 pub mod dice;
+mod images;
 pub mod plots;
 pub mod report;
 pub mod tables;
@@ -26,27 +28,23 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use datafusion::datasource::MemTable;
-use futures::StreamExt;
+
 use serde::Serialize;
 
+use crate::progress::Progress;
 use crate::query::{QueryError, Session, selection};
 use crate::store::StoreLocation;
-use crate::viewer::study::{collect, column as col, quote};
+use crate::query::read::{ReadError, collect, column as col, quote};
 use agreement::{BlandAltman, SlicePositions, StudyRow, Volumes};
-use dice::{MaskKey, Pairing, Scored};
+pub use images::{DICE_BINS, DiceSummary};
 
 /// What went wrong while evaluating.
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluateError {
-    #[error("{context}: {source}")]
-    Query {
-        context: String,
-        source: Box<QueryError>,
-    },
-    #[error("{context}: {message}")]
-    Sql { context: String, message: String },
     #[error(transparent)]
-    Read(#[from] crate::viewer::ViewerError),
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Study(#[from] crate::viewer::ViewerError),
     #[error(transparent)]
     Selection(#[from] crate::query::selection::SelectionError),
     #[error(
@@ -59,6 +57,8 @@ pub enum EvaluateError {
     Data(String),
     #[error("writing `{url}`: {message}")]
     Write { url: String, message: String },
+    #[error("reading the figure to attach `{url}`: {source}")]
+    Attachment { url: String, source: crate::store::ReadError },
     #[error("writing `{url}`: {}", crate::store::explain(.source))]
     Put {
         url: String,
@@ -66,11 +66,8 @@ pub enum EvaluateError {
     },
 }
 
-fn query_err(context: &str) -> impl FnOnce(QueryError) -> EvaluateError + '_ {
-    move |e| EvaluateError::Query {
-        context: context.to_string(),
-        source: Box::new(e),
-    }
+pub(super) fn query_err(context: &str) -> impl FnOnce(QueryError) -> EvaluateError + '_ {
+    move |e| ReadError::query(context)(e).into()
 }
 
 /// What the labeller is compared with.
@@ -105,71 +102,6 @@ pub struct EvaluateConfig {
     pub worst: usize,
     /// Other figures for the report (e.g. a training run's learning curve): file name → PNG.
     pub attachments: Vec<(String, Vec<u8>)>,
-}
-
-/// Studies read per mask query.
-const STUDIES_PER_QUERY: usize = 4;
-/// Rows per `evaluation_images` batch.
-const IMAGE_BATCH: usize = 4096;
-/// Bins of the Dice histograms over [0, 1) (medians read from them are exact to 0.001); one
-/// more bin holds the Dice of exactly 1 (an empty class in both masks, or identical masks).
-pub const DICE_BINS: usize = 1000;
-
-/// Per-class Dice over all images: count, sum and a histogram (exact mean, median to 0.001).
-#[derive(Debug, Clone, Serialize)]
-pub struct DiceSummary {
-    pub images: u64,
-    pub mean: [f64; 2],
-    pub median: [f64; 2],
-    #[serde(skip)]
-    pub histogram: [Vec<u64>; 2],
-    #[serde(skip)]
-    sum: [f64; 2],
-}
-
-impl Default for DiceSummary {
-    fn default() -> Self {
-        Self {
-            images: 0,
-            mean: [f64::NAN; 2],
-            median: [f64::NAN; 2],
-            histogram: [vec![0; DICE_BINS + 1], vec![0; DICE_BINS + 1]],
-            sum: [0.0; 2],
-        }
-    }
-}
-
-impl DiceSummary {
-    fn add(&mut self, d: [f64; 2]) {
-        self.images += 1;
-        for (k, &v) in d.iter().enumerate() {
-            self.sum[k] += v;
-            let bin = if v >= 1.0 { DICE_BINS } else { ((v.max(0.0) * DICE_BINS as f64) as usize).min(DICE_BINS - 1) };
-            self.histogram[k][bin] += 1;
-        }
-    }
-
-    fn finish(&mut self) {
-        if self.images == 0 {
-            return;
-        }
-        for k in 0..2 {
-            self.mean[k] = self.sum[k] / self.images as f64;
-            let half = self.images.div_ceil(2);
-            let mut seen = 0;
-            for (b, n) in self.histogram[k].iter().enumerate() {
-                seen += n;
-                if seen >= half {
-                    self.median[k] = if b == DICE_BINS {
-                        1.0
-                    } else {
-                        (b as f64 + 0.5) / DICE_BINS as f64
-                    };
-                    break;
-                }
-            }
-        }
-    }
 }
 
 /// The `ef_error_stats` row of this evaluation.
@@ -309,7 +241,7 @@ async fn scope(
 }
 
 /// The selection's frame keys in the session (when `--selection`).
-const KEYS: &str = "_evaluate_keys";
+pub(super) const KEYS: &str = "_evaluate_keys";
 
 /// One labeller's volumes from `volumes`: study → volumes.
 async fn volumes_of(
@@ -325,12 +257,9 @@ async fn volumes_of(
     let has = |c: &str| df.schema().fields().iter().any(|f| f.name() == c);
     for needed in ["study_id", "labeller", "edv_ml", "esv_ml"] {
         if !has(needed) {
-            return Err(EvaluateError::Sql {
-                context: ctx,
-                message: format!(
-                    "`volumes` has no `{needed}` column; a replacement needs study_id, labeller, edv_ml, esv_ml (ed_frame, es_frame optional)"
-                ),
-            });
+            return Err(EvaluateError::Data(format!(
+                "{ctx}: `volumes` has no `{needed}` column; a replacement needs study_id, labeller, edv_ml, esv_ml (ed_frame, es_frame optional)"
+            )));
         }
     }
     let frame = |c: &str| {
@@ -506,131 +435,6 @@ fn against_labeller(
         .collect()
 }
 
-/// Streams both labellers' masks of `studies`, a few studies per query, scoring pairs.
-#[allow(clippy::too_many_arguments)]
-async fn score_images(
-    session: &Session,
-    cfg: &EvaluateConfig,
-    reference: &str,
-    studies: &[String],
-    splits: &HashMap<String, (Option<String>, i32)>,
-    out: &StoreLocation,
-    ev: &mut Evaluation,
-    progress: &impl Fn(usize, usize),
-) -> Result<HashMap<String, (u64, [f64; 2])>, EvaluateError> {
-    let mut writer =
-        tables::TableWriter::create(out, "evaluation_images.parquet", tables::images_schema())?;
-    let mut per_study: HashMap<String, (u64, [f64; 2])> = HashMap::new();
-    let mut positions = SlicePositions::default();
-    let mut pending: Vec<(Scored, f64)> = Vec::with_capacity(IMAGE_BATCH);
-    let join = if cfg.selection.is_some() {
-        format!(
-            " JOIN {KEYS} k ON l.study_id = k.study_id AND l.slice_index = k.slice_index AND l.frame_index = k.frame_index"
-        )
-    } else {
-        String::new()
-    };
-    let mut no_overlap = BTreeSet::new();
-    for (done, chunk) in studies.chunks(STUDIES_PER_QUERY).enumerate() {
-        let ids: Vec<String> = chunk.iter().map(|s| quote(s)).collect();
-        let sql = format!(
-            "SELECT l.study_id, l.slice_index, l.frame_index, l.labeller, l.pixel_spacing_row_mm * l.pixel_spacing_col_mm * l.slice_spacing_mm / 1000.0 AS ml_per_pixel, l.mask \
-             FROM labels l{join} WHERE l.study_id IN ({}) AND l.labeller IN ({}, {})",
-            ids.join(", "),
-            quote(&cfg.labeller),
-            quote(reference)
-        );
-        let ctx = format!("reading the masks of studies {}", chunk.join(", "));
-        let df = session.sql(&sql).await.map_err(query_err(&ctx))?;
-        let mut stream = df.execute_stream().await.map_err(|e| EvaluateError::Sql {
-            context: ctx.clone(),
-            message: e.to_string(),
-        })?;
-        let mut pairing = Pairing::default();
-        while let Some(b) = stream.next().await {
-            let b = b.map_err(|e| EvaluateError::Sql {
-                context: ctx.clone(),
-                message: e.to_string(),
-            })?;
-            let (id, lab) = (
-                col(&b, "study_id", &DataType::Utf8, &ctx)?,
-                col(&b, "labeller", &DataType::Utf8, &ctx)?,
-            );
-            let (id, lab) = (id.as_string::<i32>(), lab.as_string::<i32>());
-            let (z, t) = (
-                col(&b, "slice_index", &DataType::Int32, &ctx)?,
-                col(&b, "frame_index", &DataType::Int32, &ctx)?,
-            );
-            let (z, t) = (z.as_primitive::<Int32Type>(), t.as_primitive::<Int32Type>());
-            let ml = col(&b, "ml_per_pixel", &DataType::Float64, &ctx)?;
-            let ml = ml.as_primitive::<Float64Type>();
-            let masks = b
-                .column_by_name("mask")
-                .expect("selected")
-                .as_binary::<i32>();
-            for i in 0..b.num_rows() {
-                let side = if lab.value(i) == cfg.labeller { 0 } else { 1 };
-                let key = MaskKey {
-                    study_id: id.value(i).to_string(),
-                    slice: z.value(i),
-                    frame: t.value(i),
-                };
-                let Some(scored) = pairing
-                    .add(side, key, masks.value(i), ml.value(i))
-                    .map_err(EvaluateError::Data)?
-                else {
-                    continue;
-                };
-                let slices = splits.get(&scored.key.study_id).map(|s| s.1).unwrap_or(0);
-                let position = if slices > 1 {
-                    scored.key.slice as f64 / (slices - 1) as f64
-                } else {
-                    0.5
-                };
-                let d = scored.dice;
-                positions.add(
-                    SlicePositions::bin(scored.key.slice, slices),
-                    (d.pixels[0] - d.reference_pixels[0]) as f64 * scored.ml_per_pixel,
-                    (d.pixels[1] - d.reference_pixels[1]) as f64 * scored.ml_per_pixel,
-                );
-                ev.dice.add(d.dice);
-                let e = per_study.entry(scored.key.study_id.clone()).or_default();
-                e.0 += 1;
-                e.1[0] += d.dice[0];
-                e.1[1] += d.dice[1];
-                pending.push((scored, position));
-                if pending.len() >= IMAGE_BATCH {
-                    writer
-                        .write(&tables::images_batch(&pending, &cfg.labeller, reference))
-                        .await?;
-                    pending.clear();
-                }
-            }
-        }
-        let [only_a, only_b] = pairing.unmatched();
-        ev.unpaired_images[0] += only_a.values().sum::<usize>();
-        ev.unpaired_images[1] += only_b.values().sum::<usize>();
-        no_overlap.extend(
-            chunk
-                .iter()
-                .filter(|s| !per_study.contains_key(*s))
-                .cloned(),
-        );
-        progress(done * STUDIES_PER_QUERY + chunk.len(), studies.len());
-    }
-    if !pending.is_empty() {
-        writer
-            .write(&tables::images_batch(&pending, &cfg.labeller, reference))
-            .await?;
-    }
-    ev.written.push(writer.close().await?);
-    if !no_overlap.is_empty() {
-        ev.problems.push(format!("{} studies have masks of both `{}` and `{reference}` but no frame masked by both, so they have no Dice: {}", no_overlap.len(), cfg.labeller, id_list(&no_overlap)));
-    }
-    ev.slice_positions = Some(positions);
-    Ok(per_study)
-}
-
 /// Studies with masks of each labeller (from `labels`, metadata only).
 async fn masked_studies(
     session: &Session,
@@ -747,13 +551,13 @@ async fn ef_error_stats(
 }
 
 /// Evaluates `cfg.labeller` against `cfg.reference`, writing tables, plots and the report to
-/// `out`; `progress(done, total)` counts studies whose masks were scored.
+/// `out`; `progress` counts the studies whose masks were scored.
 pub async fn run(
     session: &Session,
     data: Option<&StoreLocation>,
     cfg: &EvaluateConfig,
     out: &StoreLocation,
-    progress: impl Fn(usize, usize),
+    progress: &dyn Progress,
 ) -> Result<Evaluation, EvaluateError> {
     let known = known_labellers(session).await?;
     for l in std::iter::once(&cfg.labeller).chain(match &cfg.reference {
@@ -788,7 +592,7 @@ pub async fn run(
     let mut rows = match &cfg.reference {
         Reference::Truth => {
             // No masks to compare: the per-image table is written empty, with its schema.
-            ev.written.push(tables::TableWriter::create(out, "evaluation_images.parquet", tables::images_schema())?.close().await?);
+            ev.written.push(tables::TableWriter::create(out, "evaluation_images.parquet", crate::tables::schemas::evaluation_images())?.close().await?);
             against_truth(session, cfg, &allowed, &mut ev).await?
         }
         Reference::Labeller(r) => {
@@ -814,7 +618,7 @@ pub async fn run(
                 ));
             }
             let per_study =
-                score_images(session, cfg, r, &both, &splits, out, &mut ev, &progress).await?;
+                images::score_images(session, cfg, r, &both, &splits, out, &mut ev, progress).await?;
             let mut rows = rows;
             for row in &mut rows {
                 if let Some((n, sums)) = per_study.get(&row.study_id) {
@@ -860,7 +664,7 @@ pub async fn run(
     ev.good_ef_bad_volumes = (judged.iter().filter(|b| **b).count(), judged.len());
     ev.studies = rows;
     let mut studies_file =
-        tables::TableWriter::create(out, "evaluation_studies.parquet", tables::studies_schema())?;
+        tables::TableWriter::create(out, "evaluation_studies.parquet", crate::tables::schemas::evaluation_studies())?;
     studies_file
         .write(&tables::studies_batch(&ev.studies))
         .await?;

@@ -15,10 +15,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use arrow::array::{Array, AsArray};
 use sha2::{Digest, Sha256};
 
-use crate::shard::delta::{self, AsOf};
-use crate::shard::reader::read_objects;
-use crate::shard::tables::Truth;
-use crate::shard::{ShardError, publish, tables};
+use crate::tables::delta::{self, AsOf};
+use crate::tables::reader::read_objects;
+use crate::source::truth::Truth;
+use crate::tables::{ShardError, publish, self};
 use crate::source::StudyPlan;
 use crate::store::StoreLocation;
 

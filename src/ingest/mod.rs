@@ -17,8 +17,9 @@
 //! the rest. The summary reconciles:
 //! `image files = frames written from files + quarantined + excluded + skipped (already present or refused)`.
 
+pub mod config;
 pub mod known;
-pub mod pseudonym;
+pub mod rows;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -28,16 +29,18 @@ use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigError, IngestConfig};
-use crate::curate::findings::{Finding, Problem, Resolution};
+pub use config::{IngestConfig, InvalidIngestConfig};
+use crate::progress::{Parts, Progress};
+use crate::findings::{Finding, Problem, Resolution};
 use crate::curate::{self, CurationOutput};
-use crate::shard::delta::{self, AsOf};
-use crate::shard::legacy::{self, LegacyError};
-use crate::shard::tables::{self, SourceRow, Truth};
-use crate::shard::{RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite};
+use crate::tables::delta::{self, AsOf};
+use crate::tables::legacy::{self, LegacyError};
+use crate::tables::{self, SourceRow};
+use crate::tables::{RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite};
 use crate::source::labels::{LabelError, LabelIndex};
-use crate::source::truth::{self, TruthError};
+use crate::source::truth::{self, Truth, TruthError};
 use crate::source::{self, SourceError, StudyPlan};
+use crate::source::pseudonym;
 use crate::store::{self, StoreError, StoreLocation, explain};
 use known::{Decision, Known, Salt};
 
@@ -45,7 +48,7 @@ use known::{Decision, Known, Salt};
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] InvalidIngestConfig),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot access the output `{url}`: {}", explain(source))]
@@ -67,20 +70,6 @@ pub enum IngestError {
     #[error("counts do not reconcile (a bug, please report): {0}")]
     Reconcile(String),
 }
-
-/// Progress callbacks (the CLI draws a progress bar with them).
-pub trait Progress: Send + Sync {
-    /// The listing is done: this many studies and image files will be read.
-    fn planned(&self, _studies: usize, _files: usize) {}
-    /// One study was written (or skipped).
-    fn study_done(&self, _study: &str, _files: usize, _bytes: u64) {}
-    /// Every study was handled; the tables are being committed.
-    fn committing(&self) {}
-}
-
-/// A progress sink that ignores everything.
-pub struct NoProgress;
-impl Progress for NoProgress {}
 
 /// The reconciled summary of a run (also stored in each commit's info).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -275,7 +264,7 @@ fn app_id(candidates: &[(&str, &str)], unassigned: &[Finding], replace: bool) ->
 
 /// The changes that drop the old rows of replaced source studies (`replaced`: source id → the
 /// study ids it had), for every table not already committed.
-async fn replacements(out: &StoreLocation, replaced: &BTreeMap<String, Vec<String>>, skip: &BTreeSet<&str>, writer_id: &str, cfg: &crate::shard::writer::ShardConfig) -> Result<BTreeMap<&'static str, TableChange>, IngestError> {
+async fn replacements(out: &StoreLocation, replaced: &BTreeMap<String, Vec<String>>, skip: &BTreeSet<&str>, writer_id: &str, cfg: &crate::tables::writer::ShardConfig) -> Result<BTreeMap<&'static str, TableChange>, IngestError> {
     let mut changes = BTreeMap::new();
     if replaced.is_empty() {
         return Ok(changes);
@@ -337,7 +326,8 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         tracing::info!(share = %share, studies = inv.studies.len(), other_workers = report.studies_other_workers, "this worker's share");
     }
     report.source_studies = inv.studies.iter().map(|p| p.study_id.clone()).collect();
-    progress.planned(inv.studies.len(), inv.image_files());
+    progress.start(inv.image_files() as u64, "images");
+    let parts = Parts::new(inv.studies.len());
     tracing::info!(studies = inv.studies.len(), files = inv.image_files(), side_files = inv.side_files.len(), known = known.sources.len(), input = %input, "listed input");
 
     let plans: Vec<(StudyPlan, String, Option<Decision>)> = inv
@@ -388,7 +378,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
     };
     if !unassigned.is_empty() {
         record(&unassigned, &mut report);
-        shards.write(&tables::CURATION_LOG, tables::findings_batch(&unassigned)).await?;
+        shards.write(&tables::CURATION_LOG, rows::findings_batch(&unassigned)).await?;
     }
 
     let (in_flight, replace) = (cfg.studies_in_flight, cfg.replace);
@@ -439,7 +429,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
                     tracing::info!(study = %study, reason = %why, "already in the tables: skipped");
                     report.sources_present.insert(study.clone(), why);
                 }
-                progress.study_done(&study, files, 0);
+                progress.advance(files as u64, &parts.done("studies"));
                 continue;
             }
             Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace } => (quarantined, out, files, bytes, fingerprint, replace),
@@ -449,7 +439,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         record(&findings, &mut report);
         report.bytes_read += bytes;
         for s in &out.studies {
-            let b = tables::study_batches(s, truth.get(&s.source_study_id).copied(), &cfg.labeller);
+            let b = rows::study_batches(s, truth.get(&s.source_study_id).copied(), &cfg.labeller);
             report.frames_filled += s.slices.iter().flat_map(|sl| &sl.frames).filter(|f| f.fill.is_some()).count();
             report.frames_from_files += s.source_files;
             report.studies_written += 1;
@@ -461,7 +451,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
             shards.write(&tables::STUDIES, b.studies).await?;
         }
         if !findings.is_empty() {
-            shards.write(&tables::CURATION_LOG, tables::findings_batch(&findings)).await?;
+            shards.write(&tables::CURATION_LOG, rows::findings_batch(&findings)).await?;
         }
         if replace {
             let old = known.sources.get(&study).map(|k| k.study_ids.clone()).unwrap_or_default();
@@ -472,7 +462,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         }
         let study_ids = out.studies.iter().map(|s| s.study_id.clone()).collect();
         sources.push(SourceRow { source_study_id: study.clone(), fingerprint, listing_fingerprint: listing, image_files: files, study_ids });
-        progress.study_done(&study, files, bytes);
+        progress.advance(files as u64, &parts.done("studies"));
     }
     if !sources.is_empty() {
         shards.write(&tables::SOURCES, tables::sources_batch(&sources, &run_id, chrono::Utc::now())).await?;

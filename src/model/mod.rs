@@ -10,11 +10,14 @@
 
 pub mod augment;
 pub mod card;
+pub mod contract;
 pub mod encoder;
+pub mod export;
 pub mod layers;
 pub mod losses;
 pub mod metrics;
 pub mod norm;
+pub mod prep;
 pub mod scaling;
 pub mod unet;
 pub mod weights;
@@ -112,6 +115,23 @@ pub fn normalise<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let mean = Tensor::<B, 4>::from_data(TensorData::new(IMAGENET_MEAN.to_vec(), [1, 3, 1, 1]), &device);
     let std = Tensor::<B, 4>::from_data(TensorData::new(IMAGENET_STD.to_vec(), [1, 3, 1, 1]), &device);
     (x.repeat_dim(1, 3) - mean) / std
+}
+
+/// Where a model runs: the CPU (Burn's flex backend, or ONNX Runtime), or an NVIDIA GPU (Burn's
+/// CUDA backend, in a build with `--features cuda`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+impl Device {
+    /// What this build can run on, for messages.
+    pub fn available() -> &'static str {
+        if cfg!(feature = "cuda") { "cpu or cuda" } else { "cpu (this build has no CUDA: cargo build --release --features cuda)" }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::shard::tables::pixel_values;
+use crate::pixels::pixel_values;
 
 /// How an image is scaled to 0…1 before augmentation (pixel / scale, clipped).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //!
 //! - **Tables.** The prefix's store is registered under a private URL (`cinestream://data/`),
 //!   and each table is a listing table over exactly the active files of one version of its Delta
-//!   table (the latest, or `--as-of`), with the schema from [`crate::shard::tables`] (no
+//!   table (the latest, or `--as-of`), with the schema from [`crate::tables::tables`] (no
 //!   inference, no uncommitted files), of published runs only ([`publish`]: a run killed before
 //!   its last commit stays invisible in every table). The versions read are kept for lineage. Parquet
 //!   projection push-down means a query over metadata columns never reads pixel or mask bytes;
@@ -19,6 +19,7 @@
 pub mod external;
 pub mod output;
 pub mod params;
+pub mod read;
 pub mod replace;
 pub mod saved;
 pub mod selection;
@@ -40,10 +41,10 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
-use crate::shard::delta::{self, AsOf, DeltaError};
-use crate::shard::legacy::{self, LegacyError};
-use crate::shard::publish;
-use crate::shard::tables;
+use crate::tables::delta::{self, AsOf, DeltaError};
+use crate::tables::legacy::{self, LegacyError};
+use crate::tables::publish;
+use crate::tables;
 use crate::store::counting::{CountSnapshot, Counts, CountingStore};
 use crate::store::{StoreLocation, StoreOptions};
 use external::{ExternalFormat, ExternalTable};
@@ -67,10 +68,19 @@ pub enum QueryError {
     Cycle { name: String, chain: String },
     #[error(transparent)]
     Param(#[from] ParamError),
+    /// A query that cannot run as written, said in the user's words (a missing column, with
+    /// the closest one).
     #[error("{context}: {message}")]
     Sql { context: String, message: String },
+    /// Planning or running a query failed; DataFusion's error, kept as the source, says why (a
+    /// storage failure among them).
+    #[error("{context}: {source}")]
+    Execute { context: String, source: suggest::Root },
     #[error("writing results to `{url}`: {message}")]
     Output { url: String, message: String },
+    /// Computing or writing the results failed (`hint` helps with a CSV value of the wrong type).
+    #[error("writing results to `{url}`: {source}{hint}")]
+    Results { url: String, hint: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("{origin} replaces the table `{table}`, but {message}; give those columns (with AS) or name your table differently")]
     Replacement { table: String, origin: String, message: String },
 }
@@ -265,8 +275,13 @@ impl Session {
         self.ctx.execute_logical_plan(plan).await.map_err(|e| self.sql_error(context, e))
     }
 
+    /// The query's error: in the user's words when [`suggest::explain`] has some (those are
+    /// never storage failures), else DataFusion's root cause, kept as the source.
     fn sql_error(&self, context: &str, e: DataFusionError) -> QueryError {
-        QueryError::Sql { context: context.into(), message: suggest::explain(&e, &self.table_names()) }
+        match suggest::explain(&e, &self.table_names()) {
+            Some(message) => QueryError::Sql { context: context.into(), message },
+            None => QueryError::Execute { context: context.into(), source: suggest::Root(e) },
+        }
     }
 
     /// Plans and registers, dependencies first, every saved query `statement` names that is
@@ -359,7 +374,7 @@ async fn register_data(ctx: &SessionContext, data: &StoreLocation, as_of: &AsOf)
             },
         };
         let files = match opened {
-            // Only published runs' files (see shard::publish).
+            // Only published runs' files (see tables::publish).
             Some(t) => publication.visible_files(t, table).await?,
             None => Vec::new(),
         };

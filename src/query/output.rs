@@ -121,56 +121,61 @@ pub async fn to_stdout(df: DataFrame, format: OutputFormat) -> Result<Written, Q
 pub async fn to_object(df: DataFrame, format: OutputFormat, url: &str, opts: &StoreOptions) -> Result<Written, QueryError> {
     let err = |message: String| QueryError::Output { url: url.into(), message };
     let (folder, name) = split_object_url(url).ok_or_else(|| err("name a file, e.g. ./volumes.csv or s3://bucket/volumes.parquet".into()))?;
-    let loc = store::open(folder, opts).map_err(|e| err(e.to_string()))?;
+    let loc = store::open(folder, opts).map_err(|e| QueryError::Results { url: url.into(), hint: "", source: Box::new(e) })?;
     let path = loc.child(name);
     write(df, format, Sink::Object(Box::new(BufWriter::new(loc.store.clone(), path))), url).await
 }
 
 async fn write(df: DataFrame, format: OutputFormat, mut sink: Sink, url: &str) -> Result<Written, QueryError> {
-    let err = |message: String| QueryError::Output { url: url.into(), message: super::suggest::value_hint(message) };
+    let err = |e: Box<dyn std::error::Error + Send + Sync>| {
+        let hint = super::suggest::value_hint(&e.to_string());
+        QueryError::Results { url: url.into(), hint, source: e }
+    };
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let mut written = Written::default();
     let mut encoder = match format {
         OutputFormat::Table => {
-            let batches = df.collect().await.map_err(|e| err(e.to_string()))?;
-            let text = table_text(&schema, &batches).map_err(|e| err(e.to_string()))? + "\n";
-            sink.write(text.as_bytes()).await.map_err(|e| err(e.to_string()))?;
-            sink.finish().await.map_err(|e| err(e.to_string()))?;
+            let batches = df.collect().await.map_err(|e| err(e.into()))?;
+            let text = table_text(&schema, &batches).map_err(|e| err(e.into()))? + "\n";
+            sink.write(text.as_bytes()).await.map_err(|e| err(e.into()))?;
+            sink.finish().await.map_err(|e| err(e.into()))?;
             written.rows = batches.iter().map(|b| b.num_rows() as u64).sum();
             written.bytes = text.len() as u64;
             return Ok(written);
         }
         OutputFormat::Parquet => {
-            let Sink::Object(object) = sink else { return Err(err("Parquet needs an object to write to".into())) };
+            let Sink::Object(object) = sink else {
+                return Err(QueryError::Output { url: url.into(), message: "Parquet needs an object to write to".into() });
+            };
             let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level"))).build();
-            let mut w = AsyncArrowWriter::try_new(*object, schema, Some(props)).map_err(|e| err(e.to_string()))?;
-            let mut stream = df.execute_stream().await.map_err(|e| err(e.to_string()))?;
+            let mut w = AsyncArrowWriter::try_new(*object, schema, Some(props)).map_err(|e| err(e.into()))?;
+            let mut stream = df.execute_stream().await.map_err(|e| err(e.into()))?;
             while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| err(e.to_string()))?;
+                let batch = batch.map_err(|e| err(e.into()))?;
                 written.rows += batch.num_rows() as u64;
-                w.write(&batch).await.map_err(|e| err(e.to_string()))?;
+                w.write(&batch).await.map_err(|e| err(e.into()))?;
             }
             written.bytes = w.bytes_written() as u64;
-            w.close().await.map_err(|e| err(e.to_string()))?;
+            w.close().await.map_err(|e| err(e.into()))?;
             return Ok(written);
         }
         OutputFormat::Csv => Encoder::Csv { header: true },
         OutputFormat::Json => Encoder::Json,
     };
-    let mut stream = df.execute_stream().await.map_err(|e| err(e.to_string()))?;
+    let mut stream = df.execute_stream().await.map_err(|e| err(e.into()))?;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| err(e.to_string()))?;
-        let bytes = encoder.encode(&batch).map_err(|e| err(e.to_string()))?;
-        sink.write(&bytes).await.map_err(|e| err(e.to_string()))?;
+        let batch = batch.map_err(|e| err(e.into()))?;
+        let bytes = encoder.encode(&batch).map_err(|e| err(e.into()))?;
+        sink.write(&bytes).await.map_err(|e| err(e.into()))?;
         written.rows += batch.num_rows() as u64;
         written.bytes += bytes.len() as u64;
     }
     if let Encoder::Csv { header: true } = encoder {
         // An empty result still gets its header row.
-        let bytes = encoder.encode(&RecordBatch::new_empty(schema)).map_err(|e| err(e.to_string()))?;
-        sink.write(&bytes).await.map_err(|e| err(e.to_string()))?;
+        let bytes = encoder.encode(&RecordBatch::new_empty(schema)).map_err(|e| err(e.into()))?;
+        sink.write(&bytes).await.map_err(|e| err(e.into()))?;
     }
-    sink.finish().await.map_err(|e| err(e.to_string()))?;
+    sink.finish().await.map_err(|e| err(e.into()))?;
     Ok(written)
 }
 

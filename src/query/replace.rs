@@ -12,7 +12,7 @@ use datafusion::prelude::{Expr, SessionContext, cast, ident, lit};
 use datafusion::scalar::ScalarValue;
 
 use super::QueryError;
-use crate::shard::tables;
+use crate::tables;
 
 /// The kind of a type: values of one kind convert without surprises.
 fn kind(t: &DataType) -> &'static str {

@@ -27,9 +27,10 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::suggest::Root;
 use super::{QueryError, Session, TableVersion};
-use crate::shard::delta::AsOf;
-use crate::shard::writer::FileEntry;
+use crate::tables::delta::AsOf;
+use crate::tables::writer::FileEntry;
 use crate::store::{StoreLocation, explain};
 
 /// Folder of selections under a data prefix.
@@ -122,7 +123,7 @@ pub async fn create(session: &Session, data: &StoreLocation, name: &str, query: 
         return Err(SelectionError::Exists { url: folder.url().to_string() });
     }
     let df = session.sql(&query.sql).await?;
-    let batches = df.collect().await.map_err(|e| QueryError::Sql { context: query.label.clone(), message: e.to_string() })?;
+    let batches = df.collect().await.map_err(|e| QueryError::Execute { context: query.label.clone(), source: Root(e) })?;
     let batch = normalise(&batches)?;
     if batch.num_rows() == 0 {
         return Err(SelectionError::Empty);
@@ -266,7 +267,7 @@ async fn check_frames(session: &Session, batch: &RecordBatch) -> Result<(), Sele
 }
 
 async fn count_and_example(session: &Session, sql: &str) -> Result<(u64, String), SelectionError> {
-    let batches = session.sql(sql).await?.collect().await.map_err(|e| QueryError::Sql { context: "checking the selection".into(), message: e.to_string() })?;
+    let batches = session.sql(sql).await?.collect().await.map_err(|e| QueryError::Execute { context: "checking the selection".into(), source: Root(e) })?;
     let b = &batches[0];
     let n = arrow::compute::cast(b.column(0), &DataType::Int64).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
     let ex = arrow::compute::cast(b.column(1), &DataType::Utf8).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;

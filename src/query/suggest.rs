@@ -21,9 +21,10 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
-/// A DataFusion error as a message for people: unknown columns and tables get the closest
-/// known name. `tables` lists what the session can resolve.
-pub fn explain(err: &DataFusionError, tables: &[String]) -> String {
+/// A DataFusion error as a message for people, where there is a better one than DataFusion's:
+/// unknown columns and tables get the closest known name, a CSV value of the wrong type says how
+/// to declare its column. `tables` lists what the session can resolve.
+pub fn explain(err: &DataFusionError, tables: &[String]) -> Option<String> {
     let root = err.find_root();
     if let DataFusionError::SchemaError(schema_error, _) = root
         && let SchemaError::FieldNotFound { field, valid_fields } = schema_error.as_ref()
@@ -33,23 +34,42 @@ pub fn explain(err: &DataFusionError, tables: &[String]) -> String {
         let mut known = names.clone();
         known.sort();
         known.dedup();
-        return format!("no column `{}`{hint} (columns here: {})", field.name, known.join(", "));
+        return Some(format!("no column `{}`{hint} (columns here: {})", field.name, known.join(", ")));
     }
     let text = root.to_string();
     if let Some(name) = missing_table(&text) {
         let hint = closest(name, tables.iter().map(String::as_str)).map(|c| format!(" — did you mean `{c}`?")).unwrap_or_default();
-        return format!("no table `{name}`{hint} (tables: {}; add others with --table NAME=URL)", tables.join(", "));
+        return Some(format!("no table `{name}`{hint} (tables: {}; add others with --table NAME=URL)", tables.join(", ")));
     }
-    value_hint(text)
+    let hint = value_hint(&text);
+    (!hint.is_empty()).then(|| text + hint)
+}
+
+/// DataFusion's error as its root cause says it (without the context layers DataFusion wraps
+/// around it), keeping the root's own source: a storage error stays reachable by
+/// [`crate::store::transient`].
+#[derive(Debug)]
+pub struct Root(pub DataFusionError);
+
+impl std::fmt::Display for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.find_root().fmt(f)
+    }
+}
+
+impl std::error::Error for Root {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.find_root().source()
+    }
 }
 
 /// A CSV/TSV value its column's type does not allow (Arrow: "Error while parsing value … as type
 /// …"): says how to declare the column's type.
-pub fn value_hint(text: String) -> String {
+pub fn value_hint(text: &str) -> &'static str {
     if text.contains("Error while parsing value") || text.contains("Parser error") {
-        format!("{text} — a CSV/TSV file of a --table holds a value its column's type does not allow; declare the type: --table NAME=URL:column=text (or int, float, bool)")
+        " — a CSV/TSV file of a --table holds a value its column's type does not allow; declare the type: --table NAME=URL:column=text (or int, float, bool)"
     } else {
-        text
+        ""
     }
 }
 

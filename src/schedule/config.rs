@@ -5,8 +5,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::curate::CurationConfig;
-use crate::infer::Device;
-use crate::infer::qc::QcConfig;
+use crate::label::Device;
+use crate::label::qc::QcConfig;
 
 /// The scheduler's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -22,12 +22,13 @@ use super::inbox::{self, Drop, Marker, Markers, StudyResult};
 use super::lease::{self, Leases, Taken};
 use super::metrics::Metrics;
 use super::ScheduleError;
-use crate::config::IngestConfig;
-use crate::infer::{self, LabelConfig};
-use crate::ingest::{self, NoProgress};
+use crate::ingest::IngestConfig;
+use crate::label::{self, LabelConfig};
+use crate::ingest;
+use crate::progress::Quiet;
 use crate::query::{Session, SessionOptions};
 use crate::store::{self, StoreLocation, StoreOptions};
-use crate::viewer::study::{self, quote};
+use crate::query::read::{self, quote};
 
 /// What one run of a job did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -150,7 +151,7 @@ pub async fn run_once(ctx: &JobContext, schedule: &ScheduleConfig, metrics: &Met
     // The model must load before any folder is taken (a broken model fails the run, not
     // folders); it is loaded only when there is work.
     if !ready.is_empty() {
-        infer::preflight(&ctx.label_config(&[])).await?;
+        label::preflight(&ctx.label_config(&[])).await?;
     }
     // Workers on one inbox start at different folders.
     ready.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(u64::from_str_radix(&crate::ids::random_hex(8), 16).unwrap_or(0)));
@@ -258,7 +259,7 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
     icfg.truth = ctx.cfg.truth.clone();
     icfg.curation = ctx.cfg.curation.clone();
     icfg.store = ctx.store_opts.clone();
-    let ing = ingest::run(&icfg, Arc::new(NoProgress)).await.map_err(|e| ScheduleError::Ingest { drop: d.name.clone(), source: Box::new(e) })?;
+    let ing = ingest::run(&icfg, Arc::new(Quiet)).await.map_err(|e| ScheduleError::Ingest { drop: d.name.clone(), source: Box::new(e) })?;
     let out = store::open(&ctx.cfg.output, &ctx.store_opts)?;
     let session = Session::open(Some(&out), &SessionOptions { store: ctx.store_opts.clone(), ..Default::default() }).await.map_err(ScheduleError::query(&d.name))?;
     let studies = if ing.source_studies.is_empty() {
@@ -270,7 +271,7 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
     let mut label_app_id = String::new();
     let mut frames: BTreeMap<String, usize> = BTreeMap::new();
     if !studies.is_empty() {
-        let lr = infer::run(&ctx.label_config(&studies), Arc::new(NoProgress)).await.map_err(|e| ScheduleError::Label { drop: d.name.clone(), source: Box::new(e) })?;
+        let lr = label::run(&ctx.label_config(&studies), Arc::new(Quiet)).await.map_err(|e| ScheduleError::Label { drop: d.name.clone(), source: Box::new(e) })?;
         label_app_id = lr.app_id.clone();
         frames.extend(lr.studies.iter().map(|s| (s.study_id.clone(), s.frames)));
     }
@@ -304,12 +305,12 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
 }
 
 async fn collect(session: &Session, drop: &str, sql: &str) -> Result<Vec<RecordBatch>, ScheduleError> {
-    study::collect(session, sql, &format!("folder `{drop}`")).await.map_err(ScheduleError::from)
+    read::collect(session, sql, &format!("folder `{drop}`")).await.map_err(ScheduleError::from)
 }
 
-/// A column of every batch, cast to `to` (the viewer's [`study::column`]).
+/// A column of every batch, cast to `to` ([`read::column`]).
 fn columns(rows: &[RecordBatch], col: &str, to: &DataType) -> Result<Vec<ArrayRef>, ScheduleError> {
-    rows.iter().map(|b| study::column(b, col, to, "scheduled job results").map_err(ScheduleError::from)).collect()
+    rows.iter().map(|b| read::column(b, col, to, "scheduled job results").map_err(ScheduleError::from)).collect()
 }
 
 fn strings(rows: &[RecordBatch], col: &str) -> Result<Vec<String>, ScheduleError> {

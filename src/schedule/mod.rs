@@ -17,6 +17,7 @@ pub mod inbox;
 pub mod job;
 pub mod lease;
 pub mod metrics;
+pub mod signals;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ pub use config::{JobConfig, ScheduleConfig};
 use job::{JobContext, RunReport};
 use metrics::Metrics;
 
-use crate::infer::InferError;
+use crate::label::InferError;
 use crate::ingest::IngestError;
 use crate::query::QueryError;
 use crate::store::{StoreError, StoreOptions, explain};
@@ -53,17 +54,17 @@ pub enum ScheduleError {
     Ingest { drop: String, source: Box<IngestError> },
     #[error("folder `{drop}`: labelling: {source}")]
     Label { drop: String, source: Box<InferError> },
-    #[error("folder `{drop}`: query: {message}")]
-    Query { drop: String, message: String },
+    #[error("folder `{drop}`: query: {source}")]
+    Query { drop: String, source: Box<QueryError> },
     #[error(transparent)]
-    Read(#[from] crate::viewer::ViewerError),
+    Read(#[from] crate::query::read::ReadError),
     #[error("cannot serve metrics on `{addr}`: {source}")]
     Metrics { addr: String, source: std::io::Error },
 }
 
 impl ScheduleError {
     fn query(drop: &str) -> impl Fn(QueryError) -> ScheduleError + '_ {
-        move |e| ScheduleError::Query { drop: drop.into(), message: e.to_string() }
+        move |e| ScheduleError::Query { drop: drop.into(), source: Box::new(e) }
     }
 }
 

@@ -18,7 +18,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::RowSelection;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
-use crate::shard::reader::StoreReader;
+use crate::tables::reader::StoreReader;
 
 use crate::store::{StoreLocation, explain};
 

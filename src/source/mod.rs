@@ -11,6 +11,8 @@ pub mod header;
 pub mod labels;
 pub mod layout;
 pub mod parse;
+pub mod study;
+pub mod pseudonym;
 pub mod truth;
 
 use std::collections::BTreeMap;
@@ -21,9 +23,9 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
-use crate::curate::findings::{Finding, Problem, Resolution};
-use crate::curate::{SourceImage, StudyInput};
-use crate::ingest::pseudonym::PseudonymKey;
+use crate::findings::{Finding, Problem, Resolution};
+use study::{SourceImage, StudyInput};
+use crate::source::pseudonym::PseudonymKey;
 use crate::store::{StoreLocation, explain};
 use labels::LabelIndex;
 use parse::Unreadable;
@@ -156,7 +158,7 @@ pub async fn inventory(input: &StoreLocation, folders: &[String], cfg: &SourceCo
     if !generic.is_empty() {
         let Some(key) = key else {
             let example = generic[0].key.clone();
-            return Err(SourceError::NoPseudonymKey { url: input.url().to_string(), files: generic.len(), example, how: crate::ingest::pseudonym::how_to_get_one() });
+            return Err(SourceError::NoPseudonymKey { url: input.url().to_string(), files: generic.len(), example, how: crate::source::pseudonym::how_to_get_one() });
         };
         studies.extend(group_by_uid(input, generic, cfg, key.secret(), &mut inv.unreadable).await?);
         inv.pseudonymised = true;

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use object_store::ObjectStoreExt;
 
-use crate::shard::tables::Truth;
 use crate::store::{self, StoreOptions, explain};
 
 /// Errors reading truth CSVs.
@@ -26,6 +25,13 @@ fn split_url(url: &str) -> (&str, &str) {
         Some((dir, file)) => (dir, file),
         None => (".", url),
     }
+}
+
+/// Truth volumes of a study (mL).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Truth {
+    pub esv_ml: f64,
+    pub edv_ml: f64,
 }
 
 /// Parses one truth CSV's text.

@@ -21,8 +21,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::progress::Progress;
 use crate::geometry::{APEX_DIRECTION_LPS, Grid, V3, add, cross, normalize, rotate, scale};
-use crate::shard::label_rows::class_counts;
+use crate::tables::label_rows::class_counts;
 use crate::source::layout::kaggle_split;
 use crate::store::{StoreLocation, explain};
 use defects::Defect;
@@ -435,8 +436,8 @@ async fn put(out: &StoreLocation, key: &str, bytes: Vec<u8>) -> Result<u64, Synt
     Ok(n)
 }
 
-/// Generates the studies and writes them under `out`. `on_study` is called after each study.
-pub async fn run(out: &StoreLocation, cfg: &SynthConfig, on_study: impl Fn(&StudyTruth)) -> Result<SynthReport, SynthError> {
+/// Generates the studies and writes them under `out`, advancing `progress` by one per study.
+pub async fn run(out: &StoreLocation, cfg: &SynthConfig, progress: &dyn Progress) -> Result<SynthReport, SynthError> {
     if cfg.studies > 1140 {
         return Err(SynthError::TooMany(cfg.studies));
     }
@@ -446,6 +447,7 @@ pub async fn run(out: &StoreLocation, cfg: &SynthConfig, on_study: impl Fn(&Stud
             per_study[j % cfg.studies].push(*d);
         }
     }
+    progress.start(cfg.studies as u64, "studies");
     let seed = cfg.seed;
     let mut rendered = futures::stream::iter(per_study.into_iter().enumerate())
         .map(|(i, defects)| tokio::task::spawn_blocking(move || {
@@ -467,7 +469,7 @@ pub async fn run(out: &StoreLocation, cfg: &SynthConfig, on_study: impl Fn(&Stud
             .await?;
         report.files += bytes.len();
         report.bytes += bytes.iter().sum::<u64>();
-        on_study(&truth);
+        progress.advance(1, &truth.study_id);
         report.studies.push(truth);
     }
     let csv = |split: &str| {

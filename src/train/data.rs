@@ -47,7 +47,7 @@ use crate::model::augment::{self, Preset};
 use crate::model::scaling::{Intensity, Percentile, image_scale, to_unit};
 use crate::query::Session;
 use crate::query::selection::{self, SelectionRecord};
-use crate::shard::tables::pixel_values;
+use crate::pixels::pixel_values;
 use crate::store::StoreLocation;
 
 /// Samples per Parquet row group of the cache ("block").

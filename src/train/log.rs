@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
 use serde::{Deserialize, Serialize};
 
 /// One epoch of a run.
@@ -23,27 +23,14 @@ pub struct EpochRow {
     pub seconds: f64,
 }
 
-/// A non-null column with its description.
-fn f(name: &str, dt: DataType, description: &str) -> Field {
-    crate::shard::tables::f(name, dt, false, description)
-}
-
-/// The table's schema, with a description per column.
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        f("stage", DataType::Int32, "Stage of the recipe (one fit_one_cycle), 0-based"),
-        f("epoch", DataType::Int32, "Epoch within the stage, 0-based"),
-        f("global_epoch", DataType::Int32, "Epoch counted over the whole run, 0-based"),
-        f("steps", DataType::Int64, "Optimizer steps (batches) so far"),
-        f("images_seen", DataType::Int64, "Training images seen so far (the learning curve's x axis)"),
-        f("lr_max", DataType::Float64, "The stage's maximum learning rate (one-cycle)"),
-        f("frozen", DataType::Boolean, "Whether the encoder was frozen (its BatchNorm still trains)"),
-        f("train_loss", DataType::Float64, "Mean training loss over the epoch's batches"),
-        f("valid_loss", DataType::Float64, "Mean loss on the validation selection"),
-        f("dice_lv", DataType::Float64, "Validation Dice of LV, per image averaged (both empty = 1)"),
-        f("dice_my", DataType::Float64, "Validation Dice of MY, per image averaged (both empty = 1)"),
-        f("seconds", DataType::Float64, "Wall time of the run so far (s)"),
-    ]))
+impl EpochRow {
+    /// One line for a person watching the run.
+    pub fn summary(&self) -> String {
+        format!(
+            "stage {} epoch {}: train loss {:.4}, valid loss {:.4}, dice LV {:.4}, MY {:.4} ({} images seen)",
+            self.stage, self.epoch, self.train_loss, self.valid_loss, self.dice_lv, self.dice_my, self.images_seen
+        )
+    }
 }
 
 /// The rows as a record batch.
@@ -52,7 +39,7 @@ pub fn batch(rows: &[EpochRow]) -> RecordBatch {
     let i64s = |g: fn(&EpochRow) -> i64| Arc::new(Int64Array::from_iter_values(rows.iter().map(g))) as ArrayRef;
     let f64s = |g: fn(&EpochRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(g))) as ArrayRef;
     RecordBatch::try_new(
-        schema(),
+        crate::tables::schemas::training_log(),
         vec![
             i32s(|r| r.stage),
             i32s(|r| r.epoch),
@@ -74,7 +61,7 @@ pub fn batch(rows: &[EpochRow]) -> RecordBatch {
 /// The rows as a Parquet file.
 pub fn parquet(rows: &[EpochRow]) -> Vec<u8> {
     let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema(), None).expect("valid schema");
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, crate::tables::schemas::training_log(), None).expect("valid schema");
     w.write(&batch(rows)).expect("in memory");
     w.close().expect("in memory");
     buf

@@ -29,6 +29,8 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::model::augment::Preset;
+use crate::model::Device;
+use crate::progress::Progress;
 use crate::model::losses::{self, LossKind};
 use crate::model::weights::{self, WeightsError};
 use crate::model::{ModelConfig, SegModel};
@@ -37,7 +39,7 @@ use crate::query::{QueryError, Session, SessionOptions, selection};
 use crate::store::{self, StoreLocation, StoreOptions};
 use checkpoint::{Checkpoint, Progress as RunState};
 use crate::model::card::{Lineage, SelectionLineage};
-use crate::infer::prep::SizePolicy;
+use crate::model::prep::SizePolicy;
 use crate::model::metrics;
 use crate::model::scaling::Intensity;
 use data::{CacheConfig, FeedOptions, Prepared};
@@ -70,6 +72,8 @@ pub enum TrainError {
     Storage(#[from] store::StoreError),
     #[error(transparent)]
     Card(#[from] crate::model::card::CardError),
+    #[error("cannot train on {device:?}: this build runs on {}", Device::available())]
+    NoDevice { device: Device },
 }
 
 /// A selection to train or validate on: its name, and optionally the saved query (and
@@ -221,17 +225,6 @@ pub struct TrainReport {
     pub resumed_from_step: Option<usize>,
 }
 
-/// Progress callbacks (the CLI draws a bar).
-pub trait TrainProgress: Send + Sync {
-    fn stage(&self, _stage: usize, _epochs: usize, _steps_per_epoch: usize) {}
-    fn step(&self, _global_step: usize, _loss: f64) {}
-    fn epoch(&self, _row: &EpochRow) {}
-}
-
-/// No progress output.
-pub struct Quiet;
-impl TrainProgress for Quiet {}
-
 /// Everything a run needs, resolved (selections prepared, stores open).
 pub struct Plan {
     pub train: TrainConfig,
@@ -363,9 +356,22 @@ fn tensors<B: burn::tensor::backend::Backend>(b: &data::Batch, device: &B::Devic
     (x, y)
 }
 
+/// Runs `plan` on `device` with Burn's backend for it: flex on the CPU, CUDA on an NVIDIA GPU
+/// (builds with `--features cuda`).
+pub fn run_on(plan: &Plan, device: Device, resume: bool, handle: &tokio::runtime::Handle, progress: &dyn Progress) -> Result<TrainReport, TrainError> {
+    use burn::backend::Autodiff;
+    match device {
+        Device::Cpu => run::<Autodiff<burn::backend::Flex>>(plan, Default::default(), resume, handle, progress),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => run::<Autodiff<burn::backend::Cuda<f32>>>(plan, Default::default(), resume, handle, progress),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(TrainError::NoDevice { device }),
+    }
+}
+
 /// Runs (or resumes) the training of a plan. Call from a blocking thread: storage calls go
 /// through `handle`.
-pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, handle: &tokio::runtime::Handle, progress: &dyn TrainProgress) -> Result<TrainReport, TrainError> {
+pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, handle: &tokio::runtime::Handle, progress: &dyn Progress) -> Result<TrainReport, TrainError> {
     let t0 = std::time::Instant::now();
     let cfg = &plan.train;
     let ckpt = Checkpoint::new(&plan.output, cfg, &plan.model);
@@ -398,7 +404,7 @@ pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, han
     let steps = plan.train_set.samples / cfg.batch_size;
     let mut epochs_before: usize = cfg.stages.iter().take(state.stage).map(|s| s.epochs).sum();
     for (si, stage) in cfg.stages.iter().enumerate().skip(state.stage) {
-        progress.stage(si, stage.epochs, steps);
+        progress.start((stage.epochs * steps) as u64, &format!("stage {si}"));
         let starting = state.epoch == 0 && state.batch == 0;
         let frozen_before = si > 0 && cfg.stages[si - 1].frozen;
         if starting && si > 0 && stage.frozen != frozen_before {
@@ -435,7 +441,7 @@ pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, han
                 state.images_seen += b.n as u64;
                 state.loss_sum += value;
                 state.loss_count += 1;
-                progress.step(state.global_step, value);
+                progress.advance(1, &format!("loss {value:.4}"));
                 if cfg.checkpoint_every > 0 && state.global_step % cfg.checkpoint_every == 0 && state.batch < steps {
                     handle.block_on(ckpt.save(&model, &optim, &state))?;
                 }
@@ -455,7 +461,7 @@ pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, han
                 dice_my,
                 seconds: state.seconds + t0.elapsed().as_secs_f64(),
             };
-            progress.epoch(&row);
+            progress.line(&row.summary());
             tracing::info!(stage = si, epoch, train_loss = row.train_loss, valid_loss, dice_lv, dice_my, "epoch done");
             state.log.push(row);
             state.epoch = epoch + 1;

@@ -16,7 +16,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
-use crate::query::{QueryError, Session};
+use crate::progress::Progress;
+use crate::query::Session;
+use crate::query::read::{self as read, ReadError};
 use crate::store::StoreLocation;
 use nifti::{Image, Voxel};
 use study::Study;
@@ -24,13 +26,8 @@ use study::Study;
 /// What went wrong while exporting.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewerError {
-    #[error("{context}: {source}")]
-    Query {
-        context: String,
-        source: Box<QueryError>,
-    },
-    #[error("{context}: {message}")]
-    Sql { context: String, message: String },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error(
         "study {study} is not in `studies`; list the studies with `cinestream sql --data … \"SELECT study_id FROM studies\"`"
     )]
@@ -182,15 +179,15 @@ async fn put(out: &StoreLocation, name: &str, body: Vec<u8>) -> Result<u64, View
 pub async fn labellers(session: &Session) -> Result<BTreeMap<String, i64>, ViewerError> {
     let ctx = "listing the labellers";
     let mut out = BTreeMap::new();
-    for b in study::collect(
+    for b in read::collect(
         session,
         "SELECT labeller, count(DISTINCT study_id) AS n FROM labels GROUP BY labeller",
         ctx,
     )
     .await?
     {
-        let l = study::column(&b, "labeller", &arrow::datatypes::DataType::Utf8, ctx)?;
-        let n = study::column(&b, "n", &arrow::datatypes::DataType::Int64, ctx)?;
+        let l = read::column(&b, "labeller", &arrow::datatypes::DataType::Utf8, ctx)?;
+        let n = read::column(&b, "n", &arrow::datatypes::DataType::Int64, ctx)?;
         use arrow::array::AsArray;
         for (l, n) in l
             .as_string::<i32>()
@@ -215,14 +212,14 @@ pub fn known_list(known: &BTreeMap<String, i64>) -> String {
         .join(", ")
 }
 
-/// Exports the chosen studies to `out`; `progress(done, total)` after each study.
+/// Exports the chosen studies to `out`, advancing `progress` by one per study.
 pub async fn run(
     session: &Session,
     cfg: &ExportConfig,
     out: &StoreLocation,
-    progress: impl Fn(usize, usize),
+    progress: &dyn Progress,
 ) -> Result<ExportReport, ViewerError> {
-    session.for_images().await.map_err(|e| ViewerError::Query { context: "setting up the session".into(), source: Box::new(e) })?;
+    session.for_images().await.map_err(ReadError::query("setting up the session"))?;
     let (ids, not_found) = study::study_ids(
         session,
         &cfg.labeller,
@@ -239,11 +236,10 @@ pub async fn run(
         not_found,
         ..Default::default()
     };
-    let total = ids.len();
+    progress.start(ids.len() as u64, "studies");
     let mut studies =
         futures::stream::iter(ids.iter().map(|id| study::read(session, id, &cfg.labeller)))
             .buffered(2);
-    let mut done = 0;
     while let Some(s) = studies.try_next().await? {
         if s.masked == 0 {
             report.without_masks.push(s.id.clone());
@@ -296,8 +292,7 @@ pub async fn run(
             masked_images: s.masked,
             images: s.slices * s.frames,
         });
-        done += 1;
-        progress(done, total);
+        progress.advance(1, "");
     }
     for id in &report.without_masks {
         report.warnings.push(format!(

@@ -5,51 +5,14 @@
 //! Each study is read by its own queries (`WHERE study_id = …`, which the tables' statistics
 //! prune to the files holding it), so memory is bounded by one study.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 
 use super::ViewerError;
 use super::nifti::Placement;
 use crate::geometry::V3;
 use crate::query::Session;
-
-/// Quotes a string as an SQL literal.
-pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// Runs a query and collects its (small) result.
-pub async fn collect(
-    session: &Session,
-    sql: &str,
-    context: &str,
-) -> Result<Vec<RecordBatch>, ViewerError> {
-    let df = session.sql(sql).await.map_err(|e| ViewerError::Query {
-        context: context.to_string(),
-        source: Box::new(e),
-    })?;
-    df.collect().await.map_err(|e| ViewerError::Sql {
-        context: context.to_string(),
-        message: e.to_string(),
-    })
-}
-
-/// A column cast to `to` (whatever type the scan or a user's table chose).
-pub fn column(
-    b: &RecordBatch,
-    name: &str,
-    to: &DataType,
-    context: &str,
-) -> Result<arrow::array::ArrayRef, ViewerError> {
-    let c = b.column_by_name(name).ok_or_else(|| ViewerError::Sql {
-        context: context.to_string(),
-        message: format!("no `{name}` column"),
-    })?;
-    arrow::compute::cast(c, to).map_err(|e| ViewerError::Sql {
-        context: context.to_string(),
-        message: format!("column `{name}`: {e}"),
-    })
-}
+use crate::query::read::{collect, column, quote};
 
 /// The study ids a run covers, in order: `ids` when given (each must exist in `studies`), else
 /// those of `SELECT study_id FROM studies WHERE <filter>` that `labeller` labelled, else every

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use cinestream::config::IngestConfig;
-use cinestream::ingest::{self, IngestReport, NoProgress};
+use cinestream::ingest::IngestConfig;
+use cinestream::ingest::{self, IngestReport};
+use cinestream::progress::Quiet;
 use cinestream::query::{Session, SessionOptions};
 use cinestream::store::{self, StoreLocation};
 use cinestream::synth::{self, SynthConfig, SynthReport, defects};
@@ -26,6 +27,17 @@ pub fn s3_bucket(test: &str) -> Option<String> {
     }
 }
 
+/// Whether the long tests run at full size: `scripts/soak.sh` sets `CINESTREAM_SOAK=1`. The
+/// test command runs them smaller, at a size that still finds what they exist to find.
+pub fn soak() -> bool {
+    std::env::var_os("CINESTREAM_SOAK").is_some_and(|v| v != "0")
+}
+
+/// `quick` in the test command, `full` in a soak run.
+pub fn sized(quick: usize, full: usize) -> usize {
+    if soak() { full } else { quick }
+}
+
 /// A prefix no other test run uses.
 pub fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -38,7 +50,7 @@ pub fn open(url: &str) -> StoreLocation {
 
 pub async fn synth(out: &str, studies: usize, seed: u64, defects: &str) -> SynthReport {
     let cfg = SynthConfig { studies, seed, defects: defects::parse_list(defects).unwrap(), write_concurrency: 16 };
-    synth::run(&open(out), &cfg, |_| {}).await.unwrap()
+    synth::run(&open(out), &cfg, &Quiet).await.unwrap()
 }
 
 /// The ingest settings for a phantom output with its truth CSVs and truth masks.
@@ -53,7 +65,7 @@ pub fn phantom_config(input: &str, output: &str) -> IngestConfig {
 
 /// Ingests a phantom output with its truth CSVs and truth masks.
 pub async fn ingest_phantom(input: &str, output: &str) -> IngestReport {
-    ingest::run(&phantom_config(input, output), Arc::new(NoProgress)).await.unwrap()
+    ingest::run(&phantom_config(input, output), Arc::new(Quiet)).await.unwrap()
 }
 
 /// The CLI arguments of [`ingest_phantom`].
@@ -205,7 +217,7 @@ pub const RUN_COLUMNS: &[&str] = &["run_id", "ingested_at"];
 /// Every ingest table's rows (see [`table_rows`]).
 pub async fn all_rows(data: &str) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    for t in cinestream::shard::tables::TABLES {
+    for t in cinestream::tables::TABLES {
         out.push((t.to_string(), table_rows(data, t, RUN_COLUMNS).await));
     }
     out

@@ -78,7 +78,8 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
     eprintln!("crash seed {seed} (CINESTREAM_CRASH_SEED replays it)");
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("inbox").display().to_string();
-    let model = inbox_and_model(dir.path(), 6, &inbox).await;
+    let studies = sized(4, 6);
+    let model = inbox_and_model(dir.path(), studies, &inbox).await;
     let raw = dir.path().join("raw").display().to_string();
     let path = |n: &str| dir.path().join(n).display().to_string();
     let ingest = |out: &str| phantom_ingest_args(&raw, out);
@@ -97,9 +98,9 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
     let t_ingest = timed(&ingest(&clean));
     eprintln!("clean ingest: {:.1} s", t_ingest.as_secs_f64());
 
-    // Ingest, killed at 8 points, each checked, then finished.
+    // Ingest, killed at 4 points (10 in a soak run), each checked, then finished.
     let crash = path("crash");
-    for (i, f) in fractions(10).into_iter().enumerate() {
+    for (i, f) in fractions(sized(4, 10)).into_iter().enumerate() {
         let at = t_ingest.mul_f64(f);
         let killed = kill_after(&ingest(&crash), at);
         eprintln!("kill point {points}: ingest attempt {i} at {} ms ({})", at.as_millis(), if killed { "killed" } else { "had finished" });
@@ -112,8 +113,8 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
     let t_label = timed(&label(&clean));
     eprintln!("clean labelling: {:.1} s", t_label.as_secs_f64());
 
-    // Labelling, killed at 8 points, each checked, then finished.
-    for (i, f) in fractions(10).into_iter().enumerate() {
+    // Labelling, killed at 4 points (10), each checked, then finished.
+    for (i, f) in fractions(sized(4, 10)).into_iter().enumerate() {
         let at = t_label.mul_f64(f);
         let killed = kill_after(&label(&crash), at);
         eprintln!("kill point {points}: label attempt {i} at {} ms ({})", at.as_millis(), if killed { "killed" } else { "had finished" });
@@ -125,7 +126,7 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
     assert!(rows(&crash, "labels").await == rows(&clean, "labels").await, "labelling after kills = a clean labelling");
     assert!(rows(&crash, "label_qc").await == rows(&clean, "label_qc").await, "label_qc after kills = a clean labelling's");
 
-    // The scheduler on the inbox, killed at 6 points; its reruns take over the dead leases.
+    // The scheduler on the inbox, killed at 3 points (6); its reruns take over the dead leases.
     let sched_clean = path("sched-clean");
     let file_clean = schedule_file(dir.path(), &inbox, &sched_clean, &[("crash-job", &model)], "");
     let t_sched = timed(&["schedule".to_string(), file_clean.display().to_string(), "--once".into()]);
@@ -133,7 +134,7 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
     let file = schedule_file(dir.path(), &inbox, &sched, &[("crash-job", &model)], "");
     let args = ["schedule".to_string(), file.display().to_string(), "--once".into()];
     eprintln!("clean scheduler run: {:.1} s", t_sched.as_secs_f64());
-    for (i, f) in fractions(6).into_iter().enumerate() {
+    for (i, f) in fractions(sized(3, 6)).into_iter().enumerate() {
         let at = t_sched.mul_f64(f);
         let killed = kill_after(&args, at);
         eprintln!("kill point {points}: scheduler attempt {i} at {} ms ({})", at.as_millis(), if killed { "killed" } else { "had finished" });
@@ -150,7 +151,7 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
     let leases = Path::new(&sched).join("_schedule/crash-job/leases");
     let left: Vec<_> = if leases.exists() { files_under(&leases) } else { Vec::new() }.into_iter().filter(|p| !p.to_string_lossy().contains("_probe")).collect();
     assert!(left.is_empty(), "no lease left: {left:?}");
-    assert_eq!(files_under(&Path::new(&sched).join("_schedule/crash-job/done")).len(), 6, "every folder marked done once");
+    assert_eq!(files_under(&Path::new(&sched).join("_schedule/crash-job/done")).len(), studies, "every folder marked done once");
     eprintln!("{points} kill points, {kills} of them killed a running process");
-    assert!(kills >= 20, "at least 20 kills");
+    assert!(kills * 4 >= points * 3, "at least three kills in four attempts: {kills} of {points}");
 }

@@ -11,11 +11,12 @@ use object_store::ObjectStoreExt;
 use rand::{Rng, SeedableRng};
 
 use crate::common::*;
-use cinestream::ingest::{self, NoProgress};
+use cinestream::ingest;
+use cinestream::progress::Quiet;
 use cinestream::query::selection::{self, QuerySource};
 use cinestream::query::{Session, SessionOptions};
-use cinestream::shard::delta::{self, AsOf};
-use cinestream::shard::{legacy, maintain, tables};
+use cinestream::tables::delta::{self, AsOf};
+use cinestream::tables::{legacy, maintain, self};
 use cinestream::store::StoreLocation;
 
 /// The rows of a table whose first column (study_id / source_study_id) is `study`.
@@ -100,7 +101,7 @@ async fn reingest_skips_present_appends_new_and_replaces_changed() {
     assert_eq!(all_rows(data_s).await, rows3, "a refused study changes nothing");
     let mut cfg = phantom_config(raw_s, data_s);
     cfg.replace = true;
-    let replaced = ingest::run(&cfg, Arc::new(NoProgress)).await.unwrap();
+    let replaced = ingest::run(&cfg, Arc::new(Quiet)).await.unwrap();
     assert_eq!(replaced.sources_replaced, vec![changed.clone()]);
     assert_eq!(replaced.sources_present.len(), 6);
     let rows5 = all_rows(data_s).await;
@@ -197,7 +198,7 @@ async fn kill_and_rerun(raw: &str, data_of: impl Fn(usize) -> String, seed: u64,
         child.kill().unwrap_or(()); // SIGKILL
         child.wait().unwrap();
         let seen = visible_counts(&data).await;
-        // cinestream sees the run in every table or in none (shard::publish); an engine reading
+        // cinestream sees the run in every table or in none (tables::publish); an engine reading
         // one table at a time sees each table's commit whole or not at all.
         let committed: Vec<&String> = seen.iter().filter(|(t, (_, py))| py.is_some_and(|p| p == full[*t] && p > 0)).map(|(t, _)| t).collect();
         println!("kill point {i}: SIGKILL after {:.3} s of a {:.3} s run{}; tables committed before the kill: {committed:?}", at.as_secs_f64(), clean_time.as_secs_f64(), if finished { " (it had finished)" } else { "" });
@@ -381,11 +382,11 @@ async fn manifest_prefixes_are_refused_then_upgraded() {
 /// `studies` as cinestream wrote it before the curated grid's geometry columns (schema 2).
 fn studies_schema_2() -> arrow::datatypes::SchemaRef {
     let full = tables::STUDIES.schema();
-    let n = full.fields().len() - tables::STUDY_GEOMETRY.len();
+    let n = full.fields().len() - tables::schemas::STUDY_GEOMETRY.len();
     Arc::new(arrow::datatypes::Schema::new(full.fields()[..n].to_vec()))
 }
 
-static STUDIES_2: cinestream::shard::spec::TableSpec = cinestream::shard::spec::TableSpec { schema_fn: studies_schema_2, ..tables::STUDIES };
+static STUDIES_2: cinestream::tables::spec::TableSpec = cinestream::tables::spec::TableSpec { schema_fn: studies_schema_2, ..tables::STUDIES };
 
 /// A prefix whose `studies` an earlier cinestream wrote (no geometry columns): readers read it,
 /// writers refuse it and say to upgrade, `upgrade` adds the columns (null in the old rows), and
@@ -403,8 +404,8 @@ async fn tables_of_an_earlier_schema_are_upgraded_in_place() {
     let (from, to) = (open(new_s), open(old_s));
     let t = delta::open(&from, "studies", &AsOf::Latest).await.unwrap().unwrap();
     let paths: Vec<_> = delta::active_files(&t).unwrap().iter().map(|f| from.child(&format!("studies/{}", f.path))).collect();
-    let mut w = cinestream::shard::writer::TableWriter::new(&to, &STUDIES_2, "schema2", &Default::default());
-    for b in cinestream::shard::reader::read_objects(&from.store, &paths, None).await.unwrap() {
+    let mut w = cinestream::tables::writer::TableWriter::new(&to, &STUDIES_2, "schema2", &Default::default());
+    for b in cinestream::tables::reader::read_objects(&from.store, &paths, None).await.unwrap() {
         let n = studies_schema_2().fields().len();
         w.write(arrow::array::RecordBatch::try_new(studies_schema_2(), b.columns()[..n].to_vec()).unwrap()).await.unwrap();
     }
@@ -431,7 +432,7 @@ async fn tables_of_an_earlier_schema_are_upgraded_in_place() {
     let again = ingest_phantom(raw_s, old_s).await;
     assert_eq!((again.sources_new, again.sources_present.len()), (0, 3));
     assert_eq!(i64s(&sql(old_s, nulls).await, "n"), vec![3]);
-    let skip: Vec<&str> = tables::STUDY_GEOMETRY.iter().map(|(c, _)| *c).collect();
+    let skip: Vec<&str> = tables::schemas::STUDY_GEOMETRY.iter().map(|(c, _)| *c).collect();
     assert_eq!(table_rows(old_s, "studies", &skip).await, table_rows(new_s, "studies", &skip).await);
     // Upgrading again changes nothing.
     let (ok, out, _) = cli(&["upgrade", "--data", old_s]);

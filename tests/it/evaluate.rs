@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::AsArray;
-use cinestream::shard::label_rows::{FrameGrid, LabelRow, append_labels};
+use cinestream::tables::label_rows::{FrameGrid, LabelRow, append_labels};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::common::{cli, f64s, i64s, open, phantom_data, png_pixels, sql, strs};

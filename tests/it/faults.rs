@@ -45,22 +45,43 @@ impl FaultCounts {
     }
 }
 
+/// Which fault a request meets (0 500, 1 503, 2 reset before the server, 3 reset after it,
+/// 4 stall), decided from its bytes and its number.
+type Rule = Arc<dyn Fn(&[u8], u64) -> Option<u8> + Send + Sync>;
+
 /// A proxy to `upstream` (host:port) that faults a `rate` share of requests, seeded. One request
 /// per connection (it asks both sides to close), so every request meets its own fate. Returns
 /// the proxy's `http://` endpoint.
 pub async fn fault_proxy(upstream: String, rate: f64, seed: u64, stall: Duration, counts: Arc<FaultCounts>) -> String {
+    let rule: Rule = Arc::new(move |_, i| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if rng.random::<f64>() < rate { Some(rng.random_range(0..5u8)) } else { None }
+    });
+    proxy(upstream, rule, stall, counts).await
+}
+
+/// A proxy that answers every read of a table's data file (a GET of a `.parquet` object outside
+/// `_delta_log/`) with 503 SlowDown and passes everything else: the tables open, and the read
+/// fails in the middle.
+pub async fn data_reads_fail_proxy(upstream: String, counts: Arc<FaultCounts>) -> String {
+    let rule: Rule = Arc::new(|request, _| {
+        let line = request.split(|b| *b == b'\n').next().map(String::from_utf8_lossy).unwrap_or_default();
+        (line.starts_with("GET ") && line.contains(".parquet") && !line.contains("_delta_log")).then_some(1)
+    });
+    proxy(upstream, rule, Duration::ZERO, counts).await
+}
+
+async fn proxy(upstream: String, rule: Rule, stall: Duration, counts: Arc<FaultCounts>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let n = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
         loop {
             let Ok((client, _)) = listener.accept().await else { continue };
-            let (upstream, counts, n) = (upstream.clone(), counts.clone(), n.clone());
+            let (upstream, counts, n, rule) = (upstream.clone(), counts.clone(), n.clone(), rule.clone());
             tokio::spawn(async move {
                 let i = n.fetch_add(1, Ordering::SeqCst);
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                let fault = if rng.random::<f64>() < rate { Some(rng.random_range(0..5u8)) } else { None };
-                let _ = serve_one(client, &upstream, fault, stall, &counts).await;
+                let _ = serve_one(client, &upstream, |request| rule(request, i), stall, &counts).await;
             });
         }
     });
@@ -105,8 +126,9 @@ async fn reset(s: TcpStream) {
     drop(s);
 }
 
-async fn serve_one(mut client: TcpStream, upstream: &str, fault: Option<u8>, stall: Duration, counts: &FaultCounts) -> std::io::Result<()> {
+async fn serve_one(mut client: TcpStream, upstream: &str, rule: impl Fn(&[u8]) -> Option<u8>, stall: Duration, counts: &FaultCounts) -> std::io::Result<()> {
     let Some(request) = read_request(&mut client).await? else { return Ok(()) };
+    let fault = rule(&request);
     counts.requests.fetch_add(1, Ordering::SeqCst);
     let reply = |status: &str, body: &str| format!("HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     match fault {
@@ -163,7 +185,7 @@ async fn ingest_and_labelling_through_a_faulty_network_write_what_a_clean_run_wr
     let upstream = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");
-    synth(raw.to_str().unwrap(), 6, 17, "missing_time_point,rotated_90,broken_files,repeated_slice").await;
+    synth(raw.to_str().unwrap(), sized(4, 6), 17, "missing_time_point,rotated_90,broken_files,repeated_slice").await;
     let base = format!("s3://{bucket}/{}", unique("faults"));
     upload(&raw, &format!("{base}/raw"), |_| true).await;
     // A tiny model, trained locally on the clean data.
@@ -203,4 +225,45 @@ async fn ingest_and_labelling_through_a_faulty_network_write_what_a_clean_run_wr
         assert_eq!(a.len(), b.len(), "{table}: same number of rows");
         assert!(a == b, "{table}: the same rows");
     }
+}
+
+/// A storage failure in the middle of a read — after the tables opened, while DataFusion and the
+/// Parquet reader fetch data files — stops `sql` and `label` with exit status 75 ("run again
+/// later"), as a failure at open does, and the same commands pass without the fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_in_the_middle_of_a_read_exits_75() {
+    let test = "a_storage_failure_in_the_middle_of_a_read_exits_75";
+    let Some(bucket) = s3_bucket(test) else { return };
+    let Some(()) = crate::label_onnx::onnx_tools(test) else { return };
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let upstream = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    synth(raw.to_str().unwrap(), 2, 23, "none").await;
+    let data = format!("s3://{bucket}/{}", unique("midread"));
+    ingest_phantom(raw.to_str().unwrap(), &data).await;
+    let model = dir.path().join("levels.onnx");
+    assert!(std::process::Command::new("python3").args(["scripts/onnx_level_model.py", model.to_str().unwrap(), "nchw"]).status().unwrap().success());
+    std::fs::write(dir.path().join("levels.toml"), crate::label_onnx::contract("nchw", "{ kind = \"pad_multiple\", multiple = 16 }", false)).unwrap();
+    // Few, quick retries: the failure is permanent for this test.
+    let store = "[store]\nmax_retries = 1\ninitial_backoff_ms = 10\nmax_backoff_s = 0.1\nretry_timeout_s = 5\n";
+    let settings = dir.path().join("store.toml");
+    std::fs::write(&settings, store).unwrap();
+    let label_file = dir.path().join("label.toml");
+    std::fs::write(&label_file, format!("{store}[label]\ndata = \"{data}\"\nmodel = \"{}\"\nlabeller = \"levels\"\n", model.display())).unwrap();
+    let sql_args = ["sql", "--data", &data, "--pipeline", settings.to_str().unwrap(), "SELECT count(*) AS n, sum(lv_pixels) AS lv FROM labels"];
+    let label_args = ["-q", "label", "--pipeline", label_file.to_str().unwrap()];
+    let counts = Arc::new(FaultCounts::default());
+    let proxy = data_reads_fail_proxy(upstream, counts.clone()).await;
+    for args in [&sql_args[..], &label_args[..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream")).args(args).env("AWS_ENDPOINT_URL", &proxy).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "{args:?} with failing data reads: {err}");
+        assert!(err.contains("run the same command again"), "{args:?}: {err}");
+    }
+    assert!(counts.e503.load(Ordering::SeqCst) > 0, "the proxy failed data reads: {}", counts.line());
+    // Without the fault both pass: the failure was the network's.
+    let rows = run_cli(&sql_args, None);
+    assert!(rows.lines().count() > 1, "{rows}");
+    run_cli(&label_args, None);
 }

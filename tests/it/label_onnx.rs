@@ -11,11 +11,11 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray};
 
 use crate::common::*;
-use cinestream::shard::writer::ShardConfig;
-use cinestream::shard::{RunInfo, ShardSet, TableChange, commit_run, tables};
+use cinestream::tables::writer::ShardConfig;
+use cinestream::tables::{RunInfo, ShardSet, TableChange, commit_run, self};
 
 /// The ONNX Runtime library and the `onnx` package, or `None` (said) when absent outside CI.
-fn onnx_tools(test: &str) -> Option<()> {
+pub fn onnx_tools(test: &str) -> Option<()> {
     let ok = std::process::Command::new("python3").args(["-c", "import onnx, onnxruntime"]).status().is_ok_and(|s| s.success());
     if ok {
         return Some(());
@@ -75,7 +75,7 @@ async fn synthetic_frames(data: &str) {
 /// Our class of each model class (the model's class is the level).
 const CLASS_MAP: [u8; 4] = [0, 3, 1, 2];
 
-fn contract(layout: &str, size: &str, transpose: bool) -> String {
+pub fn contract(layout: &str, size: &str, transpose: bool) -> String {
     format!(
         "input = \"image\"\noutput = \"scores\"\nlayout = \"{layout}\"\ntranspose = {transpose}\noutput_kind = \"logits\"\nclasses = {CLASS_MAP:?}\nsize = {size}\n\
          intensity = {{ scaling = {{ kind = \"min_max\", over = \"image\" }} }}\n"

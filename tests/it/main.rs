@@ -1,5 +1,6 @@
 //! Integration tests: one binary (linking is slow), one module per concern.
 
+mod architecture;
 mod common;
 mod compose;
 mod crashes;

@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cinestream::config::IngestConfig;
-use cinestream::ingest::pseudonym::{self, KeyError, PseudonymKey};
-use cinestream::ingest::{self, IngestError, NoProgress};
+use cinestream::ingest::IngestConfig;
+use cinestream::source::pseudonym::{self, KeyError, PseudonymKey};
+use cinestream::ingest::{self, IngestError};
+use cinestream::progress::Quiet;
 
 use crate::common;
 
@@ -46,7 +47,7 @@ async fn pseudonym_keys_are_required_recorded_and_enforced() {
 
     // Made with k1: pseudonymous ids, the fingerprint recorded beside the tables and in the commit.
     let data = dir.path().join("data");
-    let report = ingest::run(&config(&first, &data, &k1), Arc::new(NoProgress)).await.unwrap();
+    let report = ingest::run(&config(&first, &data, &k1), Arc::new(Quiet)).await.unwrap();
     assert_eq!(report.pseudonym_key.as_deref(), Some(k1.fingerprint().as_str()));
     let ids = study_ids(&data).await;
     assert_eq!(ids.len(), 1);
@@ -61,7 +62,7 @@ async fn pseudonym_keys_are_required_recorded_and_enforced() {
 
     // Another key into the same output: refused before anything is written.
     let versions = common::files_under(&data.join("frames/_delta_log")).len();
-    let err = ingest::run(&config(&second, &data, &k2), Arc::new(NoProgress)).await.unwrap_err();
+    let err = ingest::run(&config(&second, &data, &k2), Arc::new(Quiet)).await.unwrap_err();
     assert!(matches!(&err, IngestError::Key(KeyError::Mismatch { .. })), "{err}");
     let text = err.to_string();
     assert!(text.contains(&k1.fingerprint()) && text.contains(&k2.fingerprint()), "{text}");
@@ -69,13 +70,13 @@ async fn pseudonym_keys_are_required_recorded_and_enforced() {
     assert_eq!(study_ids(&data).await, ids);
 
     // The same key: accepted, and the same study gets the same id in another output.
-    ingest::run(&config(&second, &data, &k1), Arc::new(NoProgress)).await.unwrap();
+    ingest::run(&config(&second, &data, &k1), Arc::new(Quiet)).await.unwrap();
     assert_eq!(study_ids(&data).await.len(), 2);
     let again = dir.path().join("again");
-    ingest::run(&config(&first, &again, &k1), Arc::new(NoProgress)).await.unwrap();
+    ingest::run(&config(&first, &again, &k1), Arc::new(Quiet)).await.unwrap();
     assert_eq!(study_ids(&again).await, ids, "stable ids");
     let other = dir.path().join("other");
-    ingest::run(&config(&first, &other, &k2), Arc::new(NoProgress)).await.unwrap();
+    ingest::run(&config(&first, &other, &k2), Arc::new(Quiet)).await.unwrap();
     assert_ne!(study_ids(&other).await, ids, "the id depends on the key");
 
     // The command line without a key: a clear error and nothing written; `key create` makes one

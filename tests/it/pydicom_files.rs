@@ -97,9 +97,9 @@ async fn real_files_outside_the_kaggle_layout_are_grouped_by_uid() {
         std::fs::write(flat.join(name), bytes).unwrap();
     }
     let data = dir.path().join("data");
-    let mut cfg = cinestream::config::IngestConfig::new(flat.to_str().unwrap(), data.to_str().unwrap());
-    cfg.pseudonym_key = Some(cinestream::ingest::pseudonym::PseudonymKey::new(b"pydicom-test-key-0123456789", "test").unwrap());
-    let report = cinestream::ingest::run(&cfg, std::sync::Arc::new(cinestream::ingest::NoProgress)).await.unwrap();
+    let mut cfg = cinestream::ingest::IngestConfig::new(flat.to_str().unwrap(), data.to_str().unwrap());
+    cfg.pseudonym_key = Some(cinestream::source::pseudonym::PseudonymKey::new(b"pydicom-test-key-0123456789", "test").unwrap());
+    let report = cinestream::ingest::run(&cfg, std::sync::Arc::new(cinestream::progress::Quiet)).await.unwrap();
     assert_eq!(report.image_files, rows.len());
     assert_eq!(report.files_quarantined, refused, "every refused file is quarantined, none dropped");
     assert_eq!(report.image_files, report.frames_from_files + report.files_quarantined + report.files_excluded);

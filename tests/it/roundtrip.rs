@@ -7,7 +7,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
-use cinestream::shard::delta::{self, AsOf};
+use cinestream::tables::delta::{self, AsOf};
 
 async fn roundtrip(raw: &str, data: &str) {
     let report = synth(raw, 5, 42, "none").await;

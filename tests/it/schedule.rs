@@ -123,10 +123,10 @@ async fn check_all_done(output: &str, state: &str, studies: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_schedulers_on_one_inbox_label_every_study_exactly_once() {
-    const STUDIES: usize = 50;
+    let n = sized(12, 50);
     let dir = tempfile::tempdir().unwrap();
     let (inbox, output) = (dir.path().join("inbox").display().to_string(), dir.path().join("data").display().to_string());
-    let model = inbox_and_model(dir.path(), STUDIES, &inbox).await;
+    let model = inbox_and_model(dir.path(), n, &inbox).await;
     let file = schedule_file(dir.path(), &inbox, &output, &[("label-new", &model)], "");
     let started = Instant::now();
     let children: Vec<Child> = (0..3).map(|_| scheduler(&file, true)).collect();
@@ -142,16 +142,16 @@ async fn three_schedulers_on_one_inbox_label_every_study_exactly_once() {
         studies += s;
         takeovers += t;
     }
-    eprintln!("3 schedulers, {STUDIES} studies in {:.0} s: {folders} leases taken and done, {takeovers} takeovers", started.elapsed().as_secs_f64());
-    assert_eq!(folders, STUDIES, "each folder done by exactly one scheduler");
-    assert_eq!(studies, STUDIES);
-    check_all_done(&output, &format!("{output}/_schedule/label-new"), STUDIES).await;
+    eprintln!("3 schedulers, {n} studies in {:.0} s: {folders} leases taken and done, {takeovers} takeovers", started.elapsed().as_secs_f64());
+    assert_eq!(folders, n, "each folder done by exactly one scheduler");
+    assert_eq!(studies, n);
+    check_all_done(&output, &format!("{output}/_schedule/label-new"), studies).await;
 
     // A rerun finds everything done and writes nothing.
     let versions = files_under(&dir.path().join("data/labels/_delta_log")).len();
     let out = scheduler(&file, true).wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("0 done now") && stdout.contains(&format!("{STUDIES} done before")), "{stdout}");
+    assert!(stdout.contains("0 done now") && stdout.contains(&format!("{n} done before")), "{stdout}");
     assert_eq!(files_under(&dir.path().join("data/labels/_delta_log")).len(), versions);
 }
 
@@ -187,11 +187,11 @@ async fn if_match_on_the_s3_server_and_the_lease_probe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
     let Some(bucket) = s3_bucket("schedulers_on_s3_label_once_move_folders_and_serve_metrics") else { return };
-    const STUDIES: usize = 8;
+    let studies = sized(4, 8);
     let dir = tempfile::tempdir().unwrap();
     let base = format!("s3://{bucket}/{}", unique("schedule"));
     let (inbox, output, done) = (format!("{base}/inbox"), format!("{base}/data"), format!("{base}/done"));
-    let model = inbox_and_model(dir.path(), STUDIES, &inbox).await;
+    let model = inbox_and_model(dir.path(), studies, &inbox).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let file = schedule_file(dir.path(), &inbox, &output, &[("s3-job", &model)], &format!("metrics_addr = \"127.0.0.1:{port}\"\n"));
     let text = std::fs::read_to_string(&file).unwrap().replace("evaluate = true\n", &format!("evaluate = true\nmove_to = \"{done}\"\n"));
@@ -207,8 +207,8 @@ async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
         eprintln!("{}", stdout.trim());
         folders += summary(&stdout)[1];
     }
-    assert_eq!(folders, STUDIES, "each folder done once");
-    check_all_done(&output, &format!("{output}/_schedule/s3-job"), STUDIES).await;
+    assert_eq!(folders, studies, "each folder done once");
+    check_all_done(&output, &format!("{output}/_schedule/s3-job"), studies).await;
     let moved = open(&done);
     let n_moved = futures::TryStreamExt::try_collect::<Vec<_>>(moved.store.list(Some(&moved.prefix))).await.unwrap().len();
     let left = open(&inbox);

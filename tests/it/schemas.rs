@@ -4,8 +4,8 @@
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::common::*;
-use cinestream::shard::delta::{self, AsOf};
-use cinestream::shard::tables::{self, DOCUMENTED, TABLES};
+use cinestream::tables::delta::{self, AsOf};
+use cinestream::tables::{self, DOCUMENTED, TABLES};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow as _;
 
 #[test]

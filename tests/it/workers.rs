@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use cinestream::ingest::{self, NoProgress};
+use cinestream::ingest;
+use cinestream::progress::Quiet;
 use cinestream::workers::WorkShare;
 
 use crate::common::*;
@@ -26,7 +27,7 @@ async fn workers_split_ingest_and_labelling_by_study_and_repeats_are_harmless() 
     for (i, s) in ["1/3", "0/3", "1/3"].into_iter().enumerate() {
         let mut cfg = phantom_config(&input, &split);
         cfg.share = Some(share(s));
-        let r = ingest::run(&cfg, Arc::new(NoProgress)).await.unwrap();
+        let r = ingest::run(&cfg, Arc::new(Quiet)).await.unwrap();
         r.reconcile().unwrap();
         assert_eq!(r.image_files, full.image_files, "every worker lists everything");
         assert_eq!(r.files_other_workers + r.frames_from_files + r.files_quarantined + r.files_excluded + r.files_skipped, full.image_files);

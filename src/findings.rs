@@ -1,4 +1,5 @@
-//! What curation found and did: rows of the `curation_log` table.
+//! What reading and curation found and did: rows of the `curation_log` table (a leaf: the source
+//! stage quarantines files with it, curation logs its rules, ingest writes the rows).
 //!
 //! Findings are data, not errors: a study with findings is still written (corrected), and a file
 //! or slice that a rule removes is counted in `excluded_files`, so that for every run

@@ -5,18 +5,15 @@
 //!    without the studies the labeller already has (a rerun skips them; `overwrite` does not).
 //! 2. **Stream**: read (async) → pre-process → infer → post-process (threads, [`stages`]) → write
 //!    (async, the shard writer), each behind a bounded channel.
-//! 3. **Commit** ([`crate::shard::commit_run`]): `labels`, `label_qc`, then `sources` (which
+//! 3. **Commit** ([`crate::tables::commit_run`]): `labels`, `label_qc`, then `sources` (which
 //!    publishes the run), each with one application transaction id per job, so a retried or
 //!    resumed job never commits twice. `overwrite` removes the labeller's earlier rows in the same
 //!    commits, so readers see the old rows or the new, never both or neither.
 
-pub mod contract;
 pub mod engine;
-pub mod export;
 pub mod frames;
 pub mod onnx;
 pub mod post;
-pub mod prep;
 pub mod qc;
 pub mod stages;
 
@@ -29,16 +26,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::ingest::Progress;
+use crate::progress::{Parts, Progress};
 use crate::model::card::{self, CardError, ModelCard};
 use crate::query::selection::SelectionError;
 use crate::query::{QueryError, Session, SessionOptions};
-use crate::shard::delta::{self, AsOf};
-use crate::shard::label_rows::{LabelRow, labels_batch};
-use crate::shard::writer::ShardConfig;
-use crate::shard::{RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite, tables};
+use crate::tables::delta::{self, AsOf};
+use crate::tables::label_rows::{LabelRow, labels_batch};
+use crate::tables::writer::ShardConfig;
+use crate::tables::{RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite, self};
 use crate::store::{self, StoreError, StoreOptions};
-use contract::Contract;
+use crate::model::contract::Contract;
 use frames::Which;
 use qc::{QcConfig, QcResult};
 
@@ -53,8 +50,8 @@ pub enum InferError {
     Session(#[from] QueryError),
     #[error(transparent)]
     Selection(#[from] SelectionError),
-    #[error("query: {0}")]
-    Query(String),
+    #[error(transparent)]
+    Read(#[from] crate::query::read::ReadError),
     #[error("{0}")]
     Data(String),
     #[error(transparent)]
@@ -83,14 +80,7 @@ impl From<delta::DeltaError> for InferError {
     }
 }
 
-/// Which engine runs the model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    #[default]
-    Cpu,
-    Cuda,
-}
+pub use crate::model::Device;
 
 /// `cinestream label` settings (`[label]` in a pipeline file, or flags).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,7 +370,8 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
         };
         return Err(InferError::NoFrames(what));
     }
-    progress.planned(planned.frames.len(), planned.total());
+    progress.start(planned.total() as u64, "frames");
+    let parts = Parts::new(planned.frames.len());
     tracing::info!(studies = planned.frames.len(), frames = planned.total(), skipped = planned.already.len(), "planned");
 
     let app_id = app_id(&cfg.labeller, &model_sha, &planned, cfg.overwrite);
@@ -410,7 +401,7 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
             while let Some(l) = rx_done.recv().await {
                 let l = l?;
                 let line = write_study(&mut shards, &l, &cfg.labeller, &classes, &cfg.qc).await?;
-                progress.study_done(&line.study_id, line.frames, 0);
+                progress.advance(line.frames as u64, &parts.done("studies"));
                 report.frames_labelled += line.frames;
                 qc_rows.push((line.study_id.clone(), line.qc.clone()));
                 report.studies.push(line);

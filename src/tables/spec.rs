@@ -3,11 +3,9 @@
 //! The shard writer, the lanes and the Delta commit take a spec instead of a table name, so a
 //! new table (`label_qc`, evaluation tables) is one more spec in the module that fills it, not
 //! another branch in `shard/`. The specs of the tables cinestream writes are listed in
-//! [`super::tables::REGISTRY`].
+//! [`super::registry::REGISTRY`].
 
 use arrow::datatypes::SchemaRef;
-
-use super::writer::ShardConfig;
 
 /// How many writer tasks a table gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +41,11 @@ impl TableSpec {
         (self.schema_fn)()
     }
 
-    /// Writer tasks for this table under `cfg`.
-    pub fn lanes(&self, cfg: &ShardConfig) -> usize {
+    /// Writer tasks for this table when image and mask tables get `encoder_lanes`.
+    pub fn lanes(&self, encoder_lanes: usize) -> usize {
         match self.lanes {
             Lanes::One => 1,
-            Lanes::Encoders => cfg.encoder_lanes.max(1),
+            Lanes::Encoders => encoder_lanes.max(1),
         }
     }
 }

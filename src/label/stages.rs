@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::InferError;
-use super::contract::Contract;
+use crate::model::contract::Contract;
 use super::engine::Engine;
 use super::frames::StudyFrames;
-use super::post::{self, Layout};
-use super::prep::{self, Histogram, Over, Placement};
-use crate::shard::label_rows::FrameGrid;
+use super::post;
+use crate::model::contract::Layout;
+use crate::model::prep::{self, Histogram, Over, Placement};
+use crate::tables::label_rows::FrameGrid;
 
 /// What post-processing needs to know about a frame.
 #[derive(Debug, Clone)]
@@ -66,7 +67,7 @@ pub fn preprocess(contract: &Contract, batch: usize, mut rx: mpsc::Receiver<Resu
             let hist = study.whole_study.clone().unwrap_or_else(|| {
                 let mut h = Histogram::default();
                 for f in &study.frames {
-                    h.add(crate::shard::tables::pixel_values(&f.pixels));
+                    h.add(crate::pixels::pixel_values(&f.pixels));
                 }
                 h
             });
@@ -78,7 +79,7 @@ pub fn preprocess(contract: &Contract, batch: usize, mut rx: mpsc::Receiver<Resu
             let (h, w) = (f.grid.height as usize, f.grid.width as usize);
             let window = study_window.unwrap_or_else(|| {
                 let mut hist = Histogram::default();
-                hist.add(crate::shard::tables::pixel_values(&f.pixels));
+                hist.add(crate::pixels::pixel_values(&f.pixels));
                 contract.intensity.window(&hist)
             });
             let mut image = prep::to_unit(&f.pixels, window);

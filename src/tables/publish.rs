@@ -169,7 +169,7 @@ impl<'a> Publication<'a> {
     /// those of unpublished runs, plus the files such runs removed.
     pub async fn visible_files(&mut self, t: &DeltaTable, table: &str) -> Result<Vec<ActiveFile>, DeltaError> {
         let mut files = delta::active_files(t)?;
-        if table == super::tables::PUBLISHING_TABLE {
+        if table == super::registry::PUBLISHING_TABLE {
             return Ok(files);
         }
         let hidden = self.unpublished(t, table, None).await?;
@@ -222,9 +222,9 @@ pub async fn marks_for(tables: &BTreeMap<&str, DeltaTable>, sources: Option<&Del
 mod tests {
     use super::*;
 
-    use crate::shard::delta::{AsOf, CommitSpec};
-    use crate::shard::writer::{DataFile, FileEntry};
-    use crate::shard::{RunInfo, TableChange, commit_run, tables};
+    use crate::tables::delta::{AsOf, CommitSpec};
+    use crate::tables::writer::{DataFile, FileEntry};
+    use crate::tables::{RunInfo, TableChange, commit_run, self};
     use crate::store::StoreLocation;
     use deltalake_core::protocol::{DeltaOperation, SaveMode};
 

@@ -13,7 +13,7 @@ use deltalake_core::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
 use super::delta::{self, AsOf, DeltaError};
-use super::{publish, tables};
+use super::{publish, registry};
 use crate::store::StoreLocation;
 
 /// One commit of one table.
@@ -32,7 +32,7 @@ pub struct HistoryRow {
 /// The history of `tables` (every table when empty), newest first per table.
 pub async fn history(out: &StoreLocation, only: &[String]) -> Result<Vec<HistoryRow>, DeltaError> {
     let mut rows = Vec::new();
-    let sources = delta::open(out, tables::PUBLISHING_TABLE, &AsOf::Latest).await?;
+    let sources = delta::open(out, registry::PUBLISHING_TABLE, &AsOf::Latest).await?;
     let mut publication = publish::Publication::read(sources.as_ref()).await?;
     for table in tables_of(out).await?.iter().filter(|t| only.is_empty() || only.contains(*t)) {
         let Some(t) = delta::open(out, table, &AsOf::Latest).await? else { continue };
@@ -119,9 +119,9 @@ pub async fn vacuum(out: &StoreLocation, older_than: chrono::Duration, dry_run: 
 /// Returns the columns added per table.
 pub async fn upgrade_schemas(out: &StoreLocation) -> Result<BTreeMap<String, Vec<String>>, DeltaError> {
     let mut added = BTreeMap::new();
-    for spec in tables::REGISTRY {
+    for spec in registry::REGISTRY {
         let Some(t) = delta::open(out, spec.name, &AsOf::Latest).await? else { continue };
-        let info = std::collections::HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": "upgrade", "schema_version": tables::SCHEMA_VERSION }))]);
+        let info = std::collections::HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": "upgrade", "schema_version": registry::SCHEMA_VERSION }))]);
         let (_, columns) = delta::add_missing_columns(t, &spec.schema(), info).await?;
         if !columns.is_empty() {
             tracing::info!(table = spec.name, columns = ?columns, "columns added");
@@ -134,7 +134,7 @@ pub async fn upgrade_schemas(out: &StoreLocation) -> Result<BTreeMap<String, Vec
 /// Every Delta table under `out`: cinestream's in commit order, then any others by name.
 async fn tables_of(out: &StoreLocation) -> Result<Vec<String>, DeltaError> {
     let mut names = delta::tables_under(out).await?;
-    names.sort_by_key(|n| (tables::REGISTRY.iter().position(|s| s.name == n).unwrap_or(usize::MAX), n.clone()));
+    names.sort_by_key(|n| (registry::REGISTRY.iter().position(|s| s.name == n).unwrap_or(usize::MAX), n.clone()));
     Ok(names)
 }
 

@@ -20,8 +20,11 @@ pub mod reader;
 pub mod rewrite;
 pub mod spec;
 pub mod stats;
-pub mod tables;
+pub mod registry;
+pub mod schemas;
 pub mod writer;
+
+pub use registry::*;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -88,7 +91,7 @@ impl ShardSet {
         let lanes = tables
             .iter()
             .filter(|t| !skip.contains(t.name))
-            .map(|t| (t.name, ((0..t.lanes(cfg)).map(|i| Lane::spawn(out, t, i, run_id, cfg)).collect(), 0)))
+            .map(|t| (t.name, ((0..t.lanes(cfg.encoder_lanes)).map(|i| Lane::spawn(out, t, i, run_id, cfg)).collect(), 0)))
             .collect();
         Self { lanes }
     }
@@ -186,13 +189,13 @@ pub async fn commit_run(out: &StoreLocation, run: &RunInfo, specs: &[&'static Ta
     let mut done = BTreeMap::new();
     let mut opened = BTreeMap::new();
     let mut earlier = false;
-    let order = specs.iter().copied().filter(|s| s.name != tables::PUBLISHING_TABLE).chain([&tables::SOURCES]);
+    let order = specs.iter().copied().filter(|s| s.name != registry::PUBLISHING_TABLE).chain([&registry::SOURCES]);
     for spec in order {
         let table = spec.name;
         let create_info = HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": run.command, "run_id": run.run_id, "created_by": env!("CARGO_PKG_VERSION") }))]);
         let mut t = delta::open_or_create(out, table, &spec.schema(), spec.stats, create_info).await?;
         let change = changes.remove(table).unwrap_or_default();
-        let publishing = table == tables::PUBLISHING_TABLE;
+        let publishing = table == registry::PUBLISHING_TABLE;
         let unchanged = change.adds.is_empty() && change.removes.is_empty();
         // An earlier attempt of this run that committed this table and died before `sources`
         // still needs its publishing commit.
@@ -211,7 +214,7 @@ pub async fn commit_run(out: &StoreLocation, run: &RunInfo, specs: &[&'static Ta
             "app_id": run.app_id,
             "cinestream_version": env!("CARGO_PKG_VERSION"),
             "table": table,
-            "schema_version": tables::SCHEMA_VERSION,
+            "schema_version": registry::SCHEMA_VERSION,
             "rows_added": rows_added,
             "rows_removed": change.rows_removed,
             "files": files,

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::delta::Committed;
 use super::stats::FileStats;
 use super::writer::{DataFile, FileEntry, ShardConfig, TableWriter};
-use super::{RunInfo, ShardError, TableChange, commit_run, tables};
+use super::{RunInfo, ShardError, TableChange, commit_run, registry};
 use crate::store::{StoreLocation, explain};
 
 /// Folder of manifests under an output prefix.
@@ -132,7 +132,7 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
     let digest: Vec<&str> = manifests.iter().map(|(_, sha)| sha.as_str()).collect();
     let app_id = format!("cinestream-upgrade-{}", &hex::encode(Sha256::digest(digest.join("\n")))[..24]);
     // Tables a previous attempt already converted are left alone (and reported).
-    let done = super::committed_tables(out, &tables::INGEST, &app_id).await?;
+    let done = super::committed_tables(out, &registry::INGEST, &app_id).await?;
     report.already.extend(done.iter().map(|t| t.to_string()));
     let run_id = format!("upgrade-{}", &hex::encode(Sha256::digest(format!("{:?}{}", std::time::SystemTime::now(), std::process::id())))[..8]);
     let mut changes: BTreeMap<&'static str, TableChange> = BTreeMap::new();
@@ -141,7 +141,7 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
     let mut files_of: BTreeMap<String, usize> = BTreeMap::new();
     let mut logged: BTreeSet<String> = BTreeSet::new();
     for table in ["frames", "labels", "studies", "curation_log"] {
-        let schema = tables::schema(table).expect("known table");
+        let schema = registry::schema(table).expect("known table");
         let mut adds = Vec::new();
         for entry in manifests.iter().filter_map(|(m, _)| m.tables.get(table)).flat_map(|t| &t.files) {
             let path = out.child(&entry.path);
@@ -152,7 +152,7 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
                 return Err(LegacyError::Checksum { object, found, expected: entry.sha256.clone() });
             }
             let keys = read_objects_bytes(bytes, &object)?;
-            let mut stats = FileStats::new(&schema, tables::STATS_COLUMNS);
+            let mut stats = FileStats::new(&schema, registry::STATS_COLUMNS);
             for b in &keys {
                 stats.update(b);
                 collect_sources(table, b, &mut source_of, &mut files_of, &mut logged);
@@ -165,7 +165,7 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
         changes.insert(table, TableChange { adds, ..Default::default() });
     }
     // Source studies: those with studies rows, and those that only left findings.
-    let mut rows: BTreeMap<String, tables::SourceRow> = BTreeMap::new();
+    let mut rows: BTreeMap<String, registry::SourceRow> = BTreeMap::new();
     for (study, source) in &source_of {
         let r = rows.entry(source.clone()).or_insert_with(|| unknown_source(source, files_of.get(source).copied().unwrap_or(0)));
         r.study_ids.push(study.clone());
@@ -173,15 +173,15 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
     for study in logged.iter().filter(|s| *s != "unassigned" && !source_of.contains_key(*s)) {
         rows.entry(study.clone()).or_insert_with(|| unknown_source(study, 0));
     }
-    let rows: Vec<tables::SourceRow> = rows.into_values().map(|mut r| {
+    let rows: Vec<registry::SourceRow> = rows.into_values().map(|mut r| {
         r.study_ids.sort();
         r
     }).collect();
     report.source_studies = rows.len();
-    if !done.contains(tables::SOURCES.name) {
-        let mut w = TableWriter::new(out, &tables::SOURCES, &run_id, cfg);
-        w.write(tables::sources_batch(&rows, &run_id, chrono::Utc::now())).await.map_err(ShardError::from)?;
-        changes.insert(tables::SOURCES.name, TableChange { adds: w.finish().await.map_err(ShardError::from)?, ..Default::default() });
+    if !done.contains(registry::SOURCES.name) {
+        let mut w = TableWriter::new(out, &registry::SOURCES, &run_id, cfg);
+        w.write(registry::sources_batch(&rows, &run_id, chrono::Utc::now())).await.map_err(ShardError::from)?;
+        changes.insert(registry::SOURCES.name, TableChange { adds: w.finish().await.map_err(ShardError::from)?, ..Default::default() });
     }
     for t in &done {
         changes.remove(t);
@@ -193,7 +193,7 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
         summary: serde_json::json!({ "manifests": report.manifests, "rows": report.rows, "source_studies": report.source_studies }),
         config: serde_json::json!({ "manifests": manifests.iter().map(|(m, sha)| serde_json::json!({ "run_id": m.run_id, "created": m.created, "sha256": sha })).collect::<Vec<_>>() }),
     };
-    for (table, result) in commit_run(out, &run, &tables::INGEST, changes).await? {
+    for (table, result) in commit_run(out, &run, &registry::INGEST, changes).await? {
         if result == Committed::AlreadyThere && !report.already.iter().any(|t| t == table) {
             report.already.push(table.to_string());
         }
@@ -201,8 +201,8 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
     Ok(report)
 }
 
-fn unknown_source(source: &str, image_files: usize) -> tables::SourceRow {
-    tables::SourceRow { source_study_id: source.into(), fingerprint: String::new(), listing_fingerprint: String::new(), image_files, study_ids: Vec::new() }
+fn unknown_source(source: &str, image_files: usize) -> registry::SourceRow {
+    registry::SourceRow { source_study_id: source.into(), fingerprint: String::new(), listing_fingerprint: String::new(), image_files, study_ids: Vec::new() }
 }
 
 /// The key columns of a Parquet file held in memory.
@@ -211,7 +211,7 @@ fn read_objects_bytes(bytes: bytes::Bytes, object: &str) -> Result<Vec<arrow::ar
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let err = |e: parquet::errors::ParquetError| LegacyError::Corrupt { object: object.to_string(), message: e.to_string() };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(err)?;
-    let wanted: Vec<&str> = tables::STATS_COLUMNS.iter().copied().chain(["source_files"]).collect();
+    let wanted: Vec<&str> = registry::STATS_COLUMNS.iter().copied().chain(["source_files"]).collect();
     let mask = ProjectionMask::columns(builder.parquet_schema(), wanted.iter().copied());
     let reader = builder.with_projection(mask).build().map_err(err)?;
     reader.collect::<Result<Vec<_>, _>>().map_err(|e| LegacyError::Corrupt { object: object.to_string(), message: e.to_string() })

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{IMAGENET_MEAN, IMAGENET_STD};
-use crate::shard::tables::pixel_values;
+use crate::pixels::pixel_values;
 
 /// Over which pixels a scale is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,10 +13,10 @@ use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
 use super::InferError;
-use super::contract::Contract;
+use crate::model::contract::Contract;
 use super::engine::Engine;
-use super::post::Layout;
-use super::prep::SizePolicy;
+use crate::model::contract::Layout;
+use crate::model::prep::SizePolicy;
 
 /// The ONNX Runtime version whose C API the build expects (`ort` feature `api-31`).
 pub const RUNTIME_VERSION: &str = "1.31";

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BinaryBuilder, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 
-use super::tables::LABELS;
+use super::registry::LABELS;
 
 /// Pixels per class of a mask: `[background, LV, MY, RV]` (classes 0–3). Values above 3 are
 /// not counted.
@@ -106,11 +106,11 @@ pub fn labels_batch(rows: &[LabelRow]) -> RecordBatch {
 /// rerun with the same id commits nothing twice), published with `sources`. For masks made
 /// elsewhere — a test's altered copy, a benchmark's second labeller.
 pub async fn append_labels(data: &crate::store::StoreLocation, app_id: &str, rows: &[LabelRow<'_>]) -> Result<(), super::ShardError> {
-    use super::{RunInfo, ShardSet, TableChange, commit_run, tables, writer::ShardConfig};
+    use super::{RunInfo, ShardSet, TableChange, commit_run, registry, writer::ShardConfig};
     let run_id = format!("{app_id}-run");
-    let mut shards = ShardSet::new(data, &run_id, &ShardConfig::default(), &tables::LABEL, &std::collections::BTreeSet::new());
+    let mut shards = ShardSet::new(data, &run_id, &ShardConfig::default(), &registry::LABEL, &std::collections::BTreeSet::new());
     for chunk in rows.chunks(256) {
-        shards.write(&tables::LABELS, labels_batch(chunk)).await?;
+        shards.write(&registry::LABELS, labels_batch(chunk)).await?;
     }
     let mut changes: std::collections::BTreeMap<&'static str, TableChange> = std::collections::BTreeMap::new();
     for (t, files) in shards.finish().await? {
@@ -118,7 +118,7 @@ pub async fn append_labels(data: &crate::store::StoreLocation, app_id: &str, row
     }
     let labellers: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.labeller).collect();
     let run = RunInfo::new(app_id.to_string(), "append_labels", run_id, &serde_json::json!({ "rows": rows.len() }), &serde_json::json!({ "labellers": labellers }));
-    commit_run(data, &run, &tables::LABEL, changes).await?;
+    commit_run(data, &run, &registry::LABEL, changes).await?;
     Ok(())
 }
 

@@ -2,27 +2,7 @@
 //! class map, and the optional clean-ups of a contract — small connected components removed,
 //! only the largest LV component kept. Components are 4-connected.
 
-use serde::{Deserialize, Serialize};
-
-/// What a model's output holds per pixel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputKind {
-    /// One channel per class: probabilities (e.g. after a softmax).
-    Probabilities,
-    /// One channel per class: scores before a softmax.
-    Logits,
-    /// One channel: the class index.
-    Labels,
-}
-
-/// Tensor layouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    Nchw,
-    Nhwc,
-}
+use crate::model::contract::{Layout, OutputKind};
 
 /// The model's class of each pixel of image `i` of a batch output of `channels × h × w`
 /// values per image in `layout` (channels 1 for [`OutputKind::Labels`]). Ties go to the lower

@@ -16,11 +16,12 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::InferError;
-use super::prep::Histogram;
+use crate::query::read::{self, ReadError, quote};
+use crate::model::prep::Histogram;
 use crate::query::Session;
 use crate::query::selection;
-use crate::shard::label_rows::FrameGrid;
-use crate::shard::tables::pixel_values;
+use crate::tables::label_rows::FrameGrid;
+use crate::pixels::pixel_values;
 use crate::store::StoreLocation;
 use crate::workers::WorkShare;
 
@@ -59,17 +60,11 @@ impl Planned {
 
 /// A string column as plain strings (whatever string type the scan chose).
 pub fn strings(b: &RecordBatch, name: &str) -> Result<StringArray, InferError> {
-    let col = b.column_by_name(name).ok_or_else(|| InferError::Query(format!("the frames query returned no `{name}` column")))?;
-    let cast = arrow::compute::cast(col, &DataType::Utf8).map_err(|e| InferError::Query(e.to_string()))?;
-    Ok(cast.as_string::<i32>().clone())
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    Ok(read::column(b, name, &DataType::Utf8, "reading the frames")?.as_string::<i32>().clone())
 }
 
 async fn collect(session: &Session, sql: &str) -> Result<Vec<RecordBatch>, InferError> {
-    session.sql(sql).await?.collect().await.map_err(|e| InferError::Query(e.to_string()))
+    Ok(read::collect(session, sql, "planning the frames to label").await?)
 }
 
 /// Plans the keys of `which` (registering them in `session`) without those of studies
@@ -102,8 +97,7 @@ pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, whi
     for b in &keys {
         let ids = strings(b, "study_id")?;
         let int = |n: &str| -> Result<arrow::array::Int32Array, InferError> {
-            let c = b.column_by_name(n).ok_or_else(|| InferError::Query(format!("the frame keys have no `{n}` column")))?;
-            Ok(arrow::compute::cast(c, &DataType::Int32).map_err(|e| InferError::Query(e.to_string()))?.as_primitive::<Int32Type>().clone())
+            Ok(read::column(b, n, &DataType::Int32, "reading the frame keys")?.as_primitive::<Int32Type>().clone())
         };
         let (slices, frames) = (int("slice_index")?, int("frame_index")?);
         for i in 0..b.num_rows() {
@@ -126,11 +120,12 @@ pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, whi
         ("slice_index", Arc::new(arrow::array::Int32Array::from_iter_values(seen.iter().map(|k| k.1)))),
         ("frame_index", Arc::new(arrow::array::Int32Array::from_iter_values(seen.iter().map(|k| k.2)))),
     ])
-    .map_err(|e| InferError::Query(e.to_string()))?;
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| InferError::Query(e.to_string()))?;
+    .expect("three columns of one length");
+    let registering = "registering the frame keys";
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(ReadError::execute(registering))?;
     let ctx = session.context();
     let _ = ctx.deregister_table(KEYS);
-    ctx.register_table(KEYS, Arc::new(table)).map_err(|e| InferError::Query(e.to_string()))?;
+    ctx.register_table(KEYS, Arc::new(table)).map_err(ReadError::execute(registering))?;
     // Rows carry whole images: small batches keep memory bounded.
     session.for_images().await?;
     if !planned.frames.is_empty() {
@@ -177,9 +172,10 @@ pub async fn study_histograms(session: &Session, partial: &BTreeSet<String>) -> 
     }
     let list: Vec<String> = partial.iter().map(|s| quote(s)).collect();
     let df = session.sql(&format!("SELECT study_id, pixels FROM frames WHERE study_id IN ({})", list.join(", "))).await?;
-    let mut stream = df.execute_stream().await.map_err(|e| InferError::Query(e.to_string()))?;
+    let ctx = "reading the pixels of studies labelled in part";
+    let mut stream = df.execute_stream().await.map_err(ReadError::execute(ctx))?;
     while let Some(b) = stream.next().await {
-        let b = b.map_err(|e| InferError::Query(e.to_string()))?;
+        let b = b.map_err(ReadError::execute(ctx))?;
         let (ids, px) = (strings(&b, "study_id")?, b.column(1).as_binary::<i32>().clone());
         for i in 0..b.num_rows() {
             out.entry(ids.value(i).to_string()).or_default().add(pixel_values(px.value(i)));
@@ -195,11 +191,11 @@ pub async fn stream(session: &Session, planned: &Planned, mut histograms: HashMa
          FROM frames f JOIN {KEYS} k ON f.study_id = k.study_id AND f.slice_index = k.slice_index AND f.frame_index = k.frame_index"
     );
     let df = session.sql(&sql).await?;
-    let mut rows = df.execute_stream().await.map_err(|e| InferError::Query(e.to_string()))?;
+    let mut rows = df.execute_stream().await.map_err(ReadError::execute("reading the frames"))?;
     let mut open: HashMap<String, StudyFrames> = HashMap::new();
     let mut sent = 0;
     while let Some(b) = rows.next().await {
-        let b = b.map_err(|e| InferError::Query(e.to_string()))?;
+        let b = b.map_err(ReadError::execute("reading the frames"))?;
         let (ids, splits, keys, fills) = (strings(&b, "study_id")?, strings(&b, "split")?, strings(&b, "source_key")?, strings(&b, "fill")?);
         let int = |n: &str| b.column_by_name(n).expect("selected").as_primitive::<Int32Type>().clone();
         let float = |n: &str| b.column_by_name(n).expect("selected").as_primitive::<Float64Type>().clone();
