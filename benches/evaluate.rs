@@ -20,9 +20,9 @@ use arrow::array::{Array, AsArray};
 use cinestream::ingest;
 use cinestream::progress::Quiet;
 use cinestream::query::{Session, SessionOptions};
-use cinestream::tables::label_rows::{FrameGrid, LabelRow, append_labels};
 use cinestream::store::{self, StoreLocation};
 use cinestream::synth::{self, SynthConfig};
+use cinestream::tables::label_rows::{FrameGrid, LabelRow, append_labels};
 
 fn open(url: &str) -> StoreLocation {
     store::open(url, &Default::default()).unwrap()
@@ -40,42 +40,17 @@ async fn data_set(root: &std::path::Path, n: usize) -> String {
     let _ = std::fs::remove_dir_all(&dir);
     let input = dir.join("input");
     let input_url = input.to_str().unwrap().to_string();
-    eprintln!(
-        "evaluate bench: making {n} phantom studies in {}",
-        dir.display()
-    );
-    synth::run(
-        &open(&input_url),
-        &SynthConfig {
-            studies: n,
-            seed: 7,
-            defects: Vec::new(),
-            write_concurrency: 16,
-        },
-        &Quiet,
-    )
-    .await
-    .unwrap();
+    eprintln!("evaluate bench: making {n} phantom studies in {}", dir.display());
+    synth::run(&open(&input_url), &SynthConfig { studies: n, seed: 7, defects: Vec::new(), write_concurrency: 16 }, &Quiet).await.unwrap();
     let mut cfg = cinestream::ingest::IngestConfig::new(&input_url, &data_url);
-    cfg.truth = ["train.csv", "validate.csv", "solution.csv"]
-        .iter()
-        .map(|f| format!("{input_url}/{f}"))
-        .collect();
+    cfg.truth = ["train.csv", "validate.csv", "solution.csv"].iter().map(|f| format!("{input_url}/{f}")).collect();
     cfg.labels = Some(format!("{input_url}/truth"));
     cfg.labeller = "phantom".into();
     ingest::run(&cfg, Arc::new(Quiet)).await.unwrap();
     // The second labeller, a few studies per run (memory stays bounded while making it).
-    let session = Session::open(Some(&open(&data_url)), &SessionOptions::default())
-        .await
-        .unwrap();
+    let session = Session::open(Some(&open(&data_url)), &SessionOptions::default()).await.unwrap();
     let ids: Vec<String> = {
-        let b = session
-            .sql("SELECT DISTINCT study_id FROM labels ORDER BY study_id")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let b = session.sql("SELECT DISTINCT study_id FROM labels ORDER BY study_id").await.unwrap().collect().await.unwrap();
         b.iter()
             .flat_map(|b| {
                 arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
@@ -96,37 +71,12 @@ async fn data_set(root: &std::path::Path, n: usize) -> String {
         let batches = session.sql(&sql).await.unwrap().collect().await.unwrap();
         let mut owned = Vec::new();
         for b in &batches {
-            let s = |n: &str| {
-                arrow::compute::cast(
-                    b.column_by_name(n).unwrap(),
-                    &arrow::datatypes::DataType::Utf8,
-                )
-                .unwrap()
-            };
+            let s = |n: &str| arrow::compute::cast(b.column_by_name(n).unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
             let (id, split, key) = (s("study_id"), s("split"), s("source_key"));
-            let i32c = |n: &str| {
-                b.column_by_name(n)
-                    .unwrap()
-                    .as_primitive::<arrow::datatypes::Int32Type>()
-                    .clone()
-            };
-            let f64c = |n: &str| {
-                b.column_by_name(n)
-                    .unwrap()
-                    .as_primitive::<arrow::datatypes::Float64Type>()
-                    .clone()
-            };
-            let (z, t, h, w) = (
-                i32c("slice_index"),
-                i32c("frame_index"),
-                i32c("height"),
-                i32c("width"),
-            );
-            let (sr, sc, ss) = (
-                f64c("pixel_spacing_row_mm"),
-                f64c("pixel_spacing_col_mm"),
-                f64c("slice_spacing_mm"),
-            );
+            let i32c = |n: &str| b.column_by_name(n).unwrap().as_primitive::<arrow::datatypes::Int32Type>().clone();
+            let f64c = |n: &str| b.column_by_name(n).unwrap().as_primitive::<arrow::datatypes::Float64Type>().clone();
+            let (z, t, h, w) = (i32c("slice_index"), i32c("frame_index"), i32c("height"), i32c("width"));
+            let (sr, sc, ss) = (f64c("pixel_spacing_row_mm"), f64c("pixel_spacing_col_mm"), f64c("slice_spacing_mm"));
             let masks = b.column_by_name("mask").unwrap().as_binary::<i32>();
             for i in 0..b.num_rows() {
                 let width = w.value(i) as usize;
@@ -167,9 +117,7 @@ async fn data_set(root: &std::path::Path, n: usize) -> String {
                 mask,
             })
             .collect();
-        append_labels(&open(&data_url), &format!("bench-shift2-{k}"), &rows)
-            .await
-            .unwrap();
+        append_labels(&open(&data_url), &format!("bench-shift2-{k}"), &rows).await.unwrap();
     }
     std::fs::write(&done, "").unwrap();
     data_url
@@ -208,7 +156,8 @@ async fn measure(root: &std::path::Path, n: usize) -> Vec<Step> {
     let _ = std::fs::remove_dir_all(&out_root);
     let out = |name: &str| out_root.join(name).to_str().unwrap().to_string();
     let mut steps = Vec::new();
-    let (secs, peak, stdout) = timed(&["evaluate", "--data", &data, "--labeller", "shift2", "--reference", "phantom", "--out", &out("eval")]);
+    let (secs, peak, stdout) =
+        timed(&["evaluate", "--data", &data, "--labeller", "shift2", "--reference", "phantom", "--out", &out("eval")]);
     assert!(stdout.contains(&format!("{images}")), "evaluate scored every image: {stdout}");
     steps.push(Step { name: "evaluate shift2 vs phantom".into(), images, seconds: secs, peak_mib: peak });
     for format in ["nifti", "png"] {
@@ -220,7 +169,11 @@ async fn measure(root: &std::path::Path, n: usize) -> Vec<Step> {
 
 fn main() {
     let root = PathBuf::from(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/cinestream-bench".into()));
-    let sizes: Vec<usize> = std::env::var("BENCH_SIZES").unwrap_or_else(|_| "12,48".into()).split(',').map(|s| s.trim().parse().expect("BENCH_SIZES: numbers")).collect();
+    let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "12,48".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("BENCH_SIZES: numbers"))
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     println!("| studies | step | images | seconds | images/s | peak RSS (MiB) |");
     println!("|---:|---|---:|---:|---:|---:|");

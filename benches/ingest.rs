@@ -58,17 +58,23 @@ fn floor(dir: &Path, parse: bool) -> (usize, u64, f64) {
     dicom_files(dir, &mut files);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let bytes: u64 = std::thread::scope(|s| {
-        let chunks: Vec<_> = files.chunks(files.len().div_ceil(threads).max(1)).map(|chunk| {
-            s.spawn(move || {
-                chunk.iter().map(|p| {
-                    let b = std::fs::read(p).unwrap();
-                    if parse {
-                        let _ = std::hint::black_box(cinestream::source::parse::parse_dicom(&b));
-                    }
-                    b.len() as u64
-                }).sum::<u64>()
+        let chunks: Vec<_> = files
+            .chunks(files.len().div_ceil(threads).max(1))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|p| {
+                            let b = std::fs::read(p).unwrap();
+                            if parse {
+                                let _ = std::hint::black_box(cinestream::source::parse::parse_dicom(&b));
+                            }
+                            b.len() as u64
+                        })
+                        .sum::<u64>()
+                })
             })
-        }).collect();
+            .collect();
         chunks.into_iter().map(|h| h.join().unwrap()).sum()
     });
     (files.len(), bytes, t.elapsed().as_secs_f64())
@@ -141,7 +147,11 @@ fn main() {
         );
     }
     if let [small, large] = &rows[..] {
-        println!("peak RSS grows {:.2}× while the data grows {:.1}×", large.3.peak_rss_mib / small.3.peak_rss_mib, large.1.0 as f64 / small.1.0 as f64);
+        println!(
+            "peak RSS grows {:.2}× while the data grows {:.1}×",
+            large.3.peak_rss_mib / small.3.peak_rss_mib,
+            large.1.0 as f64 / small.1.0 as f64
+        );
     }
     if let Ok(other) = std::env::var("BENCH_COMPARE_BIN") {
         compare(bin, &other, &ensure_data(bin, &dir, studies), &dir);

@@ -114,7 +114,19 @@ fn main() {
     let batch_s = batch.to_string();
 
     // Warm the page cache and the runtime libraries once, untimed.
-    run(Command::new(bin).args(["-q", "label", "--data", &data, "--model", &onnx_s, "--labeller", "warm-up", "--batch", &batch_s, "--overwrite"]));
+    run(Command::new(bin).args([
+        "-q",
+        "label",
+        "--data",
+        &data,
+        "--model",
+        &onnx_s,
+        "--labeller",
+        "warm-up",
+        "--batch",
+        &batch_s,
+        "--overwrite",
+    ]));
 
     let (mut rust, mut python, mut burn) = (Vec::new(), Vec::new(), Vec::new());
     let (mut frames, mut rust_busy, mut python_busy) = (0.0, Vec::new(), Vec::new());
@@ -123,7 +135,8 @@ fn main() {
     let tag = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     for i in 0..repeat {
         let onnx_labeller = format!("onnx-{tag}-{i}");
-        let r = run(Command::new(bin).args(["label", "--data", &data, "--model", &onnx_s, "--labeller", &onnx_labeller, "--batch", &batch_s]));
+        let r =
+            run(Command::new(bin).args(["label", "--data", &data, "--model", &onnx_s, "--labeller", &onnx_labeller, "--batch", &batch_s]));
         let line = r.stdout.lines().find(|l| l.trim_start().starts_with("studies labelled")).expect("a label summary");
         frames = number_after(line, "(");
         assert!(frames > 0.0, "the run labelled nothing:\n{}", r.stdout);
@@ -138,21 +151,39 @@ fn main() {
         eprintln!("run {i}: python (onnxruntime + pyarrow) {:.2} s", p.seconds);
         python.push(p.seconds);
         if i == 0 {
-            let q = format!("SELECT sum(lv_pixels) AS lv, sum(my_pixels) AS my, sum(rv_pixels) AS rv FROM labels WHERE labeller = '{onnx_labeller}'");
+            let q = format!(
+                "SELECT sum(lv_pixels) AS lv, sum(my_pixels) AS my, sum(rv_pixels) AS rv FROM labels WHERE labeller = '{onnx_labeller}'"
+            );
             counts = (run(Command::new(bin).args(["sql", "--data", &data, &q])).stdout, p.stdout.clone());
         }
 
-        let b = run(Command::new(bin).args(["label", "--data", &data, "--model", &model, "--labeller", &format!("burn-{tag}-{i}"), "--batch", &batch_s]));
+        let b = run(Command::new(bin).args([
+            "label",
+            "--data",
+            &data,
+            "--model",
+            &model,
+            "--labeller",
+            &format!("burn-{tag}-{i}"),
+            "--batch",
+            &batch_s,
+        ]));
         eprintln!("run {i}: cinestream (Burn flex) {:.2} s", b.seconds);
         burn.push(b.seconds);
     }
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("\nlabel benchmark ({cores} cores): {studies} phantom studies, {frames} frames, batch {batch}, demo-shaped U-Net at 128², medians of {repeat} alternating runs, each process timed end to end");
+    println!(
+        "\nlabel benchmark ({cores} cores): {studies} phantom studies, {frames} frames, batch {batch}, demo-shaped U-Net at 128², medians of {repeat} alternating runs, each process timed end to end"
+    );
     let (r, p, b) = (median(rust), median(python), median(burn));
     println!("  cinestream label, ONNX Runtime   {:>7.1} images/s ({r:.2} s), model busy {:.0}% (median)", frames / r, median(rust_busy));
     println!("  python (onnxruntime + pyarrow)   {:>7.1} images/s ({p:.2} s), model busy {:.0}% (median)", frames / p, median(python_busy));
     println!("  cinestream label, Burn flex      {:>7.1} images/s ({b:.2} s)", frames / b);
     println!("  ratio ONNX engine / python       {:>7.2}×", p / r);
-    println!("  pixels of the first runs (same model, same frames):\n    cinestream: {}\n    python:     {}", counts.0.trim(), counts.1.trim());
+    println!(
+        "  pixels of the first runs (same model, same frames):\n    cinestream: {}\n    python:     {}",
+        counts.0.trim(),
+        counts.1.trim()
+    );
 }

@@ -17,11 +17,11 @@ use std::time::Instant;
 
 use arrow::array::{ArrayRef, BinaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use cinestream::query::{Session, SessionOptions};
-use cinestream::tables::{RunInfo, ShardSet, TableChange, commit_run};
-use cinestream::tables;
-use cinestream::tables::writer::ShardConfig;
 use cinestream::store::{self, StoreLocation};
 use cinestream::synth::phantom::contraction;
+use cinestream::tables;
+use cinestream::tables::writer::ShardConfig;
+use cinestream::tables::{RunInfo, ShardSet, TableChange, commit_run};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -170,7 +170,13 @@ async fn generate(data: &StoreLocation) {
     assert_eq!(rows, 433_460);
     let files = shards.finish().await.unwrap();
     let changes = files.into_iter().map(|(t, adds)| (t, TableChange { adds, ..Default::default() })).collect();
-    let run = RunInfo { app_id: "bench-query-generator".into(), command: "bench query generator".into(), run_id: "bench-query".into(), summary: serde_json::json!({ "label_rows": rows }), config: serde_json::json!({}) };
+    let run = RunInfo {
+        app_id: "bench-query-generator".into(),
+        command: "bench query generator".into(),
+        run_id: "bench-query".into(),
+        summary: serde_json::json!({ "label_rows": rows }),
+        config: serde_json::json!({}),
+    };
     commit_run(data, &run, &tables::INGEST, changes).await.unwrap();
     eprintln!("generated {STUDIES} studies, {rows} label rows in {:.0} s", t.elapsed().as_secs_f64());
 }
@@ -187,7 +193,8 @@ fn sizes(dir: &Path) -> (u64, u64) {
             total += std::fs::metadata(&f).unwrap().len();
             let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&f).unwrap()).unwrap();
             for rg in parquet::file::reader::FileReader::metadata(&reader).row_groups() {
-                masks += rg.columns().iter().filter(|c| c.column_path().string() == "mask").map(|c| c.compressed_size() as u64).sum::<u64>();
+                masks +=
+                    rg.columns().iter().filter(|c| c.column_path().string() == "mask").map(|c| c.compressed_size() as u64).sum::<u64>();
             }
         }
     }
@@ -222,7 +229,10 @@ fn main() {
         let mut secs: Vec<f64> = runs.iter().map(|r| r.0).collect();
         secs.sort_by(f64::total_cmp);
         let (_, io, sets, volumes) = runs[0];
-        println!("\nquery benchmark: confidence_sets + volumes, from session open to last row ({} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        println!(
+            "\nquery benchmark: confidence_sets + volumes, from session open to last row ({} cores)",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        );
         println!("label rows {rows}, studies {volumes}, confidence_sets rows {sets} (p5: {p5})");
         println!("seconds: min {:.3}, median {:.3}, max {:.3} (7 runs)", secs[0], secs[3], secs[6]);
         println!(

@@ -30,7 +30,14 @@ use cinestream::model::losses::{self, LossKind};
 use cinestream::model::{EncoderKind, ModelConfig, SegModel};
 use cinestream::train::optim::AdamW;
 
-fn time_steps<B: burn::tensor::backend::AutodiffBackend>(name: &str, cfg: ModelConfig, size: usize, batch: usize, steps: usize, warmup: usize) {
+fn time_steps<B: burn::tensor::backend::AutodiffBackend>(
+    name: &str,
+    cfg: ModelConfig,
+    size: usize,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+) {
     let device = Default::default();
     let mut model: SegModel<B> = cfg.init(&device);
     let mut optim = AdamW::fastai(1e-2).init::<B, SegModel<B>>();
@@ -77,7 +84,12 @@ fn time_infer<B: burn::tensor::backend::Backend>(name: &str, cfg: ModelConfig, s
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    println!("{name:<8} width {:>2} blocks {:?} {size}² batch {batch:>2}: {median:.3} s/batch median of {steps} ({:.1} images/s)", cfg.width, cfg.blocks, batch as f64 / median);
+    println!(
+        "{name:<8} width {:>2} blocks {:?} {size}² batch {batch:>2}: {median:.3} s/batch median of {steps} ({:.1} images/s)",
+        cfg.width,
+        cfg.blocks,
+        batch as f64 / median
+    );
 }
 
 /// The same step in PyTorch eager on the CPU (`benches/torch_unet_step.py`), printed as it

@@ -72,7 +72,10 @@ impl RunConfig {
         let mut vars = self.vars.clone();
         for (k, v) in set {
             if !vars.contains_key(k) {
-                return Err(ConfigError::Invalid(format!("--set {k}: the pipeline has no variable `{k}` (it has: work{})", vars.keys().map(|k| format!(", {k}")).collect::<String>())));
+                return Err(ConfigError::Invalid(format!(
+                    "--set {k}: the pipeline has no variable `{k}` (it has: work{})",
+                    vars.keys().map(|k| format!(", {k}")).collect::<String>()
+                )));
             }
             vars.insert(k.clone(), v.clone());
         }
@@ -88,7 +91,11 @@ impl RunConfig {
                 && out[start + 1..start + len].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && len > 1
             {
-                return Err(ConfigError::Invalid(format!("step `{step}`: unknown variable `{}` (known: {})", &out[start..=start + len], vars.keys().cloned().collect::<Vec<_>>().join(", "))));
+                return Err(ConfigError::Invalid(format!(
+                    "step `{step}`: unknown variable `{}` (known: {})",
+                    &out[start..=start + len],
+                    vars.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
             }
             Ok(out)
         };
@@ -97,7 +104,9 @@ impl RunConfig {
             .map(|s| {
                 match s.args.first().map(String::as_str) {
                     None => return Err(ConfigError::Invalid(format!("step `{}` has no command", s.name))),
-                    Some("run" | "schedule") => return Err(ConfigError::Invalid(format!("step `{}`: `{}` cannot be a step of a run", s.name, s.args[0]))),
+                    Some("run" | "schedule") => {
+                        return Err(ConfigError::Invalid(format!("step `{}`: `{}` cannot be a step of a run", s.name, s.args[0])));
+                    }
                     _ => {}
                 }
                 let args = s.args.iter().map(|a| fill(a, &s.name)).collect::<Result<_, _>>()?;
@@ -213,7 +222,8 @@ mod tests {
         assert_eq!(f.ingest.unwrap().store.max_retries, 9);
         let only_ingest = PipelineFile::parse("[ingest]\ninput='a'\noutput='b'\n[ingest.store]\nmax_retries = 2\n").unwrap();
         assert_eq!(only_ingest.store().max_retries, 2);
-        let both = PipelineFile::parse("[store]\nmax_retries = 9\n[ingest]\ninput='a'\noutput='b'\n[ingest.store]\nmax_retries = 2\n").unwrap_err();
+        let both = PipelineFile::parse("[store]\nmax_retries = 9\n[ingest]\ninput='a'\noutput='b'\n[ingest.store]\nmax_retries = 2\n")
+            .unwrap_err();
         assert!(both.contains("[store]"), "{both}");
         assert_eq!(PipelineFile::parse("[model]\n").unwrap().store(), StoreOptions::default());
     }

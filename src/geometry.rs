@@ -98,10 +98,8 @@ impl Grid {
 
     /// The grid with these directions, centred on `centre`, with this spacing and size.
     pub fn centred_at(&self, centre: V3, spacing: [f64; 2], rows: u32, cols: u32) -> Grid {
-        let half = add(
-            scale(self.row_dir, (cols as f64 - 1.0) / 2.0 * spacing[1]),
-            scale(self.col_dir, (rows as f64 - 1.0) / 2.0 * spacing[0]),
-        );
+        let half =
+            add(scale(self.row_dir, (cols as f64 - 1.0) / 2.0 * spacing[1]), scale(self.col_dir, (rows as f64 - 1.0) / 2.0 * spacing[0]));
         Grid { origin: sub(centre, half), spacing, rows, cols, ..*self }
     }
 

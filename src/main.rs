@@ -20,7 +20,9 @@ fn main() -> std::process::ExitCode {
             // RUST_BACKTRACE is for developers, via a debugger or logs).
             eprintln!("error: {}", error_chain(&e));
             if store::transient(e.as_ref()) {
-                eprintln!("the storage service failed after retries; this may pass: run the same command again later (committed work is kept, a rerun does only what is missing)");
+                eprintln!(
+                    "the storage service failed after retries; this may pass: run the same command again later (committed work is kept, a rerun does only what is missing)"
+                );
                 return std::process::ExitCode::from(EXIT_TRANSIENT);
             }
             std::process::ExitCode::FAILURE

@@ -22,7 +22,11 @@ pub fn pixel_values(pixels: &[u8]) -> impl Iterator<Item = u16> + '_ {
 /// showed at 10% of its CPU time in the dev build.
 pub fn pixel_vec(pixels: &[u8]) -> Vec<u16> {
     let even = &pixels[..pixels.len() & !1];
-    if cfg!(target_endian = "little") { bytemuck::pod_collect_to_vec(even) } else { even.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect() }
+    if cfg!(target_endian = "little") {
+        bytemuck::pod_collect_to_vec(even)
+    } else {
+        even.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+    }
 }
 
 #[cfg(test)]

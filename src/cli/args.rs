@@ -71,10 +71,22 @@ pub fn session_options(q: &QueryArgs) -> Result<SessionOptions> {
     let views = q
         .views
         .iter()
-        .map(|v| v.split_once('=').map(|(n, s)| (n.trim().to_string(), s.to_string())).with_context(|| format!("bad --view `{v}`: write NAME=SQL")))
+        .map(|v| {
+            v.split_once('=')
+                .map(|(n, s)| (n.trim().to_string(), s.to_string()))
+                .with_context(|| format!("bad --view `{v}`: write NAME=SQL"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let as_of = q.as_of.as_deref().map(AsOf::parse).transpose().map_err(anyhow::Error::msg)?.unwrap_or_default();
-    Ok(SessionOptions { tables, format_in: q.format_in, views, params: q.params.clone(), query_dirs: q.query_dirs.clone(), store: q.store.options()?, as_of })
+    Ok(SessionOptions {
+        tables,
+        format_in: q.format_in,
+        views,
+        params: q.params.clone(),
+        query_dirs: q.query_dirs.clone(),
+        store: q.store.options()?,
+        as_of,
+    })
 }
 
 /// How much a command read from the data prefix (a log line, none with -q).

@@ -86,7 +86,14 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
         bail!("--labeller and --reference are both `{}`: compare a labeller with another one or with `truth`", a.labeller);
     }
     let attachments = evaluate::attach::read_attachments(&a.attach, &opts.store).await?;
-    let cfg = evaluate::EvaluateConfig { labeller: a.labeller.clone(), reference, filter: a.filter.clone(), selection: a.selection.clone(), worst: a.worst, attachments };
+    let cfg = evaluate::EvaluateConfig {
+        labeller: a.labeller.clone(),
+        reference,
+        filter: a.filter.clone(),
+        selection: a.selection.clone(),
+        worst: a.worst,
+        attachments,
+    };
     let bar = Bar::new(cli, "evaluate");
     let ev = evaluate::run(&session, Some(&data), &cfg, &out, bar.as_ref()).await;
     bar.finish();
@@ -95,7 +102,12 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
         tracing::warn!("{p}");
     }
     if cli.json {
-        println!("{}", serde_json::to_string(&serde_json::json!({"labeller": ev.labeller, "reference": ev.reference, "dice": ev.dice, "ef_errors": ev.ef_errors, "bland_altman_ef": ev.bland_altman_ef, "good_ef_bad_volumes": ev.good_ef_bad_volumes, "studies": ev.studies.len(), "problems": ev.problems, "written": ev.written}))?);
+        println!(
+            "{}",
+            serde_json::to_string(
+                &serde_json::json!({"labeller": ev.labeller, "reference": ev.reference, "dice": ev.dice, "ef_errors": ev.ef_errors, "bland_altman_ef": ev.bland_altman_ef, "good_ef_bad_volumes": ev.good_ef_bad_volumes, "studies": ev.studies.len(), "problems": ev.problems, "written": ev.written})
+            )?
+        );
     } else {
         // The summary table is the result: printed even with --quiet.
         print!("{}", ev.render());

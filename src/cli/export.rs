@@ -91,7 +91,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
     let (Some(data), Some(labeller)) = (&a.data, &a.labeller) else {
         let model = a.model.as_deref().expect("clap requires --model or --data");
         if a.format.is_some_and(|f| f != ExportFormat::Torch) {
-            bail!("--model exports a model as a PyTorch state dict (--format torch); --format nifti/png export studies: give --data and --labeller instead");
+            bail!(
+                "--model exports a model as a PyTorch state dict (--format torch); --format nifti/png export studies: give --data and --labeller instead"
+            );
         }
         return run_export_model(model, &a.out, &a.query_args.store).await;
     };
@@ -123,7 +125,11 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
     }
     print_report(cli, &report, || report.render())?;
     if !report.not_found.is_empty() {
-        bail!("{} of the studies asked for are not in `studies`: {} (the others were exported)", report.not_found.len(), report.not_found.join(", "));
+        bail!(
+            "{} of the studies asked for are not in `studies`: {} (the others were exported)",
+            report.not_found.len(),
+            report.not_found.join(", ")
+        );
     }
     Ok(())
 }
@@ -131,7 +137,10 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
 async fn run_export_model(model: &str, out: &str, store: &StoreArg) -> Result<()> {
     let e = cinestream::model::export::export(model, out, &store.options()?).await?;
     let a = &e.card.architecture;
-    println!("exported {model}: {:?} width {} blocks {:?}, {} classes, input {}²", a.encoder, a.width, a.blocks, a.classes, e.card.input.size);
+    println!(
+        "exported {model}: {:?} width {} blocks {:?}, {} classes, input {}²",
+        a.encoder, a.width, a.blocks, a.classes, e.card.input.size
+    );
     println!("  {} tensors", e.tensors);
     for url in &e.written {
         println!("  {url}");

@@ -9,7 +9,8 @@ use cinestream::config::PipelineFile;
 use cinestream::ingest::{self, IngestConfig};
 
 pub fn help() -> String {
-    format!("TABLES (Delta Lake tables under the output prefix: <table>/ with its _delta_log/)
+    format!(
+        "TABLES (Delta Lake tables under the output prefix: <table>/ with its _delta_log/)
   frames/        one row per curated image (pixels: u16 little-endian)
   labels/        one row per mask (--labels), with LV/MY/RV pixel counts
   curation_log/  one row per finding: problem, resolution, object, detail
@@ -33,7 +34,8 @@ EXAMPLES
   cinestream ingest --input s3://raw/kaggle --output s3://curated/v1 \\
       --truth s3://raw/kaggle/train.csv
 
-{STORAGE_HELP}")
+{STORAGE_HELP}"
+    )
 }
 
 #[derive(clap::Args)]

@@ -41,7 +41,16 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
     let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
     for r in rows {
         let time = r.time.map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()).unwrap_or_default();
-        println!("{:<13} {:>7}  {:<24} {:<18} {:>9} {:>9}  {}", r.table, r.version, time, r.operation, num(r.rows_added), num(r.rows_removed), r.summary);
+        println!(
+            "{:<13} {:>7}  {:<24} {:<18} {:>9} {:>9}  {}",
+            r.table,
+            r.version,
+            time,
+            r.operation,
+            num(r.rows_added),
+            num(r.rows_removed),
+            r.summary
+        );
     }
     Ok(())
 }

@@ -51,11 +51,14 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
     let file = PipelineFile::load(&a.pipeline)?;
     let run = file.run.with_context(|| format!("{} has no [run] section", a.pipeline))?;
     let work = a.work.clone().unwrap_or_else(|| run.work.clone());
-    let pipelines = std::path::Path::new(&a.pipeline).parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into());
+    let pipelines =
+        std::path::Path::new(&a.pipeline).parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into());
     let set: Vec<(String, String)> = a
         .set
         .iter()
-        .map(|kv| kv.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).with_context(|| format!("--set {kv}: give NAME=VALUE")))
+        .map(|kv| {
+            kv.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).with_context(|| format!("--set {kv}: give NAME=VALUE"))
+        })
         .collect::<Result<_>>()?;
     let steps = run.resolved(&work, &pipelines, &set)?;
     if a.from == 0 || a.from > steps.len() {
@@ -85,10 +88,18 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
     let mut times = Vec::new();
     for (i, (name, args, sub)) in parsed.iter().enumerate().skip(a.from - 1) {
         if !cli.quiet {
-            eprintln!("\n━━ step {}/{}: {name}  ({:.0} s so far)\n   cinestream {}", i + 1, parsed.len(), started.elapsed().as_secs_f64(), args.join(" "));
+            eprintln!(
+                "\n━━ step {}/{}: {name}  ({:.0} s so far)\n   cinestream {}",
+                i + 1,
+                parsed.len(),
+                started.elapsed().as_secs_f64(),
+                args.join(" ")
+            );
         }
         let t = std::time::Instant::now();
-        Box::pin(dispatch(sub)).await.with_context(|| format!("step {} `{name}` failed (fix it, then: cinestream run {} --from {})", i + 1, a.pipeline, i + 1))?;
+        Box::pin(dispatch(sub))
+            .await
+            .with_context(|| format!("step {} `{name}` failed (fix it, then: cinestream run {} --from {})", i + 1, a.pipeline, i + 1))?;
         times.push((i + 1, name.to_string(), t.elapsed().as_secs_f64()));
     }
     if !cli.quiet {

@@ -71,7 +71,15 @@ pub async fn run(a: &Args) -> Result<()> {
         for r in summary.runs.iter().flatten() {
             println!(
                 "job {}: {} folders listed, {} done now ({} studies), {} done before, {} held by other workers, {} failed, {} still arriving, {} leases taken over",
-                r.job, r.drops_listed, r.drops_done.len(), r.studies_done, r.drops_done_before, r.drops_busy, r.drops_failed.len(), r.drops_waiting, r.takeovers
+                r.job,
+                r.drops_listed,
+                r.drops_done.len(),
+                r.studies_done,
+                r.drops_done_before,
+                r.drops_busy,
+                r.drops_failed.len(),
+                r.drops_waiting,
+                r.takeovers
             );
         }
     }

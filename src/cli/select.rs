@@ -27,7 +27,8 @@ pub struct Args {
 }
 
 pub fn help() -> String {
-    format!("WHAT IS STORED (under <data>/selections/NAME/)
+    format!(
+        "WHAT IS STORED (under <data>/selections/NAME/)
   frames.parquet   the frame keys (study_id, slice_index, frame_index, + the query's other columns)
   selection.json   the SQL as run and every saved view it used, parameters, the version of every
                    table read, row/study counts and the SHA-256 of frames.parquet (written last)
@@ -42,7 +43,8 @@ EXAMPLES
 
 Saved queries and parameters: `cinestream sql --help`.
 
-{STORAGE_HELP}")
+{STORAGE_HELP}"
+    )
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Result<()> {

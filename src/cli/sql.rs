@@ -78,15 +78,20 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<()> {
     let session = Session::open(data.as_ref(), &opts).await?;
     if a.show {
         let name = a.query.as_deref().unwrap_or_default();
-        let sql = session.saved_sql(name).with_context(|| format!("--show needs a saved query's name; `{name}` is not one (see --help)"))??;
+        let sql =
+            session.saved_sql(name).with_context(|| format!("--show needs a saved query's name; `{name}` is not one (see --help)"))??;
         print!("{sql}");
         return Ok(());
     }
     let text = match (&a.query, &a.file) {
-        (Some(q), _) if q.trim_end().ends_with(".sql") && !q.contains(char::is_whitespace) => std::fs::read_to_string(q).with_context(|| format!("reading SQL file `{q}` (a query argument ending in .sql is a file)"))?,
+        (Some(q), _) if q.trim_end().ends_with(".sql") && !q.contains(char::is_whitespace) => {
+            std::fs::read_to_string(q).with_context(|| format!("reading SQL file `{q}` (a query argument ending in .sql is a file)"))?
+        }
         (Some(q), _) => session.query_text(q),
         (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading SQL file `{f}`"))?,
-        (None, None) => bail!("give a query (SQL text or a saved query's name, e.g. `volumes`) or --file F.sql; `cinestream sql --help` lists them"),
+        (None, None) => {
+            bail!("give a query (SQL text or a saved query's name, e.g. `volumes`) or --file F.sql; `cinestream sql --help` lists them")
+        }
     };
     let df = session.sql(&text).await?;
     let written = match &a.out {

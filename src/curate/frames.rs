@@ -3,9 +3,9 @@
 //! missing frame — a trigger-time gap of about twice the frame interval, or frames missing at the
 //! end of the cycle — is filled with a copy of the previous frame, and frames beyond T are removed.
 
-use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
 use super::spacing::mode_rounded;
+use crate::findings::{Log, Problem, Resolution};
 
 /// One time point of a slice: an index into the acquisition's images, and whether it is a copy.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,9 +17,7 @@ pub struct FrameRef {
 /// T for the study: mode of CardiacNumberOfImages, else of frame counts.
 pub fn frames_per_cycle<'a>(acqs: impl Iterator<Item = &'a Acquisition> + Clone) -> usize {
     let cardiac = acqs.clone().flat_map(|a| a.images.iter().filter_map(|i| i.header.cardiac_number_of_images));
-    mode_rounded(cardiac.map(|v| v as f64), 1.0)
-        .or_else(|| mode_rounded(acqs.map(|a| a.images.len() as f64), 1.0))
-        .unwrap_or(1.0) as usize
+    mode_rounded(cardiac.map(|v| v as f64), 1.0).or_else(|| mode_rounded(acqs.map(|a| a.images.len() as f64), 1.0)).unwrap_or(1.0) as usize
 }
 
 /// Median interval between consecutive trigger times over all slices (ms).
@@ -41,9 +39,7 @@ pub fn order(acq: &mut Acquisition, t: usize, interval_ms: Option<f64>, study_id
     acq.images.sort_by(|a, b| {
         let ta = a.header.trigger_time_ms.unwrap_or(f64::INFINITY);
         let tb = b.header.trigger_time_ms.unwrap_or(f64::INFINITY);
-        ta.total_cmp(&tb)
-            .then(a.header.instance_number.cmp(&b.header.instance_number))
-            .then(a.key.cmp(&b.key))
+        ta.total_cmp(&tb).then(a.header.instance_number.cmp(&b.header.instance_number)).then(a.key.cmp(&b.key))
     });
     if acq.images.len() > t {
         let extra = acq.images.split_off(t);
@@ -96,8 +92,8 @@ pub fn order(acq: &mut Acquisition, t: usize, interval_ms: Option<f64>, study_id
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::findings::{Log, Problem};
     use crate::curate::testkit::{image, stack};
+    use crate::findings::{Log, Problem};
 
     #[test]
     fn a_missing_middle_frame_is_filled_from_its_predecessor() {

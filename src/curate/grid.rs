@@ -7,9 +7,9 @@
 
 use crate::geometry::{Grid, V3, add, cross, dot, normalize, scale, sub};
 
-use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
 use super::spacing::{mode_rounded, mode_value};
+use crate::findings::{Log, Problem, Resolution};
 
 /// The study grid at the plane through the reference slice, and the scale factor applied
 /// (native pixel spacing × scale factor = target pixel spacing; 1 when not scaled).
@@ -56,10 +56,7 @@ pub fn study_grid<'a>(
     let mut scale_factor = 1.0;
     if long > max_size {
         scale_factor = long as f64 / max_size as f64;
-        let (r2, c2) = (
-            ((rows as f64 / scale_factor).round() as u32).max(1),
-            ((cols as f64 / scale_factor).round() as u32).max(1),
-        );
+        let (r2, c2) = (((rows as f64 / scale_factor).round() as u32).max(1), ((cols as f64 / scale_factor).round() as u32).max(1));
         let spacing = [sr * rows as f64 / r2 as f64, sc * cols as f64 / c2 as f64];
         log.add(
             study_id,

@@ -206,10 +206,7 @@ fn build_stack(
     cfg: &CurationConfig,
     log: &mut Log,
 ) -> Option<CuratedStudy> {
-    let thickness = spacing::mode_rounded(
-        stack.iter().filter_map(|a| a.images.first().and_then(|i| i.header.slice_thickness)),
-        0.01,
-    );
+    let thickness = spacing::mode_rounded(stack.iter().filter_map(|a| a.images.first().and_then(|i| i.header.slice_thickness)), 0.01);
     let field = stack.iter().find_map(|a| a.images.first().and_then(|i| i.header.field_strength_t));
     let regular = spacing::apply(stack, axis, thickness, sid, log);
     let acquired = || {
@@ -229,11 +226,7 @@ fn build_stack(
             spacing::Slot::Acquired(a) => a,
             spacing::Slot::CopyOfPrevious => {
                 let prev = out_slices.last()?.clone();
-                let frames = prev
-                    .frames
-                    .into_iter()
-                    .map(|f| CuratedFrame { fill: Some(Fill::PreviousSlice), ..f })
-                    .collect();
+                let frames = prev.frames.into_iter().map(|f| CuratedFrame { fill: Some(Fill::PreviousSlice), ..f }).collect();
                 // A filled location sits one spacing further from the apex than the slice it copies.
                 out_slices.push(CuratedSlice { position_mm: prev.position_mm - regular.spacing_mm, frames });
                 continue;

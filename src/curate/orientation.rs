@@ -7,8 +7,8 @@
 
 use crate::geometry::{V3, dot, signed_angle_deg};
 
-use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
+use crate::findings::{Log, Problem, Resolution};
 
 /// Result of the orientation rules for one study.
 pub struct Oriented {

@@ -7,8 +7,8 @@
 
 use crate::geometry::V3;
 
-use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
+use crate::findings::{Log, Problem, Resolution};
 
 /// Settings of the repeat rules.
 pub struct RepeatRules {

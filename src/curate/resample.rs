@@ -116,7 +116,7 @@ fn box_filter(src: &[u16], h: usize, w: usize, k: usize) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::{rotate, Grid};
+    use crate::geometry::{Grid, rotate};
 
     fn grid(rows: u32, cols: u32) -> Grid {
         Grid::from_dicom([0.0; 3], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0], [1.0, 1.0], rows, cols)

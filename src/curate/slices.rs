@@ -68,10 +68,7 @@ pub fn group(images: Vec<SourceImage>) -> Vec<Acquisition> {
             let h = &images[0].header;
             let grid = Grid::from_dicom(h.position, h.orientation, h.pixel_spacing, h.rows, h.cols);
             let series_number = images.iter().filter_map(|i| i.header.series_number).min().unwrap_or(0);
-            let acquisition_time_s = images
-                .iter()
-                .filter_map(|i| i.header.acquisition_time_s)
-                .min_by(|a, b| a.total_cmp(b));
+            let acquisition_time_s = images.iter().filter_map(|i| i.header.acquisition_time_s).min_by(|a, b| a.total_cmp(b));
             Acquisition { images, grid, series_number, acquisition_time_s, rotation_deg: None }
         })
         .collect();

@@ -5,8 +5,8 @@
 
 use crate::geometry::V3;
 
-use crate::findings::{Log, Problem, Resolution};
 use super::slices::Acquisition;
+use crate::findings::{Log, Problem, Resolution};
 
 /// A slice location of the regularised stack.
 pub enum Slot {
@@ -87,7 +87,10 @@ pub fn apply(mut stack: Vec<Acquisition>, axis: V3, fallback_mm: Option<f64>, st
                 Problem::MissingSlice,
                 Resolution::PreviousSliceCopied,
                 Some(a.first_key()),
-                format!("gap of {:.2} mm ({ratio:.2}× the spacing {spacing:.2} mm) before this slice: {missing} location(s) filled", prev - pos),
+                format!(
+                    "gap of {:.2} mm ({ratio:.2}× the spacing {spacing:.2} mm) before this slice: {missing} location(s) filled",
+                    prev - pos
+                ),
                 0,
             );
             let seg = segments.last_mut().unwrap();
@@ -97,12 +100,7 @@ pub fn apply(mut stack: Vec<Acquisition>, axis: V3, fallback_mm: Option<f64>, st
         last_pos = Some(pos);
     }
     // Keep the longest segment (first one on ties); the rest are outliers.
-    let best = segments
-        .iter()
-        .enumerate()
-        .max_by(|(i, a), (j, b)| a.len().cmp(&b.len()).then(j.cmp(i)))
-        .map(|(i, _)| i)
-        .unwrap_or(0);
+    let best = segments.iter().enumerate().max_by(|(i, a), (j, b)| a.len().cmp(&b.len()).then(j.cmp(i))).map(|(i, _)| i).unwrap_or(0);
     let mut slots = Vec::new();
     for (i, seg) in segments.into_iter().enumerate() {
         if i == best {
@@ -116,7 +114,10 @@ pub fn apply(mut stack: Vec<Acquisition>, axis: V3, fallback_mm: Option<f64>, st
                     Problem::SliceSpacingOutlier,
                     Resolution::SliceRemoved,
                     Some(a.first_key()),
-                    format!("slice at {:.2} mm is separated from the stack by more than 2.5× the spacing {spacing:.2} mm", a.position(axis)),
+                    format!(
+                        "slice at {:.2} mm is separated from the stack by more than 2.5× the spacing {spacing:.2} mm",
+                        a.position(axis)
+                    ),
                     a.images.len(),
                 );
             }
@@ -141,8 +142,8 @@ mod tests {
 #[cfg(test)]
 mod rule_tests {
     use super::*;
-    use crate::findings::{Log, Problem};
     use crate::curate::testkit::stack;
+    use crate::findings::{Log, Problem};
 
     fn run(zs: &[f64]) -> (Regular, Log) {
         let mut log = Log::default();

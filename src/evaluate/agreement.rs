@@ -71,26 +71,13 @@ fn rel(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// Compares `a` (none: the labeller gave no volumes) with the reference `r`.
-pub fn compare(
-    study_id: &str,
-    split: Option<String>,
-    labeller: &str,
-    reference: &str,
-    a: Option<Volumes>,
-    r: Volumes,
-) -> StudyRow {
+pub fn compare(study_id: &str, split: Option<String>, labeller: &str, reference: &str, a: Option<Volumes>, r: Volumes) -> StudyRow {
     let v = a.unwrap_or_default();
     let (ef, ref_ef) = (v.ef_pct(), r.ef_pct());
     let ef_diff = diff(ef, ref_ef);
-    let (edv_rel, esv_rel, ef_rel) = (
-        rel(v.edv_ml, r.edv_ml),
-        rel(v.esv_ml, r.esv_ml),
-        rel(ef, ref_ef),
-    );
+    let (edv_rel, esv_rel, ef_rel) = (rel(v.edv_ml, r.edv_ml), rel(v.esv_ml, r.esv_ml), rel(ef, ref_ef));
     let good_ef_bad_volumes = match (ef_rel, edv_rel, esv_rel) {
-        (Some(e), Some(d), Some(s)) => {
-            Some(e.abs() <= GOOD_EF && (d.abs() > BAD_VOLUME || s.abs() > BAD_VOLUME))
-        }
+        (Some(e), Some(d), Some(s)) => Some(e.abs() <= GOOD_EF && (d.abs() > BAD_VOLUME || s.abs() > BAD_VOLUME)),
         _ => None,
     };
     StudyRow {
@@ -141,13 +128,7 @@ pub fn bland_altman(pairs: &[(f64, f64)]) -> Option<BlandAltman> {
     let d: Vec<f64> = pairs.iter().map(|(r, a)| a - r).collect();
     let mean = d.iter().sum::<f64>() / n as f64;
     let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-    Some(BlandAltman {
-        n,
-        mean_diff: mean,
-        sd_diff: sd,
-        lower: mean - 1.96 * sd,
-        upper: mean + 1.96 * sd,
-    })
+    Some(BlandAltman { n, mean_diff: mean, sd_diff: sd, lower: mean - 1.96 * sd, upper: mean + 1.96 * sd })
 }
 
 /// Bins of relative slice position, apex (0) → base (1).
@@ -166,11 +147,7 @@ pub struct SlicePositions {
 impl SlicePositions {
     /// The bin of slice `index` in a stack of `slices` (a single slice is mid-ventricular).
     pub fn bin(index: i32, slices: i32) -> usize {
-        let pos = if slices > 1 {
-            index as f64 / (slices - 1) as f64
-        } else {
-            0.5
-        };
+        let pos = if slices > 1 { index as f64 / (slices - 1) as f64 } else { 0.5 };
         ((pos * POSITION_BINS as f64).floor() as usize).min(POSITION_BINS - 1)
     }
 
@@ -188,17 +165,9 @@ impl SlicePositions {
         if n == 0.0 {
             return None;
         }
-        let (s, q) = if lv {
-            (self.lv_sum[k], self.lv_sq[k])
-        } else {
-            (self.my_sum[k], self.my_sq[k])
-        };
+        let (s, q) = if lv { (self.lv_sum[k], self.lv_sq[k]) } else { (self.my_sum[k], self.my_sq[k]) };
         let mean = s / n;
-        let sd = if n > 1.0 {
-            ((q - n * mean * mean) / (n - 1.0)).max(0.0).sqrt()
-        } else {
-            0.0
-        };
+        let sd = if n > 1.0 { ((q - n * mean * mean) / (n - 1.0)).max(0.0).sqrt() } else { 0.0 };
         Some((mean, sd))
     }
 }
@@ -209,64 +178,33 @@ mod tests {
 
     #[test]
     fn differences_and_the_good_ef_bad_volumes_rule() {
-        let truth = Volumes {
-            edv_ml: Some(100.0),
-            esv_ml: Some(40.0),
-            ..Default::default()
-        };
+        let truth = Volumes { edv_ml: Some(100.0), esv_ml: Some(40.0), ..Default::default() };
         // Both volumes 30% high: EF identical (60%), volumes bad.
-        let a = Volumes {
-            edv_ml: Some(130.0),
-            esv_ml: Some(52.0),
-            ..Default::default()
-        };
+        let a = Volumes { edv_ml: Some(130.0), esv_ml: Some(52.0), ..Default::default() };
         let r = compare("1", None, "m", "truth", Some(a), truth);
         assert!((r.ef_pct.unwrap() - 60.0).abs() < 1e-9 && r.ef_error_pct.abs() < 1e-9);
-        assert!(
-            (r.edv_diff_ml.unwrap() - 30.0).abs() < 1e-9
-                && (r.edv_rel_diff.unwrap() - 0.3).abs() < 1e-9
-        );
+        assert!((r.edv_diff_ml.unwrap() - 30.0).abs() < 1e-9 && (r.edv_rel_diff.unwrap() - 0.3).abs() < 1e-9);
         assert_eq!(r.good_ef_bad_volumes, Some(true));
         // No volumes: EF error 100, not computable.
         let r = compare("2", None, "m", "truth", None, truth);
-        assert_eq!(
-            (r.ef_error_pct, r.not_computable, r.good_ef_bad_volumes),
-            (100.0, true, None)
-        );
+        assert_eq!((r.ef_error_pct, r.not_computable, r.good_ef_bad_volumes), (100.0, true, None));
         // EDV 0: EF cannot be computed either.
-        let zero = Volumes {
-            edv_ml: Some(0.0),
-            esv_ml: Some(0.0),
-            ..Default::default()
-        };
-        assert_eq!(
-            compare("3", None, "m", "truth", Some(zero), truth).ef_error_pct,
-            100.0
-        );
+        let zero = Volumes { edv_ml: Some(0.0), esv_ml: Some(0.0), ..Default::default() };
+        assert_eq!(compare("3", None, "m", "truth", Some(zero), truth).ef_error_pct, 100.0);
     }
 
     #[test]
     fn bland_altman_by_hand() {
         let ba = bland_altman(&[(10.0, 12.0), (20.0, 20.0), (30.0, 28.0), (40.0, 44.0)]).unwrap();
         // Differences 2, 0, −2, 4: mean 1, sample sd sqrt(20/3).
-        assert!(
-            (ba.mean_diff - 1.0).abs() < 1e-12
-                && (ba.sd_diff - (20.0f64 / 3.0).sqrt()).abs() < 1e-12
-        );
+        assert!((ba.mean_diff - 1.0).abs() < 1e-12 && (ba.sd_diff - (20.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert!((ba.upper - (1.0 + 1.96 * ba.sd_diff)).abs() < 1e-12);
         assert!(bland_altman(&[(1.0, 2.0)]).is_none());
     }
 
     #[test]
     fn slice_positions_run_from_apex_to_base() {
-        assert_eq!(
-            (
-                SlicePositions::bin(0, 10),
-                SlicePositions::bin(9, 10),
-                SlicePositions::bin(5, 11)
-            ),
-            (0, 9, 5)
-        );
+        assert_eq!((SlicePositions::bin(0, 10), SlicePositions::bin(9, 10), SlicePositions::bin(5, 11)), (0, 9, 5));
         let mut p = SlicePositions::default();
         p.add(3, 1.0, 0.0);
         p.add(3, 3.0, 0.0);

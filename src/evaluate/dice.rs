@@ -30,17 +30,9 @@ pub fn dice(a: &[u8], b: &[u8]) -> ImageDice {
         }
     }
     let score = |k: usize| {
-        if na[k] + nb[k] == 0 {
-            1.0
-        } else {
-            2.0 * both[k] as f64 / (na[k] + nb[k]) as f64
-        }
+        if na[k] + nb[k] == 0 { 1.0 } else { 2.0 * both[k] as f64 / (na[k] + nb[k]) as f64 }
     };
-    ImageDice {
-        dice: [score(0), score(1)],
-        pixels: na,
-        reference_pixels: nb,
-    }
+    ImageDice { dice: [score(0), score(1)], pixels: na, reference_pixels: nb }
 }
 
 /// Where a mask sits and the volume one of its pixels stands for.
@@ -77,22 +69,10 @@ pub struct Scored {
 impl Pairing {
     /// Adds one mask; returns the scored pair when its partner was waiting. A mask whose size
     /// differs from its partner's is an error (the message names the image).
-    pub fn add(
-        &mut self,
-        side: usize,
-        key: MaskKey,
-        mask: &[u8],
-        ml_per_pixel: f64,
-    ) -> Result<Option<Scored>, String> {
+    pub fn add(&mut self, side: usize, key: MaskKey, mask: &[u8], ml_per_pixel: f64) -> Result<Option<Scored>, String> {
         let id = (key.study_id.clone(), key.slice, key.frame);
         let Some(other) = self.waiting[1 - side].remove(&id) else {
-            self.waiting[side].insert(
-                id,
-                Waiting {
-                    mask: mask.to_vec(),
-                    ml_per_pixel,
-                },
-            );
+            self.waiting[side].insert(id, Waiting { mask: mask.to_vec(), ml_per_pixel });
             return Ok(None);
         };
         if other.mask.len() != mask.len() {
@@ -105,16 +85,9 @@ impl Pairing {
                 other.mask.len()
             ));
         }
-        let (a, b, ml) = if side == 0 {
-            (mask, other.mask.as_slice(), ml_per_pixel)
-        } else {
-            (other.mask.as_slice(), mask, other.ml_per_pixel)
-        };
-        Ok(Some(Scored {
-            key,
-            dice: dice(a, b),
-            ml_per_pixel: ml,
-        }))
+        let (a, b, ml) =
+            if side == 0 { (mask, other.mask.as_slice(), ml_per_pixel) } else { (other.mask.as_slice(), mask, other.ml_per_pixel) };
+        Ok(Some(Scored { key, dice: dice(a, b), ml_per_pixel: ml }))
     }
 
     /// Masks still unmatched per side, by study: (evaluated only, reference only).
@@ -149,11 +122,7 @@ mod tests {
     #[test]
     fn pairs_meet_in_any_order() {
         let mut p = Pairing::default();
-        let key = |s: i32| MaskKey {
-            study_id: "7".into(),
-            slice: s,
-            frame: 0,
-        };
+        let key = |s: i32| MaskKey { study_id: "7".into(), slice: s, frame: 0 };
         assert!(p.add(1, key(0), &[1, 1], 0.5).unwrap().is_none());
         assert!(p.add(0, key(1), &[1, 0], 0.25).unwrap().is_none());
         let s = p.add(0, key(0), &[1, 0], 0.25).unwrap().unwrap();

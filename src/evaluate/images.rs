@@ -70,11 +70,7 @@ impl DiceSummary {
             for (b, n) in self.histogram[k].iter().enumerate() {
                 seen += n;
                 if seen >= half {
-                    self.median[k] = if b == DICE_BINS {
-                        1.0
-                    } else {
-                        (b as f64 + 0.5) / DICE_BINS as f64
-                    };
+                    self.median[k] = if b == DICE_BINS { 1.0 } else { (b as f64 + 0.5) / DICE_BINS as f64 };
                     break;
                 }
             }
@@ -95,15 +91,12 @@ pub(super) async fn score_images(
     progress: &dyn Progress,
 ) -> Result<HashMap<String, (u64, [f64; 2])>, EvaluateError> {
     progress.start(studies.len() as u64, "studies");
-    let mut writer =
-        tables::TableWriter::create(out, "evaluation_images.parquet", crate::tables::schemas::evaluation_images())?;
+    let mut writer = tables::TableWriter::create(out, "evaluation_images.parquet", crate::tables::schemas::evaluation_images())?;
     let mut per_study: HashMap<String, (u64, [f64; 2])> = HashMap::new();
     let mut positions = SlicePositions::default();
     let mut pending: Vec<(Scored, f64)> = Vec::with_capacity(IMAGE_BATCH);
     let join = if cfg.selection.is_some() {
-        format!(
-            " JOIN {KEYS} k ON l.study_id = k.study_id AND l.slice_index = k.slice_index AND l.frame_index = k.frame_index"
-        )
+        format!(" JOIN {KEYS} k ON l.study_id = k.study_id AND l.slice_index = k.slice_index AND l.frame_index = k.frame_index")
     } else {
         String::new()
     };
@@ -123,41 +116,21 @@ pub(super) async fn score_images(
         let mut pairing = Pairing::default();
         while let Some(b) = stream.next().await {
             let b = b.map_err(ReadError::execute(&ctx))?;
-            let (id, lab) = (
-                col(&b, "study_id", &DataType::Utf8, &ctx)?,
-                col(&b, "labeller", &DataType::Utf8, &ctx)?,
-            );
+            let (id, lab) = (col(&b, "study_id", &DataType::Utf8, &ctx)?, col(&b, "labeller", &DataType::Utf8, &ctx)?);
             let (id, lab) = (id.as_string::<i32>(), lab.as_string::<i32>());
-            let (z, t) = (
-                col(&b, "slice_index", &DataType::Int32, &ctx)?,
-                col(&b, "frame_index", &DataType::Int32, &ctx)?,
-            );
+            let (z, t) = (col(&b, "slice_index", &DataType::Int32, &ctx)?, col(&b, "frame_index", &DataType::Int32, &ctx)?);
             let (z, t) = (z.as_primitive::<Int32Type>(), t.as_primitive::<Int32Type>());
             let ml = col(&b, "ml_per_pixel", &DataType::Float64, &ctx)?;
             let ml = ml.as_primitive::<Float64Type>();
-            let masks = b
-                .column_by_name("mask")
-                .expect("selected")
-                .as_binary::<i32>();
+            let masks = b.column_by_name("mask").expect("selected").as_binary::<i32>();
             for i in 0..b.num_rows() {
                 let side = if lab.value(i) == cfg.labeller { 0 } else { 1 };
-                let key = MaskKey {
-                    study_id: id.value(i).to_string(),
-                    slice: z.value(i),
-                    frame: t.value(i),
-                };
-                let Some(scored) = pairing
-                    .add(side, key, masks.value(i), ml.value(i))
-                    .map_err(EvaluateError::Data)?
-                else {
+                let key = MaskKey { study_id: id.value(i).to_string(), slice: z.value(i), frame: t.value(i) };
+                let Some(scored) = pairing.add(side, key, masks.value(i), ml.value(i)).map_err(EvaluateError::Data)? else {
                     continue;
                 };
                 let slices = splits.get(&scored.key.study_id).map(|s| s.1).unwrap_or(0);
-                let position = if slices > 1 {
-                    scored.key.slice as f64 / (slices - 1) as f64
-                } else {
-                    0.5
-                };
+                let position = if slices > 1 { scored.key.slice as f64 / (slices - 1) as f64 } else { 0.5 };
                 let d = scored.dice;
                 positions.add(
                     SlicePositions::bin(scored.key.slice, slices),
@@ -171,9 +144,7 @@ pub(super) async fn score_images(
                 e.1[1] += d.dice[1];
                 pending.push((scored, position));
                 if pending.len() >= IMAGE_BATCH {
-                    writer
-                        .write(&tables::images_batch(&pending, &cfg.labeller, reference))
-                        .await?;
+                    writer.write(&tables::images_batch(&pending, &cfg.labeller, reference)).await?;
                     pending.clear();
                 }
             }
@@ -181,24 +152,21 @@ pub(super) async fn score_images(
         let [only_a, only_b] = pairing.unmatched();
         ev.unpaired_images[0] += only_a.values().sum::<usize>();
         ev.unpaired_images[1] += only_b.values().sum::<usize>();
-        no_overlap.extend(
-            chunk
-                .iter()
-                .filter(|s| !per_study.contains_key(*s))
-                .cloned(),
-        );
+        no_overlap.extend(chunk.iter().filter(|s| !per_study.contains_key(*s)).cloned());
         progress.advance(chunk.len() as u64, "");
     }
     if !pending.is_empty() {
-        writer
-            .write(&tables::images_batch(&pending, &cfg.labeller, reference))
-            .await?;
+        writer.write(&tables::images_batch(&pending, &cfg.labeller, reference)).await?;
     }
     ev.written.push(writer.close().await?);
     if !no_overlap.is_empty() {
-        ev.problems.push(format!("{} studies have masks of both `{}` and `{reference}` but no frame masked by both, so they have no Dice: {}", no_overlap.len(), cfg.labeller, id_list(&no_overlap)));
+        ev.problems.push(format!(
+            "{} studies have masks of both `{}` and `{reference}` but no frame masked by both, so they have no Dice: {}",
+            no_overlap.len(),
+            cfg.labeller,
+            id_list(&no_overlap)
+        ));
     }
     ev.slice_positions = Some(positions);
     Ok(per_study)
 }
-

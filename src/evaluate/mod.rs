@@ -32,9 +32,9 @@ use datafusion::datasource::MemTable;
 use serde::Serialize;
 
 use crate::progress::Progress;
+use crate::query::read::{ReadError, collect, column as col, quote};
 use crate::query::{QueryError, Session, selection};
 use crate::store::StoreLocation;
-use crate::query::read::{ReadError, collect, column as col, quote};
 use agreement::{BlandAltman, SlicePositions, StudyRow, Volumes};
 pub use images::{DICE_BINS, DiceSummary};
 
@@ -47,9 +47,7 @@ pub enum EvaluateError {
     Study(#[from] crate::viewer::ViewerError),
     #[error(transparent)]
     Selection(#[from] crate::query::selection::SelectionError),
-    #[error(
-        "labeller `{labeller}` has no masks in `labels` and no rows in `volumes`; the labellers are: {known}"
-    )]
+    #[error("labeller `{labeller}` has no masks in `labels` and no rows in `volumes`; the labellers are: {known}")]
     UnknownLabeller { labeller: String, known: String },
     #[error("nothing to evaluate: {0}")]
     Nothing(String),
@@ -60,10 +58,7 @@ pub enum EvaluateError {
     #[error("reading the figure to attach `{url}`: {source}")]
     Attachment { url: String, source: crate::store::ReadError },
     #[error("writing `{url}`: {}", crate::store::explain(.source))]
-    Put {
-        url: String,
-        source: object_store::Error,
-    },
+    Put { url: String, source: object_store::Error },
 }
 
 pub(super) fn query_err(context: &str) -> impl FnOnce(QueryError) -> EvaluateError + '_ {
@@ -141,24 +136,17 @@ pub struct Evaluation {
 }
 
 fn opt_f64(a: &dyn Array, i: usize) -> Option<f64> {
-    a.is_valid(i)
-        .then(|| a.as_primitive::<Float64Type>().value(i))
+    a.is_valid(i).then(|| a.as_primitive::<Float64Type>().value(i))
 }
 
 fn opt_i64(a: &dyn Array, i: usize) -> Option<i64> {
-    a.is_valid(i)
-        .then(|| a.as_primitive::<Int64Type>().value(i))
+    a.is_valid(i).then(|| a.as_primitive::<Int64Type>().value(i))
 }
 
 /// A list of ids for messages: the first ten, then how many more.
 pub fn id_list(ids: &BTreeSet<String>) -> String {
     let more = ids.len().saturating_sub(10);
-    let mut out = ids
-        .iter()
-        .map(String::as_str)
-        .take(10)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut out = ids.iter().map(String::as_str).take(10).collect::<Vec<_>>().join(", ");
     if more > 0 {
         out.push_str(&format!(" and {more} more"));
     }
@@ -169,7 +157,9 @@ pub fn id_list(ids: &BTreeSet<String>) -> String {
 async fn known_labellers(session: &Session) -> Result<BTreeMap<String, i64>, EvaluateError> {
     let ctx = "listing the labellers (`volumes`)";
     let mut out = BTreeMap::new();
-    for b in collect(session, "SELECT CAST(labeller AS VARCHAR) AS labeller, count(DISTINCT study_id) AS n FROM volumes GROUP BY 1", ctx).await? {
+    for b in
+        collect(session, "SELECT CAST(labeller AS VARCHAR) AS labeller, count(DISTINCT study_id) AS n FROM volumes GROUP BY 1", ctx).await?
+    {
         let (l, n) = (col(&b, "labeller", &DataType::Utf8, ctx)?, col(&b, "n", &DataType::Int64, ctx)?);
         for i in 0..b.num_rows() {
             out.insert(l.as_string::<i32>().value(i).to_string(), n.as_primitive::<Int64Type>().value(i));
@@ -179,29 +169,13 @@ async fn known_labellers(session: &Session) -> Result<BTreeMap<String, i64>, Eva
 }
 
 /// The study scope: `None` for every study, else the ids allowed.
-async fn scope(
-    session: &Session,
-    data: Option<&StoreLocation>,
-    cfg: &EvaluateConfig,
-) -> Result<Option<BTreeSet<String>>, EvaluateError> {
+async fn scope(session: &Session, data: Option<&StoreLocation>, cfg: &EvaluateConfig) -> Result<Option<BTreeSet<String>>, EvaluateError> {
     let mut ids = None;
     if let Some(w) = &cfg.filter {
         let ctx = "choosing the studies (--where)";
         let mut s = BTreeSet::new();
-        for b in collect(
-            session,
-            &format!("SELECT study_id FROM studies WHERE {w}"),
-            ctx,
-        )
-        .await?
-        {
-            s.extend(
-                col(&b, "study_id", &DataType::Utf8, ctx)?
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(String::from),
-            );
+        for b in collect(session, &format!("SELECT study_id FROM studies WHERE {w}"), ctx).await? {
+            s.extend(col(&b, "study_id", &DataType::Utf8, ctx)?.as_string::<i32>().iter().flatten().map(String::from));
         }
         ids = Some(s);
     }
@@ -214,26 +188,17 @@ async fn scope(
         for b in &batches {
             let id = col(b, "study_id", &DataType::Utf8, &context)?;
             s.extend(id.as_string::<i32>().iter().flatten().map(String::from));
-            let (z, t) = (
-                col(b, "slice_index", &DataType::Int32, &context)?,
-                col(b, "frame_index", &DataType::Int32, &context)?,
-            );
+            let (z, t) = (col(b, "slice_index", &DataType::Int32, &context)?, col(b, "frame_index", &DataType::Int32, &context)?);
             keys.push(
-                RecordBatch::try_from_iter([
-                    ("study_id", id),
-                    ("slice_index", z),
-                    ("frame_index", t),
-                ])
-                .map_err(|e| EvaluateError::Data(e.to_string()))?,
+                RecordBatch::try_from_iter([("study_id", id), ("slice_index", z), ("frame_index", t)])
+                    .map_err(|e| EvaluateError::Data(e.to_string()))?,
             );
         }
         if let Some(first) = keys.first() {
-            let table = MemTable::try_new(first.schema(), vec![keys.clone()])
-                .map_err(|e| EvaluateError::Data(e.to_string()))?;
+            let table = MemTable::try_new(first.schema(), vec![keys.clone()]).map_err(|e| EvaluateError::Data(e.to_string()))?;
             let ctx = session.context();
             let _ = ctx.deregister_table(KEYS);
-            ctx.register_table(KEYS, Arc::new(table))
-                .map_err(|e| EvaluateError::Data(e.to_string()))?;
+            ctx.register_table(KEYS, Arc::new(table)).map_err(|e| EvaluateError::Data(e.to_string()))?;
         }
         ids = Some(s);
     }
@@ -244,16 +209,10 @@ async fn scope(
 pub(super) const KEYS: &str = "_evaluate_keys";
 
 /// One labeller's volumes from `volumes`: study → volumes.
-async fn volumes_of(
-    session: &Session,
-    labeller: &str,
-) -> Result<BTreeMap<String, Volumes>, EvaluateError> {
+async fn volumes_of(session: &Session, labeller: &str) -> Result<BTreeMap<String, Volumes>, EvaluateError> {
     let ctx = format!("reading `{labeller}`'s volumes (`volumes`)");
     // Another group's `volumes` may lack the frame columns: they read as null.
-    let df = session
-        .sql("SELECT * FROM volumes")
-        .await
-        .map_err(query_err(&ctx))?;
+    let df = session.sql("SELECT * FROM volumes").await.map_err(query_err(&ctx))?;
     let has = |c: &str| df.schema().fields().iter().any(|f| f.name() == c);
     for needed in ["study_id", "labeller", "edv_ml", "esv_ml"] {
         if !has(needed) {
@@ -263,11 +222,7 @@ async fn volumes_of(
         }
     }
     let frame = |c: &str| {
-        if has(c) {
-            format!("CAST({c} AS BIGINT) AS {c}")
-        } else {
-            format!("CAST(NULL AS BIGINT) AS {c}")
-        }
+        if has(c) { format!("CAST({c} AS BIGINT) AS {c}") } else { format!("CAST(NULL AS BIGINT) AS {c}") }
     };
     let sql = format!(
         "SELECT CAST(study_id AS VARCHAR) AS study_id, CAST(edv_ml AS DOUBLE) AS edv_ml, CAST(esv_ml AS DOUBLE) AS esv_ml, {}, {} FROM volumes WHERE labeller = {}",
@@ -295,36 +250,18 @@ async fn volumes_of(
 }
 
 /// Splits of the studies (`studies`).
-async fn splits(
-    session: &Session,
-) -> Result<HashMap<String, (Option<String>, i32)>, EvaluateError> {
+async fn splits(session: &Session) -> Result<HashMap<String, (Option<String>, i32)>, EvaluateError> {
     let ctx = "reading `studies`";
     let mut out = HashMap::new();
-    for b in collect(
-        session,
-        "SELECT study_id, split, n_slices FROM studies",
-        ctx,
-    )
-    .await?
-    {
+    for b in collect(session, "SELECT study_id, split, n_slices FROM studies", ctx).await? {
         let (id, split, n) = (
             col(&b, "study_id", &DataType::Utf8, ctx)?,
             col(&b, "split", &DataType::Utf8, ctx)?,
             col(&b, "n_slices", &DataType::Int32, ctx)?,
         );
-        let (id, split, n) = (
-            id.as_string::<i32>(),
-            split.as_string::<i32>(),
-            n.as_primitive::<Int32Type>(),
-        );
+        let (id, split, n) = (id.as_string::<i32>(), split.as_string::<i32>(), n.as_primitive::<Int32Type>());
         for i in 0..b.num_rows() {
-            out.insert(
-                id.value(i).to_string(),
-                (
-                    split.is_valid(i).then(|| split.value(i).to_string()),
-                    n.value(i),
-                ),
-            );
+            out.insert(id.value(i).to_string(), (split.is_valid(i).then(|| split.value(i).to_string()), n.value(i)));
         }
     }
     Ok(out)
@@ -352,10 +289,7 @@ async fn against_truth(
     let mut rows = Vec::new();
     let mut matched = BTreeSet::new();
     for b in collect(session, &sql, ctx).await? {
-        let (id, split) = (
-            col(&b, "study_id", &DataType::Utf8, ctx)?,
-            col(&b, "split", &DataType::Utf8, ctx)?,
-        );
+        let (id, split) = (col(&b, "study_id", &DataType::Utf8, ctx)?, col(&b, "split", &DataType::Utf8, ctx)?);
         let (id, split) = (id.as_string::<i32>(), split.as_string::<i32>());
         for i in 0..b.num_rows() {
             let study = id.value(i).to_string();
@@ -369,22 +303,12 @@ async fn against_truth(
                 ..Default::default()
             };
             let split = split.is_valid(i).then(|| split.value(i).to_string());
-            rows.push(agreement::compare(
-                &study,
-                split,
-                &cfg.labeller,
-                "truth",
-                a.get(&study).copied(),
-                truth,
-            ));
+            rows.push(agreement::compare(&study, split, &cfg.labeller, "truth", a.get(&study).copied(), truth));
         }
     }
     // Volumes of studies without truth (or whose rot90 variant was preferred) are not evaluated.
-    let without: BTreeSet<String> = a
-        .keys()
-        .filter(|s| !matched.contains(*s) && allowed.as_ref().is_none_or(|al| al.contains(*s)))
-        .cloned()
-        .collect();
+    let without: BTreeSet<String> =
+        a.keys().filter(|s| !matched.contains(*s) && allowed.as_ref().is_none_or(|al| al.contains(*s))).cloned().collect();
     if !without.is_empty() {
         ev.problems.push(format!(
             "{} studies have `{}` volumes but no truth volumes (or their `_rot90` variant is the one used), so they are left out: {}; give their truth with `ingest --truth` or --table/--view truth=…",
@@ -407,11 +331,7 @@ fn against_labeller(
     ev: &mut Evaluation,
 ) -> Vec<StudyRow> {
     let keep = |s: &String| allowed.as_ref().is_none_or(|al| al.contains(s));
-    let no_ref: BTreeSet<String> = a
-        .keys()
-        .filter(|s| !b.contains_key(*s) && keep(s))
-        .cloned()
-        .collect();
+    let no_ref: BTreeSet<String> = a.keys().filter(|s| !b.contains_key(*s) && keep(s)).cloned().collect();
     if !no_ref.is_empty() {
         ev.problems.push(format!(
             "{} studies have `{}` volumes but no `{reference}` volumes, so they are left out: {}",
@@ -422,122 +342,47 @@ fn against_labeller(
     }
     b.iter()
         .filter(|(s, _)| keep(s))
-        .map(|(s, r)| {
-            agreement::compare(
-                s,
-                splits.get(s).and_then(|x| x.0.clone()),
-                &cfg.labeller,
-                reference,
-                a.get(s).copied(),
-                *r,
-            )
-        })
+        .map(|(s, r)| agreement::compare(s, splits.get(s).and_then(|x| x.0.clone()), &cfg.labeller, reference, a.get(s).copied(), *r))
         .collect()
 }
 
 /// Studies with masks of each labeller (from `labels`, metadata only).
-async fn masked_studies(
-    session: &Session,
-    labeller: &str,
-) -> Result<BTreeSet<String>, EvaluateError> {
+async fn masked_studies(session: &Session, labeller: &str) -> Result<BTreeSet<String>, EvaluateError> {
     let ctx = format!("listing the studies `{labeller}` masked");
     let mut out = BTreeSet::new();
-    for b in collect(
-        session,
-        &format!(
-            "SELECT DISTINCT study_id FROM labels WHERE labeller = {}",
-            quote(labeller)
-        ),
-        &ctx,
-    )
-    .await?
-    {
-        out.extend(
-            col(&b, "study_id", &DataType::Utf8, &ctx)?
-                .as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(String::from),
-        );
+    for b in collect(session, &format!("SELECT DISTINCT study_id FROM labels WHERE labeller = {}", quote(labeller)), &ctx).await? {
+        out.extend(col(&b, "study_id", &DataType::Utf8, &ctx)?.as_string::<i32>().iter().flatten().map(String::from));
     }
     Ok(out)
 }
 
 /// Runs the saved `ef_error_stats` over this evaluation's per-study errors.
-async fn ef_error_stats(
-    session: &Session,
-    rows: &[StudyRow],
-) -> Result<EfErrorStats, EvaluateError> {
+async fn ef_error_stats(session: &Session, rows: &[StudyRow]) -> Result<EfErrorStats, EvaluateError> {
     use arrow::array::{BooleanArray, Float64Array, StringArray};
     let batch = RecordBatch::try_from_iter([
-        (
-            "study_id",
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.study_id.as_str()),
-            )) as Arc<dyn Array>,
-        ),
-        (
-            "labeller",
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.labeller.as_str()),
-            )),
-        ),
-        (
-            "split",
-            Arc::new(StringArray::from_iter(
-                rows.iter().map(|r| r.split.as_deref()),
-            )),
-        ),
-        (
-            "ef_pct",
-            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.ef_pct))),
-        ),
-        (
-            "truth_ef_pct",
-            Arc::new(Float64Array::from_iter(
-                rows.iter().map(|r| r.reference_ef_pct),
-            )),
-        ),
-        (
-            "ef_error_pct",
-            Arc::new(Float64Array::from_iter_values(
-                rows.iter().map(|r| r.ef_error_pct),
-            )),
-        ),
-        (
-            "not_computable",
-            Arc::new(BooleanArray::from_iter(
-                rows.iter().map(|r| Some(r.not_computable)),
-            )),
-        ),
-        (
-            "no_volumes",
-            Arc::new(BooleanArray::from_iter(
-                rows.iter()
-                    .map(|r| Some(r.edv_ml.is_none() && r.esv_ml.is_none())),
-            )),
-        ),
+        ("study_id", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.study_id.as_str()))) as Arc<dyn Array>),
+        ("labeller", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.labeller.as_str())))),
+        ("split", Arc::new(StringArray::from_iter(rows.iter().map(|r| r.split.as_deref())))),
+        ("ef_pct", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.ef_pct)))),
+        ("truth_ef_pct", Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.reference_ef_pct)))),
+        ("ef_error_pct", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.ef_error_pct)))),
+        ("not_computable", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.not_computable))))),
+        ("no_volumes", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.edv_ml.is_none() && r.esv_ml.is_none()))))),
     ])
     .map_err(|e| EvaluateError::Data(e.to_string()))?;
     let ctx = session.context();
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
-        .map_err(|e| EvaluateError::Data(e.to_string()))?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| EvaluateError::Data(e.to_string()))?;
     for t in ["ef_errors", "ef_error_stats"] {
         let _ = ctx.deregister_table(t);
     }
-    ctx.register_table("ef_errors", Arc::new(table))
-        .map_err(|e| EvaluateError::Data(e.to_string()))?;
+    ctx.register_table("ef_errors", Arc::new(table)).map_err(|e| EvaluateError::Data(e.to_string()))?;
     let context = "the saved query `ef_error_stats` over this evaluation";
     let b = collect(session, "SELECT * FROM ef_error_stats", context).await?;
     let Some(b) = b.iter().find(|b| b.num_rows() > 0) else {
         return Ok(EfErrorStats::default());
     };
-    let f = |n: &str| -> Result<Option<f64>, EvaluateError> {
-        Ok(opt_f64(&col(b, n, &DataType::Float64, context)?, 0))
-    };
-    let i = |n: &str| -> Result<i64, EvaluateError> {
-        Ok(opt_i64(&col(b, n, &DataType::Int64, context)?, 0).unwrap_or(0))
-    };
+    let f = |n: &str| -> Result<Option<f64>, EvaluateError> { Ok(opt_f64(&col(b, n, &DataType::Float64, context)?, 0)) };
+    let i = |n: &str| -> Result<i64, EvaluateError> { Ok(opt_i64(&col(b, n, &DataType::Int64, context)?, 0).unwrap_or(0)) };
     Ok(EfErrorStats {
         studies: i("studies")?,
         not_computable: i("not_computable")?,
@@ -565,10 +410,7 @@ pub async fn run(
         Reference::Truth => None,
     }) {
         if !known.contains_key(l) {
-            return Err(EvaluateError::UnknownLabeller {
-                labeller: l.clone(),
-                known: crate::viewer::known_list(&known),
-            });
+            return Err(EvaluateError::UnknownLabeller { labeller: l.clone(), known: crate::viewer::known_list(&known) });
         }
     }
     session.for_images().await.map_err(query_err("setting up the session"))?;
@@ -592,23 +434,18 @@ pub async fn run(
     let mut rows = match &cfg.reference {
         Reference::Truth => {
             // No masks to compare: the per-image table is written empty, with its schema.
-            ev.written.push(tables::TableWriter::create(out, "evaluation_images.parquet", crate::tables::schemas::evaluation_images())?.close().await?);
+            ev.written.push(
+                tables::TableWriter::create(out, "evaluation_images.parquet", crate::tables::schemas::evaluation_images())?.close().await?,
+            );
             against_truth(session, cfg, &allowed, &mut ev).await?
         }
         Reference::Labeller(r) => {
-            let (a, b) = (
-                volumes_of(session, &cfg.labeller).await?,
-                volumes_of(session, r).await?,
-            );
+            let (a, b) = (volumes_of(session, &cfg.labeller).await?, volumes_of(session, r).await?);
             let rows = against_labeller(cfg, r, &a, &b, &splits, &allowed, &mut ev);
-            let (ma, mb) = (
-                masked_studies(session, &cfg.labeller).await?,
-                masked_studies(session, r).await?,
-            );
+            let (ma, mb) = (masked_studies(session, &cfg.labeller).await?, masked_studies(session, r).await?);
             let keep = |s: &&String| allowed.as_ref().is_none_or(|al| al.contains(*s));
             let both: Vec<String> = ma.intersection(&mb).filter(keep).cloned().collect();
-            let one: BTreeSet<String> =
-                ma.symmetric_difference(&mb).filter(keep).cloned().collect();
+            let one: BTreeSet<String> = ma.symmetric_difference(&mb).filter(keep).cloned().collect();
             if !one.is_empty() {
                 ev.problems.push(format!(
                     "{} studies have masks of only one of `{}` and `{r}`, so they have no Dice: {}",
@@ -617,8 +454,7 @@ pub async fn run(
                     id_list(&one)
                 ));
             }
-            let per_study =
-                images::score_images(session, cfg, r, &both, &splits, out, &mut ev, progress).await?;
+            let per_study = images::score_images(session, cfg, r, &both, &splits, out, &mut ev, progress).await?;
             let mut rows = rows;
             for row in &mut rows {
                 if let Some((n, sums)) = per_study.get(&row.study_id) {
@@ -632,19 +468,10 @@ pub async fn run(
     };
     if rows.is_empty() {
         let why = match &cfg.reference {
-            Reference::Truth => format!(
-                "no study in scope has truth volumes (the `truth` view) and `{}` volumes",
-                cfg.labeller
-            ),
+            Reference::Truth => format!("no study in scope has truth volumes (the `truth` view) and `{}` volumes", cfg.labeller),
             Reference::Labeller(r) => format!("no study in scope has `{r}` volumes"),
         };
-        return Err(EvaluateError::Nothing(format!(
-            "{why}{}",
-            ev.problems
-                .iter()
-                .map(|p| format!("; {p}"))
-                .collect::<String>()
-        )));
+        return Err(EvaluateError::Nothing(format!("{why}{}", ev.problems.iter().map(|p| format!("; {p}")).collect::<String>())));
     }
     rows.sort_by(|a, b| a.study_id.cmp(&b.study_id));
     ev.dice.finish();
@@ -663,14 +490,9 @@ pub async fn run(
     let judged: Vec<bool> = rows.iter().filter_map(|r| r.good_ef_bad_volumes).collect();
     ev.good_ef_bad_volumes = (judged.iter().filter(|b| **b).count(), judged.len());
     ev.studies = rows;
-    let mut studies_file =
-        tables::TableWriter::create(out, "evaluation_studies.parquet", crate::tables::schemas::evaluation_studies())?;
-    studies_file
-        .write(&tables::studies_batch(&ev.studies))
-        .await?;
+    let mut studies_file = tables::TableWriter::create(out, "evaluation_studies.parquet", crate::tables::schemas::evaluation_studies())?;
+    studies_file.write(&tables::studies_batch(&ev.studies)).await?;
     ev.written.push(studies_file.close().await?);
-    report::write(session, cfg, &ev, out)
-        .await
-        .map(|w| ev.written.extend(w))?;
+    report::write(session, cfg, &ev, out).await.map(|w| ev.written.extend(w))?;
     Ok(ev)
 }

@@ -44,11 +44,7 @@ fn canvas(draw: impl FnOnce(&Area<'_>) -> PlotResult) -> Result<Vec<u8>, String>
 
 /// A range around `values` with 5% room (a unit range when empty or flat).
 fn range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
         return 0.0..1.0;
     }
@@ -120,12 +116,7 @@ fn pairs(rows: &[StudyRow], g: fn(&StudyRow) -> (Option<f64>, Option<f64>)) -> V
 }
 
 /// Bland–Altman of EF.
-pub fn bland_altman_ef(
-    rows: &[StudyRow],
-    stats: Option<&BlandAltman>,
-    labeller: &str,
-    reference: &str,
-) -> Result<Vec<u8>, String> {
+pub fn bland_altman_ef(rows: &[StudyRow], stats: Option<&BlandAltman>, labeller: &str, reference: &str) -> Result<Vec<u8>, String> {
     let p = pairs(rows, |r| (r.reference_ef_pct, r.ef_pct));
     canvas(|root| {
         bland_altman_panel(
@@ -140,29 +131,11 @@ pub fn bland_altman_ef(
 }
 
 /// Bland–Altman of EDV (left) and ESV (right).
-pub fn bland_altman_volumes(
-    rows: &[StudyRow],
-    edv: Option<&BlandAltman>,
-    esv: Option<&BlandAltman>,
-) -> Result<Vec<u8>, String> {
+pub fn bland_altman_volumes(rows: &[StudyRow], edv: Option<&BlandAltman>, esv: Option<&BlandAltman>) -> Result<Vec<u8>, String> {
     canvas(|root| {
         let (l, r) = root.split_horizontally(W / 2);
-        bland_altman_panel(
-            &l,
-            "EDV",
-            "mL",
-            &pairs(rows, |r| (r.reference_edv_ml, r.edv_ml)),
-            edv,
-            RGBColor(40, 90, 200),
-        )?;
-        bland_altman_panel(
-            &r,
-            "ESV",
-            "mL",
-            &pairs(rows, |r| (r.reference_esv_ml, r.esv_ml)),
-            esv,
-            RGBColor(220, 120, 20),
-        )
+        bland_altman_panel(&l, "EDV", "mL", &pairs(rows, |r| (r.reference_edv_ml, r.edv_ml)), edv, RGBColor(40, 90, 200))?;
+        bland_altman_panel(&r, "ESV", "mL", &pairs(rows, |r| (r.reference_esv_ml, r.esv_ml)), esv, RGBColor(220, 120, 20))
     })
 }
 
@@ -171,32 +144,15 @@ pub fn dice_histograms(d: &DiceSummary) -> Result<Vec<u8>, String> {
     const BINS: usize = 50;
     canvas(|root| {
         let (l, r) = root.split_horizontally(W / 2);
-        for (k, (area, name, colour)) in [
-            (&l, "LV", RGBColor(200, 40, 40)),
-            (&r, "MY", RGBColor(30, 150, 60)),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (k, (area, name, colour)) in [(&l, "LV", RGBColor(200, 40, 40)), (&r, "MY", RGBColor(30, 150, 60))].into_iter().enumerate() {
             let per = DICE_BINS / BINS;
             // The last bar also holds the Dice of exactly 1.
             let counts: Vec<u64> = (0..BINS)
-                .map(|b| {
-                    d.histogram[k][b * per..if b + 1 == BINS {
-                        DICE_BINS + 1
-                    } else {
-                        (b + 1) * per
-                    }]
-                        .iter()
-                        .sum()
-                })
+                .map(|b| d.histogram[k][b * per..if b + 1 == BINS { DICE_BINS + 1 } else { (b + 1) * per }].iter().sum())
                 .collect();
             let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.08;
             let title = if d.images > 0 {
-                format!(
-                    "Dice {name}: mean {:.3}, median {:.3} ({} images)",
-                    d.mean[k], d.median[k], d.images
-                )
+                format!("Dice {name}: mean {:.3}, median {:.3} ({} images)", d.mean[k], d.median[k], d.images)
             } else {
                 format!("Dice {name}: no images")
             };
@@ -214,12 +170,10 @@ pub fn dice_histograms(d: &DiceSummary) -> Result<Vec<u8>, String> {
                 .axis_desc_style((FAMILY, 14))
                 .light_line_style(WHITE)
                 .draw()?;
-            chart.draw_series(counts.iter().enumerate().filter(|(_, n)| **n > 0).map(
-                |(b, n)| {
-                    let (x0, x1) = (b as f64 / BINS as f64, (b + 1) as f64 / BINS as f64);
-                    Rectangle::new([(x0, 0.0), (x1, *n as f64)], colour.filled())
-                },
-            ))?;
+            chart.draw_series(counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(b, n)| {
+                let (x0, x1) = (b as f64 / BINS as f64, (b + 1) as f64 / BINS as f64);
+                Rectangle::new([(x0, 0.0), (x1, *n as f64)], colour.filled())
+            }))?;
         }
         Ok(())
     })
@@ -239,10 +193,7 @@ pub fn slice_positions(p: &SlicePositions) -> Result<Vec<u8>, String> {
         }
         ys.push(0.0);
         let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Volume difference per image by slice position (evaluated − reference)",
-                (FAMILY, 18),
-            )
+            .caption("Volume difference per image by slice position (evaluated − reference)", (FAMILY, 18))
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(60)
@@ -255,29 +206,15 @@ pub fn slice_positions(p: &SlicePositions) -> Result<Vec<u8>, String> {
             .axis_desc_style((FAMILY, 14))
             .light_line_style(WHITE)
             .draw()?;
-        chart.draw_series(LineSeries::new(
-            vec![(0.0, 0.0), (1.0, 0.0)],
-            BLACK.mix(0.5),
-        ))?;
-        for (lv, name, colour, shift) in [
-            (true, "LV", RGBColor(200, 40, 40), -0.012),
-            (false, "MY", RGBColor(30, 150, 60), 0.012),
-        ] {
-            let pts: Vec<(f64, f64, f64)> = (0..POSITION_BINS)
-                .filter_map(|k| p.stats(k, lv).map(|(m, sd)| (centre(k) + shift, m, sd)))
-                .collect();
-            chart.draw_series(pts.iter().map(|&(x, m, sd)| {
-                PathElement::new(vec![(x, m - sd), (x, m + sd)], colour.stroke_width(2))
-            }))?;
+        chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 0.0)], BLACK.mix(0.5)))?;
+        for (lv, name, colour, shift) in [(true, "LV", RGBColor(200, 40, 40), -0.012), (false, "MY", RGBColor(30, 150, 60), 0.012)] {
+            let pts: Vec<(f64, f64, f64)> =
+                (0..POSITION_BINS).filter_map(|k| p.stats(k, lv).map(|(m, sd)| (centre(k) + shift, m, sd))).collect();
+            chart.draw_series(pts.iter().map(|&(x, m, sd)| PathElement::new(vec![(x, m - sd), (x, m + sd)], colour.stroke_width(2))))?;
             chart
-                .draw_series(
-                    LineSeries::new(pts.iter().map(|&(x, m, _)| (x, m)), colour.stroke_width(2))
-                        .point_size(4),
-                )?
+                .draw_series(LineSeries::new(pts.iter().map(|&(x, m, _)| (x, m)), colour.stroke_width(2)).point_size(4))?
                 .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
         }
         chart
             .configure_series_labels()
@@ -297,25 +234,16 @@ mod tests {
     #[test]
     fn a_plot_has_text_and_points() {
         let rows: Vec<StudyRow> = (0..20)
-            .map(|i| StudyRow {
-                reference_ef_pct: Some(40.0 + i as f64),
-                ef_pct: Some(41.0 + i as f64 * 1.02),
-                ..Default::default()
-            })
+            .map(|i| StudyRow { reference_ef_pct: Some(40.0 + i as f64), ef_pct: Some(41.0 + i as f64 * 1.02), ..Default::default() })
             .collect();
         let p = pairs(&rows, |r| (r.reference_ef_pct, r.ef_pct));
         let stats = super::super::agreement::bland_altman(&p);
         let png = bland_altman_ef(&rows, stats.as_ref(), "m", "truth").unwrap();
-        let mut r = png::Decoder::new(std::io::Cursor::new(png))
-            .read_info()
-            .unwrap();
+        let mut r = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
         let mut buf = vec![0; r.output_buffer_size().unwrap()];
         r.next_frame(&mut buf).unwrap();
         let blue = buf.chunks_exact(3).filter(|p| p == &[40, 90, 200]).count();
-        let dark = buf
-            .chunks_exact(3)
-            .filter(|p| p[0] < 60 && p[1] < 60 && p[2] < 60)
-            .count();
+        let dark = buf.chunks_exact(3).filter(|p| p[0] < 60 && p[1] < 60 && p[2] < 60).count();
         assert!(blue > 20 * 10, "the points are drawn ({blue} px)");
         assert!(dark > 2000, "text and axes are drawn ({dark} dark px)");
     }

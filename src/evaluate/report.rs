@@ -15,105 +15,50 @@ use crate::viewer::{montage, study};
 async fn put(out: &StoreLocation, name: &str, body: Vec<u8>) -> Result<String, EvaluateError> {
     let path = out.child(name);
     let url = out.object_url(&path);
-    out.store
-        .put(&path, PutPayload::from(Bytes::from(body)))
-        .await
-        .map_err(|source| EvaluateError::Put {
-            url: url.clone(),
-            source,
-        })?;
+    out.store.put(&path, PutPayload::from(Bytes::from(body))).await.map_err(|source| EvaluateError::Put { url: url.clone(), source })?;
     Ok(url)
 }
 
 fn num(v: Option<f64>, digits: usize) -> String {
-    v.filter(|x| x.is_finite())
-        .map(|x| format!("{x:.digits$}"))
-        .unwrap_or_else(|| "–".into())
+    v.filter(|x| x.is_finite()).map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 impl Evaluation {
     /// The summary as (label, value) rows: the terminal, summary.md and report.html show these.
     pub fn summary_rows(&self) -> Vec<(String, String)> {
-        let mut rows = vec![(
-            "studies evaluated".to_string(),
-            self.studies.len().to_string(),
-        )];
+        let mut rows = vec![("studies evaluated".to_string(), self.studies.len().to_string())];
         if self.dice.images > 0 {
             rows.push(("images (Dice)".into(), self.dice.images.to_string()));
-            rows.push((
-                "Dice LV mean / median".into(),
-                format!("{:.4} / {:.3}", self.dice.mean[0], self.dice.median[0]),
-            ));
-            rows.push((
-                "Dice MY mean / median".into(),
-                format!("{:.4} / {:.3}", self.dice.mean[1], self.dice.median[1]),
-            ));
+            rows.push(("Dice LV mean / median".into(), format!("{:.4} / {:.3}", self.dice.mean[0], self.dice.median[0])));
+            rows.push(("Dice MY mean / median".into(), format!("{:.4} / {:.3}", self.dice.mean[1], self.dice.median[1])));
         }
         let e = &self.ef_errors;
-        rows.push((
-            "|EF error| mean (sd)".into(),
-            format!("{} ({})", num(e.mean, 2), num(e.sd, 2)),
-        ));
+        rows.push(("|EF error| mean (sd)".into(), format!("{} ({})", num(e.mean, 2), num(e.sd, 2))));
         rows.push((
             "|EF error| median [IQR]".into(),
-            format!(
-                "{} [{} … {}, IQR {}]",
-                num(e.median, 2),
-                num(e.q1, 2),
-                num(e.q3, 2),
-                num(e.iqr, 2)
-            ),
+            format!("{} [{} … {}, IQR {}]", num(e.median, 2), num(e.q1, 2), num(e.q3, 2), num(e.iqr, 2)),
         ));
-        rows.push((
-            "EF not computable (error 100)".into(),
-            e.not_computable.to_string(),
-        ));
+        rows.push(("EF not computable (error 100)".into(), e.not_computable.to_string()));
         let ba = |b: &Option<BlandAltman>, unit: &str| {
-            b.map(|b| {
-                format!(
-                    "{:+.2} {unit}, limits {:.2} … {:.2}",
-                    b.mean_diff, b.lower, b.upper
-                )
-            })
-            .unwrap_or_else(|| "–".into())
+            b.map(|b| format!("{:+.2} {unit}, limits {:.2} … {:.2}", b.mean_diff, b.lower, b.upper)).unwrap_or_else(|| "–".into())
         };
-        rows.push((
-            "EF bias (Bland–Altman)".into(),
-            ba(&self.bland_altman_ef, "pp"),
-        ));
+        rows.push(("EF bias (Bland–Altman)".into(), ba(&self.bland_altman_ef, "pp")));
         rows.push(("EDV bias".into(), ba(&self.bland_altman_edv, "mL")));
         rows.push(("ESV bias".into(), ba(&self.bland_altman_esv, "mL")));
         let (bad, judged) = self.good_ef_bad_volumes;
-        let share = if judged > 0 {
-            format!(
-                "{:.1}% ({bad} of {judged})",
-                100.0 * bad as f64 / judged as f64
-            )
-        } else {
-            "–".into()
-        };
+        let share = if judged > 0 { format!("{:.1}% ({bad} of {judged})", 100.0 * bad as f64 / judged as f64) } else { "–".into() };
         rows.push((
-            format!(
-                "good EF, bad volumes (|rel EF err| ≤ {:.0}%, a volume > {:.0}% off)",
-                GOOD_EF * 100.0,
-                BAD_VOLUME * 100.0
-            ),
+            format!("good EF, bad volumes (|rel EF err| ≤ {:.0}%, a volume > {:.0}% off)", GOOD_EF * 100.0, BAD_VOLUME * 100.0),
             share,
         ));
         if self.unpaired_images.iter().any(|n| *n > 0) {
             rows.push((
                 "images masked by one only".into(),
-                format!(
-                    "{} by {}, {} by {}",
-                    self.unpaired_images[0], self.labeller, self.unpaired_images[1], self.reference
-                ),
+                format!("{} by {}, {} by {}", self.unpaired_images[0], self.labeller, self.unpaired_images[1], self.reference),
             ));
         }
         rows
@@ -143,21 +88,14 @@ impl Evaluation {
             (Some(a), Some(b)) => (a + b) / 2.0,
             _ => -r.ef_error_pct,
         };
-        rows.sort_by(|a, b| {
-            score(a)
-                .total_cmp(&score(b))
-                .then(a.study_id.cmp(&b.study_id))
-        });
+        rows.sort_by(|a, b| score(a).total_cmp(&score(b)).then(a.study_id.cmp(&b.study_id)));
         rows.truncate(n);
         rows
     }
 }
 
 fn summary_md(ev: &Evaluation) -> String {
-    let mut s = format!(
-        "# Evaluation: `{}` against `{}`\n\n| | |\n|---|---|\n",
-        ev.labeller, ev.reference
-    );
+    let mut s = format!("# Evaluation: `{}` against `{}`\n\n| | |\n|---|---|\n", ev.labeller, ev.reference);
     for (k, v) in ev.summary_rows() {
         s.push_str(&format!("| {k} | {v} |\n"));
     }
@@ -197,54 +135,25 @@ fn study_table(rows: &[&StudyRow]) -> String {
 }
 
 fn img(png: &[u8], alt: &str) -> String {
-    format!(
-        "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
-        html_escape(alt),
-        base64::engine::general_purpose::STANDARD.encode(png)
-    )
+    format!("<img alt=\"{}\" src=\"data:image/png;base64,{}\">", html_escape(alt), base64::engine::general_purpose::STANDARD.encode(png))
 }
 
 /// Writes the plots, the report and the summaries; returns their URLs.
-pub async fn write(
-    session: &Session,
-    cfg: &EvaluateConfig,
-    ev: &Evaluation,
-    out: &StoreLocation,
-) -> Result<Vec<String>, EvaluateError> {
+pub async fn write(session: &Session, cfg: &EvaluateConfig, ev: &Evaluation, out: &StoreLocation) -> Result<Vec<String>, EvaluateError> {
     let plot = |name: &str, r: Result<Vec<u8>, String>| {
-        r.map(|png| (name.to_string(), png))
-            .map_err(|message| EvaluateError::Data(format!("drawing {name}: {message}")))
+        r.map(|png| (name.to_string(), png)).map_err(|message| EvaluateError::Data(format!("drawing {name}: {message}")))
     };
     let mut pngs = vec![
-        plot(
-            "bland_altman_ef.png",
-            plots::bland_altman_ef(
-                &ev.studies,
-                ev.bland_altman_ef.as_ref(),
-                &ev.labeller,
-                &ev.reference,
-            ),
-        )?,
+        plot("bland_altman_ef.png", plots::bland_altman_ef(&ev.studies, ev.bland_altman_ef.as_ref(), &ev.labeller, &ev.reference))?,
         plot(
             "bland_altman_volumes.png",
-            plots::bland_altman_volumes(
-                &ev.studies,
-                ev.bland_altman_edv.as_ref(),
-                ev.bland_altman_esv.as_ref(),
-            ),
+            plots::bland_altman_volumes(&ev.studies, ev.bland_altman_edv.as_ref(), ev.bland_altman_esv.as_ref()),
         )?,
     ];
     if ev.dice.images > 0 {
-        pngs.push(plot(
-            "dice_histograms.png",
-            plots::dice_histograms(&ev.dice),
-        )?);
+        pngs.push(plot("dice_histograms.png", plots::dice_histograms(&ev.dice))?);
     }
-    if let Some(p) = ev
-        .slice_positions
-        .as_ref()
-        .filter(|p| p.images.iter().any(|n| *n > 0))
-    {
+    if let Some(p) = ev.slice_positions.as_ref().filter(|p| p.images.iter().any(|n| *n > 0)) {
         pngs.push(plot("slice_positions.png", plots::slice_positions(p))?);
     }
     for (name, png) in &cfg.attachments {
@@ -265,9 +174,7 @@ pub async fn write(
         match study::read(session, &r.study_id, &ev.labeller).await {
             Ok(s) => {
                 let frames: Vec<usize> = [s.ed_frame, s.es_frame].into_iter().flatten().collect();
-                if let Some(png) =
-                    montage::montage(&s, if frames.is_empty() { &[0] } else { &frames })
-                {
+                if let Some(png) = montage::montage(&s, if frames.is_empty() { &[0] } else { &frames }) {
                     overlays.push_str(&format!(
                         "<h3>{} — Dice LV {}, MY {}, |EF error| {:.2}</h3>\n<p>ED (top) and ES, apex left; {} masks outlined (LV red, MY green, RV blue).</p>\n{}\n",
                         html_escape(&r.study_id),
@@ -279,11 +186,7 @@ pub async fn write(
                     ));
                 }
             }
-            Err(e) => overlays.push_str(&format!(
-                "<p>{}: no overlay ({})</p>\n",
-                html_escape(&r.study_id),
-                html_escape(&e.to_string())
-            )),
+            Err(e) => overlays.push_str(&format!("<p>{}: no overlay ({})</p>\n", html_escape(&r.study_id), html_escape(&e.to_string()))),
         }
     }
 
@@ -293,17 +196,9 @@ pub async fn write(
          td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}\
          img{max-width:100%;border:1px solid #ddd;margin:.5em 0}</style></head><body>\n",
     );
-    html.push_str(&format!(
-        "<h1>{} against {}</h1>\n<table>\n",
-        html_escape(&ev.labeller),
-        html_escape(&ev.reference)
-    ));
+    html.push_str(&format!("<h1>{} against {}</h1>\n<table>\n", html_escape(&ev.labeller), html_escape(&ev.reference)));
     for (k, v) in ev.summary_rows() {
-        html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>\n",
-            html_escape(&k),
-            html_escape(&v)
-        ));
+        html.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>\n", html_escape(&k), html_escape(&v)));
     }
     html.push_str("</table>\n");
     if !ev.problems.is_empty() {
@@ -317,22 +212,12 @@ pub async fn write(
     for (name, png) in &pngs {
         html.push_str(&format!("<div>{}</div>\n", img(png, name)));
     }
-    html.push_str(&format!(
-        "<h2>The {} studies that agree worst</h2>\n",
-        worst.len()
-    ));
+    html.push_str(&format!("<h2>The {} studies that agree worst</h2>\n", worst.len()));
     html.push_str(&study_table(&worst));
     html.push_str(&overlays);
     html.push_str("<p>Every study: <code>evaluation_studies.parquet</code>; every image: <code>evaluation_images.parquet</code>.</p>\n</body></html>\n");
     written.push(put(out, "report.html", html.into_bytes()).await?);
     written.push(put(out, "summary.md", summary_md(ev).into_bytes()).await?);
-    written.push(
-        put(
-            out,
-            "summary.json",
-            serde_json::to_vec_pretty(ev).expect("serialises"),
-        )
-        .await?,
-    );
+    written.push(put(out, "summary.json", serde_json::to_vec_pretty(ev).expect("serialises")).await?);
     Ok(written)
 }

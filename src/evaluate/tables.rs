@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
 use object_store::buffered::BufWriter;
 use parquet::arrow::async_writer::AsyncArrowWriter;
@@ -20,18 +18,11 @@ use crate::store::StoreLocation;
 
 /// The Parquet settings of both tables (zstd, statistics on).
 fn properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .build()
+    WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level"))).build()
 }
 
 fn write_err(url: String) -> impl FnOnce(parquet::errors::ParquetError) -> EvaluateError {
-    move |e| EvaluateError::Write {
-        url,
-        message: e.to_string(),
-    }
+    move |e| EvaluateError::Write { url, message: e.to_string() }
 }
 
 /// A Parquet file written to a store as rows arrive (bounded memory).
@@ -41,54 +32,32 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    pub fn create(
-        out: &StoreLocation,
-        name: &str,
-        schema: SchemaRef,
-    ) -> Result<Self, EvaluateError> {
+    pub fn create(out: &StoreLocation, name: &str, schema: SchemaRef) -> Result<Self, EvaluateError> {
         let path = out.child(name);
         let url = out.object_url(&path);
         let sink = BufWriter::new(out.store.clone(), path);
-        let writer = AsyncArrowWriter::try_new(sink, schema, Some(properties()))
-            .map_err(write_err(url.clone()))?;
+        let writer = AsyncArrowWriter::try_new(sink, schema, Some(properties())).map_err(write_err(url.clone()))?;
         Ok(Self { writer, url })
     }
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), EvaluateError> {
-        self.writer
-            .write(batch)
-            .await
-            .map_err(write_err(self.url.clone()))
+        self.writer.write(batch).await.map_err(write_err(self.url.clone()))
     }
 
     pub async fn close(self) -> Result<String, EvaluateError> {
-        self.writer
-            .close()
-            .await
-            .map_err(write_err(self.url.clone()))?;
+        self.writer.close().await.map_err(write_err(self.url.clone()))?;
         Ok(self.url)
     }
 }
 
 /// An `evaluation_images` batch.
 pub fn images_batch(rows: &[(Scored, f64)], labeller: &str, reference: &str) -> RecordBatch {
-    let col_i32 = |g: fn(&Scored) -> i32| {
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|(s, _)| g(s)))) as ArrayRef
-    };
-    let col_i64 = |g: fn(&Scored) -> i64| {
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|(s, _)| g(s)))) as ArrayRef
-    };
-    let col_f64 = |g: fn(&Scored) -> f64| {
-        Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|(s, _)| g(s)),
-        )) as ArrayRef
-    };
-    let same =
-        |v: &str| Arc::new(StringArray::from_iter_values(rows.iter().map(|_| v))) as ArrayRef;
+    let col_i32 = |g: fn(&Scored) -> i32| Arc::new(Int32Array::from_iter_values(rows.iter().map(|(s, _)| g(s)))) as ArrayRef;
+    let col_i64 = |g: fn(&Scored) -> i64| Arc::new(Int64Array::from_iter_values(rows.iter().map(|(s, _)| g(s)))) as ArrayRef;
+    let col_f64 = |g: fn(&Scored) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(|(s, _)| g(s)))) as ArrayRef;
+    let same = |v: &str| Arc::new(StringArray::from_iter_values(rows.iter().map(|_| v))) as ArrayRef;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|(s, _)| s.key.study_id.as_str()),
-        )),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|(s, _)| s.key.study_id.as_str()))),
         col_i32(|s| s.key.slice),
         col_i32(|s| s.key.frame),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|(_, p)| *p))),
@@ -108,15 +77,9 @@ pub fn images_batch(rows: &[(Scored, f64)], labeller: &str, reference: &str) -> 
 
 /// The `evaluation_studies` batch.
 pub fn studies_batch(rows: &[StudyRow]) -> RecordBatch {
-    let f = |g: fn(&StudyRow) -> Option<f64>| {
-        Arc::new(Float64Array::from_iter(rows.iter().map(g))) as ArrayRef
-    };
-    let i = |g: fn(&StudyRow) -> Option<i64>| {
-        Arc::new(Int64Array::from_iter(rows.iter().map(g))) as ArrayRef
-    };
-    let s = |g: fn(&StudyRow) -> Option<&str>| {
-        Arc::new(StringArray::from_iter(rows.iter().map(g))) as ArrayRef
-    };
+    let f = |g: fn(&StudyRow) -> Option<f64>| Arc::new(Float64Array::from_iter(rows.iter().map(g))) as ArrayRef;
+    let i = |g: fn(&StudyRow) -> Option<i64>| Arc::new(Int64Array::from_iter(rows.iter().map(g))) as ArrayRef;
+    let s = |g: fn(&StudyRow) -> Option<&str>| Arc::new(StringArray::from_iter(rows.iter().map(g))) as ArrayRef;
     let columns: Vec<ArrayRef> = vec![
         s(|r| Some(&r.study_id)),
         s(|r| r.split.as_deref()),
@@ -142,12 +105,8 @@ pub fn studies_batch(rows: &[StudyRow]) -> RecordBatch {
         f(|r| r.esv_rel_diff),
         f(|r| r.ef_rel_diff),
         f(|r| Some(r.ef_error_pct)),
-        Arc::new(BooleanArray::from_iter(
-            rows.iter().map(|r| Some(r.not_computable)),
-        )),
-        Arc::new(BooleanArray::from_iter(
-            rows.iter().map(|r| r.good_ef_bad_volumes),
-        )),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.not_computable)))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| r.good_ef_bad_volumes))),
     ];
     RecordBatch::try_new(crate::tables::schemas::evaluation_studies(), columns).expect("columns match the schema")
 }

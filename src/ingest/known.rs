@@ -15,12 +15,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use arrow::array::{Array, AsArray};
 use sha2::{Digest, Sha256};
 
+use crate::source::StudyPlan;
+use crate::source::truth::Truth;
+use crate::store::StoreLocation;
 use crate::tables::delta::{self, AsOf};
 use crate::tables::reader::read_objects;
-use crate::source::truth::Truth;
-use crate::tables::{ShardError, publish, self};
-use crate::source::StudyPlan;
-use crate::store::StoreLocation;
+use crate::tables::{self, ShardError, publish};
 
 /// Bumped when what the fingerprints cover changes.
 const FINGERPRINT_FORMAT: &str = "cinestream-study-fingerprint-v1";
@@ -60,7 +60,9 @@ pub async fn load(out: &StoreLocation) -> Result<Known, ShardError> {
     let sources = delta::open(out, "sources", &AsOf::Latest).await?;
     if let Some(t) = &sources {
         let paths: Vec<_> = delta::active_files(t)?.iter().map(|f| out.child(&format!("sources/{}", f.path))).collect();
-        let batches = read_objects(&out.store, &paths, None).await.map_err(|source| ShardError::Read { object: format!("{}/sources", out.url()), source })?;
+        let batches = read_objects(&out.store, &paths, None)
+            .await
+            .map_err(|source| ShardError::Read { object: format!("{}/sources", out.url()), source })?;
         for b in &batches {
             let col = |name: &str| b.column_by_name(name).expect("sources column").as_string::<i32>().clone();
             let (ids, fps, lfps, studies) = (col("source_study_id"), col("fingerprint"), col("listing_fingerprint"), col("study_ids"));
@@ -77,8 +79,11 @@ pub async fn load(out: &StoreLocation) -> Result<Known, ShardError> {
         let wanted: BTreeSet<String> = ["unassigned".to_string()].into();
         // Published runs' findings only: a killed run's rerun must see what its first attempt saw.
         let visible = publish::Publication::read(sources.as_ref()).await?.visible_files(&t, "curation_log").await?;
-        let paths: Vec<_> = visible.iter().filter(|f| f.may_hold("study_id", &wanted)).map(|f| out.child(&format!("curation_log/{}", f.path))).collect();
-        let batches = read_objects(&out.store, &paths, Some(&["study_id", "object_key"])).await.map_err(|source| ShardError::Read { object: format!("{}/curation_log", out.url()), source })?;
+        let paths: Vec<_> =
+            visible.iter().filter(|f| f.may_hold("study_id", &wanted)).map(|f| out.child(&format!("curation_log/{}", f.path))).collect();
+        let batches = read_objects(&out.store, &paths, Some(&["study_id", "object_key"]))
+            .await
+            .map_err(|source| ShardError::Read { object: format!("{}/curation_log", out.url()), source })?;
         for b in &batches {
             let (ids, keys) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
             for i in 0..b.num_rows() {
@@ -111,7 +116,8 @@ impl Salt {
 
     /// From the listing alone: keys, sizes, ETags.
     pub fn listing_fingerprint(&self, plan: &StudyPlan, truth: Option<Truth>) -> String {
-        let mut files: Vec<(&str, u64, &str)> = plan.files.iter().map(|f| (f.key.as_str(), f.size, f.e_tag.as_deref().unwrap_or(""))).collect();
+        let mut files: Vec<(&str, u64, &str)> =
+            plan.files.iter().map(|f| (f.key.as_str(), f.size, f.e_tag.as_deref().unwrap_or(""))).collect();
         files.sort();
         let mut h = self.hasher(truth);
         for (k, size, tag) in files {
@@ -138,7 +144,9 @@ impl Known {
         match self.sources.get(source) {
             None => Some(Decision::New),
             Some(k) if k.listing_fingerprint == listing => Some(Decision::Present("same objects")),
-            Some(k) if k.fingerprint.is_empty() && !replace => Some(Decision::Present("upgraded from the manifest format; fingerprint unknown")),
+            Some(k) if k.fingerprint.is_empty() && !replace => {
+                Some(Decision::Present("upgraded from the manifest format; fingerprint unknown"))
+            }
             Some(_) => None,
         }
     }

@@ -29,19 +29,19 @@ use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use config::{IngestConfig, InvalidIngestConfig};
-use crate::progress::{Parts, Progress};
-use crate::findings::{Finding, Problem, Resolution};
 use crate::curate::{self, CurationOutput};
+use crate::findings::{Finding, Problem, Resolution};
+use crate::progress::{Parts, Progress};
+use crate::source::labels::{LabelError, LabelIndex};
+use crate::source::pseudonym;
+use crate::source::truth::{self, Truth, TruthError};
+use crate::source::{self, SourceError, StudyPlan};
+use crate::store::{self, StoreError, StoreLocation, explain};
 use crate::tables::delta::{self, AsOf};
 use crate::tables::legacy::{self, LegacyError};
 use crate::tables::{self, SourceRow};
 use crate::tables::{RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite};
-use crate::source::labels::{LabelError, LabelIndex};
-use crate::source::truth::{self, Truth, TruthError};
-use crate::source::{self, SourceError, StudyPlan};
-use crate::source::pseudonym;
-use crate::store::{self, StoreError, StoreLocation, explain};
+pub use config::{IngestConfig, InvalidIngestConfig};
 use known::{Decision, Known, Salt};
 
 /// Errors that stop an ingest run.
@@ -136,7 +136,12 @@ impl IngestReport {
         } else {
             Err(format!(
                 "{} image files ≠ {} frames from files + {} quarantined + {} excluded + {} skipped + {} other workers'",
-                self.image_files, self.frames_from_files, self.files_quarantined, self.files_excluded, self.files_skipped, self.files_other_workers
+                self.image_files,
+                self.frames_from_files,
+                self.files_quarantined,
+                self.files_excluded,
+                self.files_skipped,
+                self.files_other_workers
             ))
         }
     }
@@ -165,7 +170,10 @@ impl IngestReport {
             self.seconds
         );
         if let Some(share) = &self.share {
-            s.push_str(&format!("    + other workers'    {} ({} studies are not worker {share}'s share)\n", self.files_other_workers, self.studies_other_workers));
+            s.push_str(&format!(
+                "    + other workers'    {} ({} studies are not worker {share}'s share)\n",
+                self.files_other_workers, self.studies_other_workers
+            ));
         }
         if !self.excluded_by_reason.is_empty() {
             s.push_str("  quarantined/excluded by reason\n");
@@ -215,15 +223,10 @@ fn abbreviate(ids: &[&str]) -> String {
     s
 }
 
-
 /// Fails early (before any work) when the output cannot be listed, e.g. wrong credentials.
 async fn probe_output(out: &StoreLocation) -> Result<(), IngestError> {
     let prefix = (!out.prefix.as_ref().is_empty()).then_some(&out.prefix);
-    out.store
-        .list_with_delimiter(prefix)
-        .await
-        .map(|_| ())
-        .map_err(|source| IngestError::Output { url: out.url().to_string(), source })
+    out.store.list_with_delimiter(prefix).await.map(|_| ()).map_err(|source| IngestError::Output { url: out.url().to_string(), source })
 }
 
 /// Reason label for the per-reason counts.
@@ -236,7 +239,6 @@ fn reason(f: &Finding) -> String {
         f.problem.as_str().to_string()
     }
 }
-
 
 /// What became of one source study.
 enum Outcome {
@@ -264,7 +266,13 @@ fn app_id(candidates: &[(&str, &str)], unassigned: &[Finding], replace: bool) ->
 
 /// The changes that drop the old rows of replaced source studies (`replaced`: source id → the
 /// study ids it had), for every table not already committed.
-async fn replacements(out: &StoreLocation, replaced: &BTreeMap<String, Vec<String>>, skip: &BTreeSet<&str>, writer_id: &str, cfg: &crate::tables::writer::ShardConfig) -> Result<BTreeMap<&'static str, TableChange>, IngestError> {
+async fn replacements(
+    out: &StoreLocation,
+    replaced: &BTreeMap<String, Vec<String>>,
+    skip: &BTreeSet<&str>,
+    writer_id: &str,
+    cfg: &crate::tables::writer::ShardConfig,
+) -> Result<BTreeMap<&'static str, TableChange>, IngestError> {
     let mut changes = BTreeMap::new();
     if replaced.is_empty() {
         return Ok(changes);
@@ -354,8 +362,11 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
             excluded_files: 1,
         });
     }
-    let candidates: Vec<(&str, &str)> =
-        plans.iter().filter(|(_, _, d)| !matches!(d, Some(Decision::Present(_)))).map(|(p, l, _)| (p.study_id.as_str(), l.as_str())).collect();
+    let candidates: Vec<(&str, &str)> = plans
+        .iter()
+        .filter(|(_, _, d)| !matches!(d, Some(Decision::Present(_))))
+        .map(|(p, l, _)| (p.study_id.as_str(), l.as_str()))
+        .collect();
     let app_id = app_id(&candidates, &unassigned, cfg.replace);
     let run_id = crate::ids::run_id();
     let done = committed_tables(&output, &tables::INGEST, &app_id).await?;
@@ -432,7 +443,9 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
                 progress.advance(files as u64, &parts.done("studies"));
                 continue;
             }
-            Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace } => (quarantined, out, files, bytes, fingerprint, replace),
+            Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace } => {
+                (quarantined, out, files, bytes, fingerprint, replace)
+            }
         };
         let mut findings = quarantined;
         findings.extend(out.findings.iter().cloned());
@@ -461,7 +474,13 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
             report.sources_new += 1;
         }
         let study_ids = out.studies.iter().map(|s| s.study_id.clone()).collect();
-        sources.push(SourceRow { source_study_id: study.clone(), fingerprint, listing_fingerprint: listing, image_files: files, study_ids });
+        sources.push(SourceRow {
+            source_study_id: study.clone(),
+            fingerprint,
+            listing_fingerprint: listing,
+            image_files: files,
+            study_ids,
+        });
         progress.advance(files as u64, &parts.done("studies"));
     }
     if !sources.is_empty() {

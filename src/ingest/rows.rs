@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BinaryBuilder, BooleanArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
 
-use crate::findings::Finding;
 use crate::curate::{CuratedFrame, CuratedStudy};
+use crate::findings::Finding;
 use crate::pixels::pixel_bytes;
 use crate::source::truth::Truth;
 use crate::tables::label_rows::{FrameGrid, LabelRow, labels_batch};
@@ -26,7 +26,13 @@ pub struct StudyBatches {
 
 /// Builds the rows of one curated study.
 pub fn study_batches(s: &CuratedStudy, truth: Option<Truth>, labeller: &str) -> StudyBatches {
-    let g = FrameGrid { height: s.grid.rows as i32, width: s.grid.cols as i32, pixel_spacing_row_mm: s.grid.spacing[0], pixel_spacing_col_mm: s.grid.spacing[1], slice_spacing_mm: s.slice_spacing_mm };
+    let g = FrameGrid {
+        height: s.grid.rows as i32,
+        width: s.grid.cols as i32,
+        pixel_spacing_row_mm: s.grid.spacing[0],
+        pixel_spacing_col_mm: s.grid.spacing[1],
+        slice_spacing_mm: s.slice_spacing_mm,
+    };
     let frames: Vec<(usize, usize, f64, &CuratedFrame)> = s
         .slices
         .iter()
@@ -98,7 +104,15 @@ pub fn study_batches(s: &CuratedStudy, truth: Option<Truth>, labeller: &str) -> 
         Arc::new(Int32Array::from(vec![s.source_files as i32])),
     ]);
     let toward_base = crate::geometry::scale(s.axis, -1.0);
-    cols.extend(s.grid.origin.iter().chain(&s.grid.row_dir).chain(&s.grid.col_dir).chain(&toward_base).map(|v| Arc::new(Float64Array::from(vec![*v])) as ArrayRef));
+    cols.extend(
+        s.grid
+            .origin
+            .iter()
+            .chain(&s.grid.row_dir)
+            .chain(&s.grid.col_dir)
+            .chain(&toward_base)
+            .map(|v| Arc::new(Float64Array::from(vec![*v])) as ArrayRef),
+    );
     StudyBatches { frames: frames_batch, labels, studies: batch(&STUDIES, cols) }
 }
 

@@ -16,13 +16,13 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::InferError;
-use crate::query::read::{self, ReadError, quote};
 use crate::model::prep::Histogram;
-use crate::query::Session;
-use crate::query::selection;
-use crate::tables::label_rows::FrameGrid;
 use crate::pixels::pixel_values;
+use crate::query::Session;
+use crate::query::read::{self, ReadError, quote};
+use crate::query::selection;
 use crate::store::StoreLocation;
+use crate::tables::label_rows::FrameGrid;
 use crate::workers::WorkShare;
 
 /// Which frames to label.
@@ -71,7 +71,15 @@ async fn collect(session: &Session, sql: &str) -> Result<Vec<RecordBatch>, Infer
 /// `labeller` already has in `latest` (the tables at their latest version; `session` may read a
 /// selection's versions) unless `overwrite`, and without other workers' studies (`share`).
 #[allow(clippy::too_many_arguments)]
-pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, which: &Which, labeller: &str, overwrite: bool, share: Option<&WorkShare>) -> Result<Planned, InferError> {
+pub async fn plan(
+    session: &Session,
+    latest: &Session,
+    data: &StoreLocation,
+    which: &Which,
+    labeller: &str,
+    overwrite: bool,
+    share: Option<&WorkShare>,
+) -> Result<Planned, InferError> {
     let keys = match which {
         Which::All => collect(session, "SELECT study_id, slice_index, frame_index FROM frames").await?,
         Which::Where(w) => collect(session, &format!("SELECT study_id, slice_index, frame_index FROM frames WHERE {w}")).await?,
@@ -129,7 +137,13 @@ pub async fn plan(session: &Session, latest: &Session, data: &StoreLocation, whi
     // Rows carry whole images: small batches keep memory bounded.
     session.for_images().await?;
     if !planned.frames.is_empty() {
-        let counts = collect(session, &format!("SELECT study_id, count(*) AS n FROM frames WHERE study_id IN (SELECT DISTINCT study_id FROM {KEYS}) GROUP BY study_id")).await?;
+        let counts = collect(
+            session,
+            &format!(
+                "SELECT study_id, count(*) AS n FROM frames WHERE study_id IN (SELECT DISTINCT study_id FROM {KEYS}) GROUP BY study_id"
+            ),
+        )
+        .await?;
         for b in &counts {
             let (ids, n) = (strings(b, "study_id")?, b.column(1).as_primitive::<arrow::datatypes::Int64Type>());
             for i in 0..b.num_rows() {
@@ -185,7 +199,12 @@ pub async fn study_histograms(session: &Session, partial: &BTreeSet<String>) -> 
 }
 
 /// Streams the planned frames, one [`StudyFrames`] per study, into `tx`.
-pub async fn stream(session: &Session, planned: &Planned, mut histograms: HashMap<String, Histogram>, tx: mpsc::Sender<Result<StudyFrames, InferError>>) -> Result<(), InferError> {
+pub async fn stream(
+    session: &Session,
+    planned: &Planned,
+    mut histograms: HashMap<String, Histogram>,
+    tx: mpsc::Sender<Result<StudyFrames, InferError>>,
+) -> Result<(), InferError> {
     let sql = format!(
         "SELECT f.study_id, f.split, f.slice_index, f.frame_index, f.height, f.width, f.pixel_spacing_row_mm, f.pixel_spacing_col_mm, f.slice_spacing_mm, f.source_key, f.fill, f.pixels \
          FROM frames f JOIN {KEYS} k ON f.study_id = k.study_id AND f.slice_index = k.slice_index AND f.frame_index = k.frame_index"
@@ -196,7 +215,8 @@ pub async fn stream(session: &Session, planned: &Planned, mut histograms: HashMa
     let mut sent = 0;
     while let Some(b) = rows.next().await {
         let b = b.map_err(ReadError::execute("reading the frames"))?;
-        let (ids, splits, keys, fills) = (strings(&b, "study_id")?, strings(&b, "split")?, strings(&b, "source_key")?, strings(&b, "fill")?);
+        let (ids, splits, keys, fills) =
+            (strings(&b, "study_id")?, strings(&b, "split")?, strings(&b, "source_key")?, strings(&b, "fill")?);
         let int = |n: &str| b.column_by_name(n).expect("selected").as_primitive::<Int32Type>().clone();
         let float = |n: &str| b.column_by_name(n).expect("selected").as_primitive::<Float64Type>().clone();
         let (slice, frame, h, w) = (int("slice_index"), int("frame_index"), int("height"), int("width"));
@@ -204,11 +224,29 @@ pub async fn stream(session: &Session, planned: &Planned, mut histograms: HashMa
         let px = b.column_by_name("pixels").expect("selected").as_binary::<i32>().clone();
         for i in 0..b.num_rows() {
             let id = ids.value(i);
-            let grid = FrameGrid { height: h.value(i), width: w.value(i), pixel_spacing_row_mm: sr.value(i), pixel_spacing_col_mm: sc.value(i), slice_spacing_mm: ss.value(i) };
+            let grid = FrameGrid {
+                height: h.value(i),
+                width: w.value(i),
+                pixel_spacing_row_mm: sr.value(i),
+                pixel_spacing_col_mm: sc.value(i),
+                slice_spacing_mm: ss.value(i),
+            };
             if px.value(i).len() != grid.pixels() * 2 {
-                return Err(InferError::Data(format!("study {id} slice {} frame {}: {} pixel bytes for a {}×{} image; re-ingest the study", slice.value(i), frame.value(i), px.value(i).len(), grid.height, grid.width)));
+                return Err(InferError::Data(format!(
+                    "study {id} slice {} frame {}: {} pixel bytes for a {}×{} image; re-ingest the study",
+                    slice.value(i),
+                    frame.value(i),
+                    px.value(i).len(),
+                    grid.height,
+                    grid.width
+                )));
             }
-            let study = open.entry(id.to_string()).or_insert_with(|| StudyFrames { study_id: id.to_string(), split: splits.is_valid(i).then(|| splits.value(i).to_string()), frames: Vec::new(), whole_study: histograms.remove(id) });
+            let study = open.entry(id.to_string()).or_insert_with(|| StudyFrames {
+                study_id: id.to_string(),
+                split: splits.is_valid(i).then(|| splits.value(i).to_string()),
+                frames: Vec::new(),
+                whole_study: histograms.remove(id),
+            });
             study.frames.push(Frame {
                 slice: slice.value(i),
                 frame: frame.value(i),
@@ -228,10 +266,18 @@ pub async fn stream(session: &Session, planned: &Planned, mut histograms: HashMa
         }
     }
     if let Some((id, s)) = open.into_iter().next() {
-        return Err(InferError::Data(format!("study {id}: {} of its {} planned frames were read; were the tables changed during the run? Rerun", s.frames.len(), planned.frames.get(&id).copied().unwrap_or(0))));
+        return Err(InferError::Data(format!(
+            "study {id}: {} of its {} planned frames were read; were the tables changed during the run? Rerun",
+            s.frames.len(),
+            planned.frames.get(&id).copied().unwrap_or(0)
+        )));
     }
     if sent != planned.frames.len() {
-        return Err(InferError::Data(format!("{} of {} planned studies were read; were the tables changed during the run? Rerun", sent, planned.frames.len())));
+        return Err(InferError::Data(format!(
+            "{} of {} planned studies were read; were the tables changed during the run? Rerun",
+            sent,
+            planned.frames.len()
+        )));
     }
     Ok(())
 }

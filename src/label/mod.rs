@@ -26,16 +26,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::progress::{Parts, Progress};
 use crate::model::card::{self, CardError, ModelCard};
+use crate::model::contract::Contract;
+use crate::progress::{Parts, Progress};
 use crate::query::selection::SelectionError;
 use crate::query::{QueryError, Session, SessionOptions};
+use crate::store::{self, StoreError, StoreOptions};
 use crate::tables::delta::{self, AsOf};
 use crate::tables::label_rows::{LabelRow, labels_batch};
 use crate::tables::writer::ShardConfig;
-use crate::tables::{RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite, self};
-use crate::store::{self, StoreError, StoreOptions};
-use crate::model::contract::Contract;
+use crate::tables::{self, RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite};
 use frames::Which;
 use qc::{QcConfig, QcResult};
 
@@ -60,7 +60,9 @@ pub enum InferError {
     Model { url: String, message: String },
     #[error("model `{url}` cannot be read: {source}")]
     ReadModel { url: String, source: Box<store::ReadError> },
-    #[error("model `{model}`: its contract `{contract}` cannot be read ({source}): write one (see pipelines/models/) or give --contract URL")]
+    #[error(
+        "model `{model}`: its contract `{contract}` cannot be read ({source}): write one (see pipelines/models/) or give --contract URL"
+    )]
     ReadContract { model: String, contract: String, source: Box<store::ReadError> },
     #[error("running the model: {0}")]
     Engine(String),
@@ -221,7 +223,11 @@ impl LabelReport {
             self.labeller,
             self.qc_passed,
             self.studies.len() - self.qc_passed,
-            if self.qc_failures.is_empty() { String::new() } else { format!(" ({})", self.qc_failures.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")) },
+            if self.qc_failures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.qc_failures.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+            },
             self.images_per_second,
             self.seconds,
             100.0 * self.model_busy
@@ -257,11 +263,15 @@ enum Loaded {
 /// Reads the model and its contract.
 async fn load(cfg: &LabelConfig) -> Result<(Loaded, Contract, String), InferError> {
     if cfg.model.ends_with(".onnx") {
-        let bytes = store::read_object(&cfg.model, &cfg.store).await.map_err(|e| InferError::ReadModel { url: cfg.model.clone(), source: Box::new(e) })?;
-        let contract_url = cfg.contract.clone().unwrap_or_else(|| format!("{}.toml", cfg.model.trim_end_matches(".onnx")));
-        let text = store::read_object(&contract_url, &cfg.store)
+        let bytes = store::read_object(&cfg.model, &cfg.store)
             .await
-            .map_err(|e| InferError::ReadContract { model: cfg.model.clone(), contract: contract_url.clone(), source: Box::new(e) })?;
+            .map_err(|e| InferError::ReadModel { url: cfg.model.clone(), source: Box::new(e) })?;
+        let contract_url = cfg.contract.clone().unwrap_or_else(|| format!("{}.toml", cfg.model.trim_end_matches(".onnx")));
+        let text = store::read_object(&contract_url, &cfg.store).await.map_err(|e| InferError::ReadContract {
+            model: cfg.model.clone(),
+            contract: contract_url.clone(),
+            source: Box::new(e),
+        })?;
         let contract = Contract::parse(&String::from_utf8_lossy(&text), &contract_url).map_err(InferError::Config)?;
         let sha = hex::encode(Sha256::digest(&bytes));
         return Ok((Loaded::Onnx { bytes, url: cfg.model.clone() }, contract, sha));
@@ -293,7 +303,13 @@ pub async fn preflight(cfg: &LabelConfig) -> Result<String, InferError> {
 }
 
 /// Builds the engine on the inference thread and runs the inference stage there.
-fn run_engine(loaded: Loaded, device: Device, contract: &Contract, rx: mpsc::Receiver<Result<stages::Job, InferError>>, tx: mpsc::Sender<Result<stages::Output, InferError>>) -> Result<Duration, InferError> {
+fn run_engine(
+    loaded: Loaded,
+    device: Device,
+    contract: &Contract,
+    rx: mpsc::Receiver<Result<stages::Job, InferError>>,
+    tx: mpsc::Sender<Result<stages::Output, InferError>>,
+) -> Result<Duration, InferError> {
     match (loaded, device) {
         (Loaded::Burn { card, weights }, Device::Cpu) => {
             let dev = Default::default();
@@ -307,13 +323,18 @@ fn run_engine(loaded: Loaded, device: Device, contract: &Contract, rx: mpsc::Rec
             Ok(stages::infer(&mut engine::BurnEngine { model, device: dev }, contract, rx, tx))
         }
         #[cfg(not(feature = "cuda"))]
-        (Loaded::Burn { .. }, Device::Cuda) => Err(InferError::Config("this build has no CUDA: cargo build --release --features cuda".into())),
+        (Loaded::Burn { .. }, Device::Cuda) => {
+            Err(InferError::Config("this build has no CUDA: cargo build --release --features cuda".into()))
+        }
         (Loaded::Onnx { bytes, url }, Device::Cpu) => {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let mut engine = onnx::OnnxEngine::new(&bytes, &url, contract, threads)?;
             Ok(stages::infer(&mut engine, contract, rx, tx))
         }
-        (Loaded::Onnx { url, .. }, Device::Cuda) => Err(InferError::Model { url, message: "the ONNX engine runs on the CPU (the pip onnxruntime wheel has no CUDA provider): use --device cpu".into() }),
+        (Loaded::Onnx { url, .. }, Device::Cuda) => Err(InferError::Model {
+            url,
+            message: "the ONNX engine runs on the CPU (the pip onnxruntime wheel has no CUDA provider): use --device cpu".into(),
+        }),
     }
 }
 
@@ -327,7 +348,6 @@ fn app_id(labeller: &str, model_sha: &str, planned: &frames::Planned, overwrite:
     }
     format!("cinestream-label-{}", &hex::encode(h.finalize())[..32])
 }
-
 
 /// Labels the planned frames and commits them (see the module docs).
 pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<LabelReport, InferError> {
@@ -366,7 +386,9 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
         let what = match &which {
             Which::All => format!("the tables under {data} hold no frames (ingest first)"),
             Which::Selection(n) => format!("selection `{n}` lists none"),
-            Which::Where(w) => format!("no frame matches `{w}` (try it: cinestream sql --data {data} \"SELECT count(*) FROM frames WHERE {w}\")"),
+            Which::Where(w) => {
+                format!("no frame matches `{w}` (try it: cinestream sql --data {data} \"SELECT count(*) FROM frames WHERE {w}\")")
+            }
         };
         return Err(InferError::NoFrames(what));
     }
@@ -409,7 +431,12 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
             Ok::<_, InferError>(())
         };
         let (read, written) = tokio::join!(reader, writer);
-        let joined = |name: &str, e: Box<dyn std::any::Any + Send>| InferError::Stage(format!("the {name} thread panicked: {:?}", e.downcast_ref::<String>().map(String::as_str).or(e.downcast_ref::<&str>().copied())));
+        let joined = |name: &str, e: Box<dyn std::any::Any + Send>| {
+            InferError::Stage(format!(
+                "the {name} thread panicked: {:?}",
+                e.downcast_ref::<String>().map(String::as_str).or(e.downcast_ref::<&str>().copied())
+            ))
+        };
         prep.join().map_err(|e| joined("pre-processing", e))?;
         let busy = infer.join().map_err(|e| joined("inference", e))?;
         post.join().map_err(|e| joined("post-processing", e))?;
@@ -418,7 +445,11 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
         busy?
     };
     if done.len() < tables::LABEL.len() && report.studies.len() != planned.frames.len() {
-        return Err(InferError::Stage(format!("{} of {} planned studies came through the model", report.studies.len(), planned.frames.len())));
+        return Err(InferError::Stage(format!(
+            "{} of {} planned studies came through the model",
+            report.studies.len(),
+            planned.frames.len()
+        )));
     }
     if !qc_rows.is_empty() {
         shards.write(&tables::LABEL_QC, qc_batch(&qc_rows, &cfg.labeller, &model_sha, &run_id)).await?;
@@ -464,7 +495,13 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
 }
 
 /// Writes one labelled study's `labels` rows and returns its QC.
-async fn write_study(shards: &mut ShardSet, l: &stages::Labelled, labeller: &str, classes: &[u8], qc_cfg: &QcConfig) -> Result<StudyLine, InferError> {
+async fn write_study(
+    shards: &mut ShardSet,
+    l: &stages::Labelled,
+    labeller: &str,
+    classes: &[u8],
+    qc_cfg: &QcConfig,
+) -> Result<StudyLine, InferError> {
     let m = &l.meta;
     let rows: Vec<LabelRow> = m
         .frames
@@ -484,8 +521,13 @@ async fn write_study(shards: &mut ShardSet, l: &stages::Labelled, labeller: &str
         .collect();
     shards.write(&tables::LABELS, labels_batch(&rows)).await?;
     let g = m.frames[0].grid;
-    let grid = qc::StudyGrid { h: g.height as usize, w: g.width as usize, ml_per_pixel: g.pixel_spacing_row_mm * g.pixel_spacing_col_mm * g.slice_spacing_mm / 1000.0 };
-    let frames: Vec<qc::FrameMask> = m.frames.iter().zip(&l.masks).map(|(f, mask)| qc::FrameMask { slice: f.slice as usize, frame: f.frame as usize, mask }).collect();
+    let grid = qc::StudyGrid {
+        h: g.height as usize,
+        w: g.width as usize,
+        ml_per_pixel: g.pixel_spacing_row_mm * g.pixel_spacing_col_mm * g.slice_spacing_mm / 1000.0,
+    };
+    let frames: Vec<qc::FrameMask> =
+        m.frames.iter().zip(&l.masks).map(|(f, mask)| qc::FrameMask { slice: f.slice as usize, frame: f.frame as usize, mask }).collect();
     Ok(StudyLine { study_id: m.study_id.clone(), frames: m.frames.len(), qc: qc::check(&frames, &grid, classes, qc_cfg) })
 }
 

@@ -13,8 +13,8 @@ use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
 use super::InferError;
-use crate::model::contract::Contract;
 use super::engine::Engine;
+use crate::model::contract::Contract;
 use crate::model::contract::Layout;
 use crate::model::prep::SizePolicy;
 
@@ -53,7 +53,9 @@ pub fn find_runtime() -> Result<PathBuf, String> {
 pub fn environment() -> Result<&'static Environment, InferError> {
     let env = ENVIRONMENT.get_or_init(|| {
         let path = find_runtime()?;
-        let builder = ort::init_from(&path).map_err(|e| format!("loading ONNX Runtime from {}: {e}; this build needs version {RUNTIME_VERSION}: {INSTALL}", path.display()))?;
+        let builder = ort::init_from(&path).map_err(|e| {
+            format!("loading ONNX Runtime from {}: {e}; this build needs version {RUNTIME_VERSION}: {INSTALL}", path.display())
+        })?;
         builder.with_name("cinestream").build().map_err(|e| format!("starting ONNX Runtime ({}): {e}", path.display()))
     });
     env.as_ref().map_err(|e| InferError::Runtime(e.clone()))
@@ -83,10 +85,18 @@ impl OnnxEngine {
         let names = |outlets: &[ort::value::Outlet]| outlets.iter().map(|o| o.name().to_string()).collect::<Vec<_>>();
         let (inputs, outputs) = (names(session.inputs()), names(session.outputs()));
         let Some(input) = session.inputs().iter().find(|o| o.name() == contract.input) else {
-            return Err(fail(format!("it has no input `{}` (its inputs: {}); fix `input` in its contract", contract.input, inputs.join(", "))));
+            return Err(fail(format!(
+                "it has no input `{}` (its inputs: {}); fix `input` in its contract",
+                contract.input,
+                inputs.join(", ")
+            )));
         };
         if !outputs.contains(&contract.output) {
-            return Err(fail(format!("it has no output `{}` (its outputs: {}); fix `output` in its contract", contract.output, outputs.join(", "))));
+            return Err(fail(format!(
+                "it has no output `{}` (its outputs: {}); fix `output` in its contract",
+                contract.output,
+                outputs.join(", ")
+            )));
         }
         check_input(input.dtype(), contract).map_err(|m| fail(format!("input `{}` {m}", contract.input)))?;
         Ok(OnnxEngine { session, input: contract.input.clone(), output: contract.output.clone() })
@@ -137,7 +147,9 @@ impl Engine for OnnxEngine {
         if let Ok((_, v)) = out.try_extract_tensor::<i32>() {
             return Ok(v.iter().map(|x| *x as f32).collect());
         }
-        let (_, v) = out.try_extract_tensor::<u8>().map_err(|e| InferError::Engine(format!("output `{}` is neither float, int64, int32 nor uint8: {e}", self.output)))?;
+        let (_, v) = out
+            .try_extract_tensor::<u8>()
+            .map_err(|e| InferError::Engine(format!("output `{}` is neither float, int64, int32 nor uint8: {e}", self.output)))?;
         Ok(v.iter().map(|x| f32::from(*x)).collect())
     }
 }

@@ -31,13 +31,22 @@ pub struct QcConfig {
 
 impl Default for QcConfig {
     fn default() -> Self {
-        QcConfig { min_class_pixels: 10, min_slices: 6, min_slice_fraction: 0.5, min_lv_enclosed: 0.75, edv_ml: [20.0, 600.0], esv_ml: [5.0, 500.0], ef_pct: [10.0, 90.0] }
+        QcConfig {
+            min_class_pixels: 10,
+            min_slices: 6,
+            min_slice_fraction: 0.5,
+            min_lv_enclosed: 0.75,
+            edv_ml: [20.0, 600.0],
+            esv_ml: [5.0, 500.0],
+            ef_pct: [10.0, 90.0],
+        }
     }
 }
 
 impl QcConfig {
     pub fn validate(&self) -> Result<(), String> {
-        let range = |name: &str, r: [f64; 2]| if r[0] < r[1] { Ok(()) } else { Err(format!("qc.{name} must be [low, high] with low < high")) };
+        let range =
+            |name: &str, r: [f64; 2]| if r[0] < r[1] { Ok(()) } else { Err(format!("qc.{name} must be [low, high] with low < high")) };
         range("edv_ml", self.edv_ml)?;
         range("esv_ml", self.esv_ml)?;
         range("ef_pct", self.ef_pct)?;
@@ -106,10 +115,24 @@ pub fn check(frames: &[FrameMask], grid: &StudyGrid, classes: &[u8], cfg: &QcCon
         by_frame.entry(f.frame).or_default().push(f);
     }
     let count = |m: &[u8], c: u8| m.iter().filter(|v| **v == c).count() as i64;
-    let volumes: Vec<(usize, f64)> = by_frame.iter().map(|(t, fs)| (*t, fs.iter().map(|f| count(f.mask, 1)).sum::<i64>() as f64 * grid.ml_per_pixel)).collect();
+    let volumes: Vec<(usize, f64)> =
+        by_frame.iter().map(|(t, fs)| (*t, fs.iter().map(|f| count(f.mask, 1)).sum::<i64>() as f64 * grid.ml_per_pixel)).collect();
     let slices = frames.iter().map(|f| f.slice).max().map_or(0, |s| s + 1);
     let Some((ed, es)) = ed_es(&volumes) else {
-        return QcResult { passed: false, failures: vec!["class_missing"], ed_frame: None, es_frame: None, edv_ml: 0.0, esv_ml: 0.0, ef_pct: None, min_class_pixels: 0, slices_lv_my_ed: 0, slices_lv_my_es: 0, slices, lv_enclosed: None };
+        return QcResult {
+            passed: false,
+            failures: vec!["class_missing"],
+            ed_frame: None,
+            es_frame: None,
+            edv_ml: 0.0,
+            esv_ml: 0.0,
+            ef_pct: None,
+            min_class_pixels: 0,
+            slices_lv_my_ed: 0,
+            slices_lv_my_es: 0,
+            slices,
+            lv_enclosed: None,
+        };
     };
     let vol = |t: usize| volumes.iter().find(|v| v.0 == t).map_or(0.0, |v| v.1);
     let (edv, esv) = (vol(ed), vol(es));
@@ -117,7 +140,11 @@ pub fn check(frames: &[FrameMask], grid: &StudyGrid, classes: &[u8], cfg: &QcCon
 
     let mut failures = Vec::new();
     let phases = [&by_frame[&ed], &by_frame[&es]];
-    let min_class = phases.iter().flat_map(|fs| classes.iter().filter(|c| **c > 0).map(move |c| fs.iter().map(|f| count(f.mask, *c)).sum::<i64>())).min().unwrap_or(0);
+    let min_class = phases
+        .iter()
+        .flat_map(|fs| classes.iter().filter(|c| **c > 0).map(move |c| fs.iter().map(|f| count(f.mask, *c)).sum::<i64>()))
+        .min()
+        .unwrap_or(0);
     if min_class < cfg.min_class_pixels {
         failures.push("class_missing");
     }
@@ -176,7 +203,12 @@ fn lv_boundary(mask: &[u8], h: usize, w: usize) -> (usize, usize) {
             if mask[r * w + c] != 1 {
                 continue;
             }
-            let neighbours = [(r > 0).then(|| mask[(r - 1) * w + c]), (r + 1 < h).then(|| mask[(r + 1) * w + c]), (c > 0).then(|| mask[r * w + c - 1]), (c + 1 < w).then(|| mask[r * w + c + 1])];
+            let neighbours = [
+                (r > 0).then(|| mask[(r - 1) * w + c]),
+                (r + 1 < h).then(|| mask[(r + 1) * w + c]),
+                (c > 0).then(|| mask[r * w + c - 1]),
+                (c + 1 < w).then(|| mask[r * w + c + 1]),
+            ];
             if neighbours.iter().any(|n| *n != Some(1)) {
                 boundary += 1;
                 touching += usize::from(neighbours.contains(&Some(2)));
@@ -196,7 +228,13 @@ mod tests {
         (0..n * n)
             .map(|p| {
                 let d = (((p / n) as f64 - c).powi(2) + ((p % n) as f64 - c).powi(2)).sqrt();
-                if d <= r { 1 } else if d <= r + t { 2 } else { 0 }
+                if d <= r {
+                    1
+                } else if d <= r + t {
+                    2
+                } else {
+                    0
+                }
             })
             .collect()
     }
@@ -232,15 +270,24 @@ mod tests {
         let q = run(&m, &cfg);
         assert_eq!(q.failures, vec!["slice_gap"], "{q:?}");
         // No MY in three apical slices: a quarter of the LV boundary and more touches nothing.
-        let open: Vec<_> = study(&[10.0, 6.0], 8).into_iter().map(|(s, t, m)| (s, t, m.into_iter().map(|v| if v == 2 && s < 3 { 0 } else { v }).collect())).collect();
+        let open: Vec<_> = study(&[10.0, 6.0], 8)
+            .into_iter()
+            .map(|(s, t, m)| (s, t, m.into_iter().map(|v| if v == 2 && s < 3 { 0 } else { v }).collect()))
+            .collect();
         let q = run(&open, &cfg);
         assert_eq!(q.failures, vec!["lv_not_enclosed"], "{q:?}");
         // MY in two of eight slices: fewer than min(6, half of 8).
-        let few: Vec<_> = study(&[10.0, 6.0], 8).into_iter().map(|(s, t, m)| (s, t, m.into_iter().map(|v| if v == 2 && s >= 2 { 0 } else { v }).collect())).collect();
+        let few: Vec<_> = study(&[10.0, 6.0], 8)
+            .into_iter()
+            .map(|(s, t, m)| (s, t, m.into_iter().map(|v| if v == 2 && s >= 2 { 0 } else { v }).collect()))
+            .collect();
         let q = run(&few, &cfg);
         assert!(q.failures.contains(&"too_few_slices") && !q.failures.contains(&"slice_gap"), "{q:?}");
         // No MY anywhere.
-        let none: Vec<_> = study(&[10.0, 6.0], 8).into_iter().map(|(s, t, m)| (s, t, m.into_iter().map(|v| if v == 2 { 0 } else { v }).collect())).collect();
+        let none: Vec<_> = study(&[10.0, 6.0], 8)
+            .into_iter()
+            .map(|(s, t, m)| (s, t, m.into_iter().map(|v| if v == 2 { 0 } else { v }).collect()))
+            .collect();
         assert!(run(&none, &cfg).failures.contains(&"class_missing"));
         // A constant LV: EF 0.
         assert!(run(&study(&[8.0, 8.0], 8), &cfg).failures.contains(&"implausible_volumes"));

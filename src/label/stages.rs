@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::InferError;
-use crate::model::contract::Contract;
 use super::engine::Engine;
 use super::frames::StudyFrames;
 use super::post;
+use crate::model::contract::Contract;
 use crate::model::contract::Layout;
 use crate::model::prep::{self, Histogram, Over, Placement};
 use crate::tables::label_rows::FrameGrid;
@@ -54,7 +54,12 @@ pub struct Labelled {
 }
 
 /// Pre-processing: each study's frames scaled, placed on the model grid and cut into batches.
-pub fn preprocess(contract: &Contract, batch: usize, mut rx: mpsc::Receiver<Result<StudyFrames, InferError>>, tx: mpsc::Sender<Result<Job, InferError>>) {
+pub fn preprocess(
+    contract: &Contract,
+    batch: usize,
+    mut rx: mpsc::Receiver<Result<StudyFrames, InferError>>,
+    tx: mpsc::Sender<Result<Job, InferError>>,
+) {
     while let Some(study) = rx.blocking_recv() {
         let study = match study {
             Ok(s) => s,
@@ -91,7 +96,14 @@ pub fn preprocess(contract: &Contract, batch: usize, mut rx: mpsc::Receiver<Resu
             };
             let placement = contract.size.place(ih, iw);
             samples.push((placement, placement.forward(&image)));
-            metas.push(FrameMeta { slice: f.slice, frame: f.frame, grid: f.grid, source_key: f.source_key.clone(), fill: f.fill.clone(), placement });
+            metas.push(FrameMeta {
+                slice: f.slice,
+                frame: f.frame,
+                grid: f.grid,
+                source_key: f.source_key.clone(),
+                fill: f.fill.clone(),
+                placement,
+            });
         }
         let meta = Arc::new(StudyMeta { study_id: study.study_id, split: study.split, frames: metas });
         if tx.blocking_send(Ok(Job::Study(meta))).is_err() {
@@ -106,7 +118,9 @@ pub fn preprocess(contract: &Contract, batch: usize, mut rx: mpsc::Receiver<Resu
                 let planes = prep::channels(img, c, contract.intensity.normalise);
                 match contract.layout {
                     Layout::Nchw => input.extend_from_slice(&planes),
-                    Layout::Nhwc => input.extend((0..oh * ow).flat_map(|px| (0..c).map(move |ch| (ch, px))).map(|(ch, px)| planes[ch * oh * ow + px])),
+                    Layout::Nhwc => {
+                        input.extend((0..oh * ow).flat_map(|px| (0..c).map(move |ch| (ch, px))).map(|(ch, px)| planes[ch * oh * ow + px]))
+                    }
                 }
             }
             let shape = match contract.layout {
@@ -121,7 +135,12 @@ pub fn preprocess(contract: &Contract, batch: usize, mut rx: mpsc::Receiver<Resu
 }
 
 /// Inference: runs every batch through the engine; returns the time the model was busy.
-pub fn infer(engine: &mut dyn Engine, contract: &Contract, mut rx: mpsc::Receiver<Result<Job, InferError>>, tx: mpsc::Sender<Result<Output, InferError>>) -> Duration {
+pub fn infer(
+    engine: &mut dyn Engine,
+    contract: &Contract,
+    mut rx: mpsc::Receiver<Result<Job, InferError>>,
+    tx: mpsc::Sender<Result<Output, InferError>>,
+) -> Duration {
     let mut busy = Duration::ZERO;
     let classes = contract.output_channels();
     while let Some(job) = rx.blocking_recv() {
@@ -157,7 +176,11 @@ pub fn infer(engine: &mut dyn Engine, contract: &Contract, mut rx: mpsc::Receive
 }
 
 /// Post-processing: model outputs → masks on the curated grid, gathered per study.
-pub fn postprocess(contract: &Contract, mut rx: mpsc::Receiver<Result<Output, InferError>>, tx: mpsc::Sender<Result<Labelled, InferError>>) {
+pub fn postprocess(
+    contract: &Contract,
+    mut rx: mpsc::Receiver<Result<Output, InferError>>,
+    tx: mpsc::Sender<Result<Labelled, InferError>>,
+) {
     let mut current: Option<Labelled> = None;
     let classes = contract.output_channels();
     let flush = |current: &mut Option<Labelled>, tx: &mpsc::Sender<Result<Labelled, InferError>>| -> bool {

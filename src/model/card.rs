@@ -14,10 +14,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{ModelConfig, SegModel};
-use crate::store::{self, StoreOptions};
 use super::scaling::Intensity;
+use super::{ModelConfig, SegModel};
 use crate::query::TableVersion;
+use crate::store::{self, StoreOptions};
 
 /// `format` of the cards this version writes.
 pub const CARD_FORMAT: &str = "cinestream-model-v2";
@@ -41,9 +41,13 @@ pub enum CardError {
     Read { url: String, source: Box<store::ReadError> },
     #[error("model weights `{url}`: {message}")]
     Weights { url: String, message: String },
-    #[error("model card `{url}` is not a cinestream model card ({message}); a model of `cinestream train` has model/model.json beside model/model.bin")]
+    #[error(
+        "model card `{url}` is not a cinestream model card ({message}); a model of `cinestream train` has model/model.json beside model/model.bin"
+    )]
     Parse { url: String, message: String },
-    #[error("model card `{url}` has format `{found}`; this cinestream reads `{CARD_FORMAT}`: retrain, or use the cinestream version that wrote it")]
+    #[error(
+        "model card `{url}` has format `{found}`; this cinestream reads `{CARD_FORMAT}`: retrain, or use the cinestream version that wrote it"
+    )]
     Format { url: String, found: String },
     #[error("model card `{url}`: {message}")]
     Invalid { url: String, message: String },
@@ -122,7 +126,8 @@ pub struct ModelCard {
 impl ModelCard {
     /// Parses and checks a card (`url` names it in errors).
     pub fn parse(bytes: &[u8], url: &str) -> Result<ModelCard, CardError> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| CardError::Parse { url: url.into(), message: e.to_string() })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| CardError::Parse { url: url.into(), message: e.to_string() })?;
         let found = value["format"].as_str().unwrap_or_default();
         if found != CARD_FORMAT {
             return Err(CardError::Format { url: url.into(), found: found.into() });
@@ -155,23 +160,33 @@ impl ModelCard {
 /// Reads a model of ours (`…/model` folder, its `model.json` or its `model.bin`): its card and
 /// its weights, checked against the card's SHA-256.
 pub async fn read(url: &str, opts: &StoreOptions) -> Result<(ModelCard, Bytes), CardError> {
-    let folder = url.trim_end_matches('/').trim_end_matches(&format!("/{WEIGHTS_FILE}")).trim_end_matches(&format!("/{CARD_FILE}")).to_string();
+    let folder =
+        url.trim_end_matches('/').trim_end_matches(&format!("/{WEIGHTS_FILE}")).trim_end_matches(&format!("/{CARD_FILE}")).to_string();
     let card_url = format!("{folder}/{CARD_FILE}");
     let bytes = store::read_object(&card_url, opts).await.map_err(|e| CardError::Read { url: card_url.clone(), source: Box::new(e) })?;
     let card = ModelCard::parse(&bytes, &card_url)?;
     let weights_url = format!("{folder}/{}", card.weights.path);
-    let weights = store::read_object(&weights_url, opts).await.map_err(|e| CardError::Read { url: weights_url.clone(), source: Box::new(e) })?;
+    let weights =
+        store::read_object(&weights_url, opts).await.map_err(|e| CardError::Read { url: weights_url.clone(), source: Box::new(e) })?;
     let found = hex::encode(Sha256::digest(&weights));
     if found != card.weights.sha256 {
-        return Err(CardError::Weights { url: weights_url, message: format!("SHA-256 {found} differs from the card's {}: the weights were changed or only partly copied", card.weights.sha256) });
+        return Err(CardError::Weights {
+            url: weights_url,
+            message: format!(
+                "SHA-256 {found} differs from the card's {}: the weights were changed or only partly copied",
+                card.weights.sha256
+            ),
+        });
     }
     Ok((card, weights))
 }
 
 /// The network of `card` with `weights` loaded.
 pub fn build<B: Backend>(card: &ModelCard, weights: &Bytes, device: &B::Device) -> Result<SegModel<B>, CardError> {
-    let record = Recorder::<B>::load(&recorder(), weights.to_vec(), device)
-        .map_err(|e| CardError::Weights { url: card.weights.path.clone(), message: format!("{e} (the weights do not fit the card's architecture)") })?;
+    let record = Recorder::<B>::load(&recorder(), weights.to_vec(), device).map_err(|e| CardError::Weights {
+        url: card.weights.path.clone(),
+        message: format!("{e} (the weights do not fit the card's architecture)"),
+    })?;
     Ok(card.architecture.init::<B>(device).load_record(record))
 }
 

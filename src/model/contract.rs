@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::prep::{IntensityRule, Normalise, Over, Scaling, SizePolicy};
 use crate::model::card::ModelCard;
+use crate::model::prep::{IntensityRule, Normalise, Over, Scaling, SizePolicy};
 use crate::model::scaling::{Intensity, SCALE_PERCENTILE};
 
 /// What a model's output holds per pixel.
@@ -125,7 +125,10 @@ impl Contract {
             channels: 1,
             transpose: false,
             size: SizePolicy::PadResize { size: card.input.size },
-            intensity: IntensityRule { scaling: Scaling::Percentile { low: None, high: SCALE_PERCENTILE * 100.0, over }, normalise: Normalise::None },
+            intensity: IntensityRule {
+                scaling: Scaling::Percentile { low: None, high: SCALE_PERCENTILE * 100.0, over },
+                normalise: Normalise::None,
+            },
             output_kind: OutputKind::Logits,
             classes: card.classes.clone(),
             post: PostRule::default(),

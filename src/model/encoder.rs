@@ -48,7 +48,8 @@ impl<B: Backend> Block<B> {
     fn new(cin: usize, width: usize, stride: usize, bottleneck: bool, device: &B::Device) -> Self {
         let bn = |c: usize| BatchNormConfig::new(c).init(device);
         let cout = if bottleneck { width * 4 } else { width };
-        let downsample = (stride != 1 || cin != cout).then(|| Downsample { conv: conv(cin, cout, 1, stride, false).init(device), bn: bn(cout) });
+        let downsample =
+            (stride != 1 || cin != cout).then(|| Downsample { conv: conv(cin, cout, 1, stride, false).init(device), bn: bn(cout) });
         if bottleneck {
             Block {
                 conv1: conv(cin, width, 1, 1, false).init(device),

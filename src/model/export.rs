@@ -84,7 +84,10 @@ fn safetensors_len(bytes: &[u8]) -> usize {
 /// The weights of `model` as safetensors bytes with PyTorch names, the card's JSON in the
 /// file's metadata (`cinestream_card`).
 pub fn state_dict<B: Backend>(model: &SegModel<B>, card_json: &str) -> Result<Vec<u8>, String> {
-    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter).skip_enum_variants(true).metadata("cinestream_card", card_json);
+    let mut store = SafetensorsStore::from_bytes(None)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .skip_enum_variants(true)
+        .metadata("cinestream_card", card_json);
     model.save_into(&mut store).map_err(|e| e.to_string())?;
     store.get_bytes().map_err(|e| e.to_string())
 }
@@ -103,7 +106,17 @@ mod tests {
         let bytes = state_dict(&m, "{}").unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let names: std::collections::BTreeSet<String> = st.names().into_iter().map(String::from).collect();
-        for n in ["encoder.conv1.weight", "encoder.bn1.weight", "encoder.bn1.running_var", "encoder.layer2.0.downsample.conv.weight", "encoder.layer2.1.conv2.weight", "decoder.middle_bn.bias", "decoder.blocks.3.shuf.conv.bias", "decoder.final_shuffle.conv.weight", "decoder.head.bn.weight"] {
+        for n in [
+            "encoder.conv1.weight",
+            "encoder.bn1.weight",
+            "encoder.bn1.running_var",
+            "encoder.layer2.0.downsample.conv.weight",
+            "encoder.layer2.1.conv2.weight",
+            "decoder.middle_bn.bias",
+            "decoder.blocks.3.shuf.conv.bias",
+            "decoder.final_shuffle.conv.weight",
+            "decoder.head.bn.weight",
+        ] {
             assert!(names.contains(n), "{n} missing from {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("gamma") || n.contains("beta") || n.contains("ResNet")), "{names:?}");

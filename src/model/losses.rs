@@ -145,9 +145,8 @@ mod tests {
         let pred = [1i64, 1, 0, 0, 0, 0, 0, 0];
         // [image, class, 1, pixel]: +30 for the predicted class, −30 for the other.
         let logit = |c: i64, class: i64| if c == class { 30.0f32 } else { -30.0 };
-        let logits: Vec<f32> = (0..2)
-            .flat_map(|i| (0..2).flat_map(move |class| (0..4).map(move |k| logit(pred[i * 4 + k], class))))
-            .collect();
+        let logits: Vec<f32> =
+            (0..2).flat_map(|i| (0..2).flat_map(move |class| (0..4).map(move |k| logit(pred[i * 4 + k], class)))).collect();
         let logits = Tensor::<B, 4>::from_data(TensorData::new(logits, [2, 2, 1, 4]), &dev);
         let target = Tensor::<B, 3, Int>::from_data(TensorData::new(fg.to_vec(), [2, 1, 4]), &dev);
         let v = loss(LossKind::CrossEntropyDice, logits, target).into_scalar() as f64;

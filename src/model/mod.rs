@@ -85,7 +85,11 @@ impl ModelConfig {
         let (encoder, (skips, deepest), finest_stride) = match self.encoder {
             EncoderKind::Resnet34 | EncoderKind::Resnet50 => {
                 let bottleneck = self.encoder == EncoderKind::Resnet50;
-                (Encoder::ResNet(ResNet::new(self.width, self.blocks, bottleneck, device)), ResNet::<B>::channels(self.width, bottleneck), 2)
+                (
+                    Encoder::ResNet(ResNet::new(self.width, self.blocks, bottleneck, device)),
+                    ResNet::<B>::channels(self.width, bottleneck),
+                    2,
+                )
             }
             EncoderKind::Vgg16Bn => (Encoder::Vgg(Vgg::new(self.width, device)), Vgg::<B>::channels(self.width), 1),
         };

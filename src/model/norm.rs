@@ -30,8 +30,11 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
         let var = per_channel((x.clone() - per_sample(mean.clone(), b)).square());
         let m = bn.momentum;
         let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-        bn.running_mean.update(bn.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.clone().detach().reshape([c]).mul_scalar(m)).detach());
-        bn.running_var.update(bn.running_var.value_sync().mul_scalar(1.0 - m).add(var.clone().detach().reshape([c]).mul_scalar(m * unbiased)).detach());
+        bn.running_mean
+            .update(bn.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.clone().detach().reshape([c]).mul_scalar(m)).detach());
+        bn.running_var.update(
+            bn.running_var.value_sync().mul_scalar(1.0 - m).add(var.clone().detach().reshape([c]).mul_scalar(m * unbiased)).detach(),
+        );
         (mean, var)
     } else {
         (bn.running_mean.value().reshape([1, c, 1, 1]), bn.running_var.value().reshape([1, c, 1, 1]))
@@ -51,8 +54,8 @@ fn per_sample<B: Backend>(t: Tensor<B, 4>, b: usize) -> Tensor<B, 4> {
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, NdArray};
-    use burn::nn::BatchNormConfig;
     use burn::module::AutodiffModule;
+    use burn::nn::BatchNormConfig;
     use burn::tensor::{Distribution, Tolerance};
 
     type B = NdArray<f32>;

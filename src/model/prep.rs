@@ -156,7 +156,9 @@ pub enum SizePolicy {
 impl SizePolicy {
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            SizePolicy::PadResize { size } | SizePolicy::CropResize { size } if *size == 0 => Err("size policy: size must be positive".into()),
+            SizePolicy::PadResize { size } | SizePolicy::CropResize { size } if *size == 0 => {
+                Err("size policy: size must be positive".into())
+            }
             SizePolicy::PadMultiple { multiple: 0 } => Err("size policy: multiple must be positive".into()),
             _ => Ok(()),
         }
@@ -306,7 +308,9 @@ mod tests {
         // `bilinear` at each model pixel's centre.
         for (h, w) in [(30, 44), (44, 30), (17, 17), (300, 200)] {
             let img: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 1009) as f32 / 1008.0).collect();
-            for policy in [SizePolicy::PadResize { size: 64 }, SizePolicy::CropResize { size: 96 }, SizePolicy::PadMultiple { multiple: 16 }] {
+            for policy in
+                [SizePolicy::PadResize { size: 64 }, SizePolicy::CropResize { size: 96 }, SizePolicy::PadMultiple { multiple: 16 }]
+            {
                 let p = policy.place(h, w);
                 let got = p.forward(&img);
                 for oy in 0..p.out_h {
@@ -325,7 +329,9 @@ mod tests {
         // model grid is at least as fine (upsampling), for every policy.
         for (h, w) in [(40, 56), (56, 40), (33, 33), (50, 62)] {
             let truth: Vec<u8> = (0..h * w).map(|i| ((i / w) / 7 + (i % w) / 9) as u8 % 4).collect();
-            for policy in [SizePolicy::PadResize { size: 128 }, SizePolicy::CropResize { size: 128 }, SizePolicy::PadMultiple { multiple: 16 }] {
+            for policy in
+                [SizePolicy::PadResize { size: 128 }, SizePolicy::CropResize { size: 128 }, SizePolicy::PadMultiple { multiple: 16 }]
+            {
                 let p = policy.place(h, w);
                 // The model "predicts" the class at the input position of each model pixel.
                 let model: Vec<u8> = (0..p.out_h * p.out_w)
@@ -375,7 +381,8 @@ mod tests {
         sorted.sort();
         assert_eq!(h.quantile(0.0), f32::from(sorted[0]));
         assert_eq!(h.quantile(1.0), f32::from(*sorted.last().unwrap()));
-        let rule = IntensityRule { scaling: Scaling::Percentile { low: Some(0.05), high: 99.05, over: Over::Image }, normalise: Normalise::None };
+        let rule =
+            IntensityRule { scaling: Scaling::Percentile { low: Some(0.05), high: 99.05, over: Over::Image }, normalise: Normalise::None };
         let (lo, d) = rule.window(&h);
         assert_eq!(lo, f32::from(sorted[((v.len() - 1) as f64 * 0.0005) as usize]));
         assert_eq!(lo + d, f32::from(sorted[((v.len() - 1) as f64 * 0.9905) as usize]));

@@ -105,7 +105,17 @@ mod tests {
     fn image_scaling_keeps_a_small_bright_structure_apart_from_a_larger_grey_one() {
         // 256×192 image: background 100, a "myocardium" of 2% at 300, a "blood pool" of 0.2% at 900.
         let n = 256 * 192;
-        let v: Vec<u16> = (0..n).map(|i| if i < n / 500 { 900 } else if i < n / 50 { 300 } else { 100 }).collect();
+        let v: Vec<u16> = (0..n)
+            .map(|i| {
+                if i < n / 500 {
+                    900
+                } else if i < n / 50 {
+                    300
+                } else {
+                    100
+                }
+            })
+            .collect();
         let s = to_unit(&le(&v), image_scale(&le(&v)));
         assert!(s[0] > 0.99 && (s[n / 100] - 1.0 / 3.0).abs() < 0.01, "blood {} myocardium {}", s[0], s[n / 100]);
     }
@@ -123,7 +133,17 @@ mod tests {
         // Two slices of one study: mid-ventricular (blood 900, myocardium 300, tissue 180) and
         // an apical cap (myocardium 300 in tissue 180, no blood pool).
         let n = 100 * 100;
-        let mid: Vec<u16> = (0..n).map(|i| if i < n / 20 { 900 } else if i < n / 10 { 300 } else { 180 }).collect();
+        let mid: Vec<u16> = (0..n)
+            .map(|i| {
+                if i < n / 20 {
+                    900
+                } else if i < n / 10 {
+                    300
+                } else {
+                    180
+                }
+            })
+            .collect();
         let cap: Vec<u16> = (0..n).map(|i| if i < n / 50 { 300 } else { 180 }).collect();
         let mut study = Percentile::new(2 * n as u64);
         study.add(mid.iter().chain(&cap).copied());

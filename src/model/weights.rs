@@ -23,10 +23,22 @@ pub enum WeightsError {
     Read { url: String, source: Box<store::ReadError> },
     #[error("loading weights `{url}`: {message}")]
     Load { url: String, message: String },
-    #[error("weights `{url}` are for torchvision's {what}, but the model is width {width} with blocks {blocks:?}: ImageNet weights need width = 64 and the standard blocks")]
+    #[error(
+        "weights `{url}` are for torchvision's {what}, but the model is width {width} with blocks {blocks:?}: ImageNet weights need width = 64 and the standard blocks"
+    )]
     Shape { url: String, what: String, width: usize, blocks: [usize; 4] },
-    #[error("weights `{url}` do not fit the {encoder:?} encoder: {missing} encoder parameters missing from the file (first: {first_missing}), {unexpected} file keys that map to nothing (first: {first_unexpected}), {errors}")]
-    Keys { url: String, encoder: EncoderKind, missing: usize, first_missing: String, unexpected: usize, first_unexpected: String, errors: String },
+    #[error(
+        "weights `{url}` do not fit the {encoder:?} encoder: {missing} encoder parameters missing from the file (first: {first_missing}), {unexpected} file keys that map to nothing (first: {first_unexpected}), {errors}"
+    )]
+    Keys {
+        url: String,
+        encoder: EncoderKind,
+        missing: usize,
+        first_missing: String,
+        unexpected: usize,
+        first_unexpected: String,
+        errors: String,
+    },
 }
 
 /// Regex → replacement pairs from torchvision names to our parameter paths (applied in order).
@@ -61,7 +73,12 @@ pub fn ignored(key: &str) -> bool {
 }
 
 /// Loads torchvision ImageNet weights into the encoder of `model`.
-pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfig, url: &str, opts: &StoreOptions) -> Result<usize, WeightsError> {
+pub async fn load_imagenet<B: Backend>(
+    model: &mut SegModel<B>,
+    cfg: &ModelConfig,
+    url: &str,
+    opts: &StoreOptions,
+) -> Result<usize, WeightsError> {
     let read_err = |message: String| WeightsError::Load { url: url.into(), message };
     if !cfg.is_torchvision() {
         return Err(WeightsError::Shape { url: url.into(), what: format!("{:?}", cfg.encoder), width: cfg.width, blocks: cfg.blocks });
@@ -69,7 +86,11 @@ pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfi
     let bytes = store::read_object(url, opts).await.map_err(|e| WeightsError::Read { url: url.into(), source: Box::new(e) })?;
     let patterns = torchvision_patterns(cfg.encoder);
     let result = if url.ends_with(".safetensors") {
-        let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec())).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true).skip_enum_variants(true).map_indices_contiguous(false);
+        let mut store = SafetensorsStore::from_bytes(Some(bytes.to_vec()))
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .allow_partial(true)
+            .skip_enum_variants(true)
+            .map_indices_contiguous(false);
         for (from, to) in &patterns {
             store = store.with_key_remapping(from, to.as_str());
         }
@@ -81,14 +102,17 @@ pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfi
         for (from, to) in &patterns {
             store = store.with_key_remapping(from, to.as_str());
         }
-        model.load_from(&mut store).map_err(|e| read_err(format!("{e} (a .pth must be a state dict; save with torch.save(model.state_dict(), …))")))?
+        model
+            .load_from(&mut store)
+            .map_err(|e| read_err(format!("{e} (a .pth must be a state dict; save with torch.save(model.state_dict(), …))")))?
     };
     let missing: Vec<String> = result.missing.iter().map(|(path, _)| path.clone()).filter(|p| p.starts_with("encoder.")).collect();
     // burn-store fills a BatchNorm's `gamma`/`beta` from the file's `weight`/`bias` (its PyTorch
     // adapter) but still lists those keys as unused: they were used when the counterpart was.
     let applied: std::collections::HashSet<&str> = result.applied.iter().map(String::as_str).collect();
     let read_as_norm = |key: &str| {
-        let burn_name = key.strip_suffix(".weight").map(|p| format!("{p}.gamma")).or_else(|| key.strip_suffix(".bias").map(|p| format!("{p}.beta")));
+        let burn_name =
+            key.strip_suffix(".weight").map(|p| format!("{p}.gamma")).or_else(|| key.strip_suffix(".bias").map(|p| format!("{p}.beta")));
         burn_name.is_some_and(|n| applied.contains(n.as_str()))
     };
     let unexpected: Vec<String> = result.unused.iter().filter(|k| !ignored(k) && !read_as_norm(k)).cloned().collect();
@@ -100,7 +124,11 @@ pub async fn load_imagenet<B: Backend>(model: &mut SegModel<B>, cfg: &ModelConfi
             first_missing: missing.first().cloned().unwrap_or_else(|| "none".into()),
             unexpected: unexpected.len(),
             first_unexpected: unexpected.first().cloned().unwrap_or_else(|| "none".into()),
-            errors: if result.errors.is_empty() { "no shape errors".into() } else { format!("errors: {:?}", result.errors.iter().take(3).collect::<Vec<_>>()) },
+            errors: if result.errors.is_empty() {
+                "no shape errors".into()
+            } else {
+                format!("errors: {:?}", result.errors.iter().take(3).collect::<Vec<_>>())
+            },
         });
     }
     Ok(result.applied.len())
@@ -121,7 +149,11 @@ impl Drop for TempFile {
 }
 
 fn tempfile_path(bytes: &[u8]) -> std::io::Result<TempFile> {
-    let name = format!("cinestream-weights-{}-{}.pth", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let name = format!(
+        "cinestream-weights-{}-{}.pth",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    );
     let path = std::env::temp_dir().join(name);
     std::fs::write(&path, bytes)?;
     Ok(TempFile(path))
@@ -131,8 +163,8 @@ fn tempfile_path(bytes: &[u8]) -> std::io::Result<TempFile> {
 mod tests {
     use super::*;
     use burn::backend::NdArray;
-    use burn::module::{ModuleVisitor, Param};
     use burn::module::Module;
+    use burn::module::{ModuleVisitor, Param};
     use burn::tensor::Tensor;
 
     type B = NdArray<f32>;

@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::SessionContext;
 
 use super::QueryError;
@@ -198,10 +198,18 @@ mod tests {
         assert_eq!(b[0].column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0), 1);
         // Declared types win over inference; an unknown column is named.
         let ctx = SessionContext::new();
-        ExternalTable::parse("c=memory://external-late/c.csv:lv_pixels=float").unwrap().register(&ctx, None, &StoreOptions::default()).await.unwrap();
+        ExternalTable::parse("c=memory://external-late/c.csv:lv_pixels=float")
+            .unwrap()
+            .register(&ctx, None, &StoreOptions::default())
+            .await
+            .unwrap();
         let b = ctx.sql("SELECT lv_pixels FROM c LIMIT 1").await.unwrap().collect().await.unwrap();
         assert_eq!(b[0].schema().field(0).data_type(), &DataType::Float64);
-        let e = ExternalTable::parse("c=memory://external-late/c.csv:lv=int").unwrap().register(&ctx, None, &StoreOptions::default()).await.unwrap_err();
+        let e = ExternalTable::parse("c=memory://external-late/c.csv:lv=int")
+            .unwrap()
+            .register(&ctx, None, &StoreOptions::default())
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("declared column `lv`") && e.to_string().contains("lv_pixels"), "{e}");
     }
 

@@ -41,12 +41,12 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
+use crate::store::counting::{CountSnapshot, CountingStore, Counts};
+use crate::store::{StoreLocation, StoreOptions};
+use crate::tables;
 use crate::tables::delta::{self, AsOf, DeltaError};
 use crate::tables::legacy::{self, LegacyError};
 use crate::tables::publish;
-use crate::tables;
-use crate::store::counting::{CountSnapshot, Counts, CountingStore};
-use crate::store::{StoreLocation, StoreOptions};
 use external::{ExternalFormat, ExternalTable};
 use params::{ParamError, Params};
 use saved::Catalog;
@@ -143,7 +143,11 @@ impl Session {
         let mut params = Params::default();
         for q in catalog.iter() {
             for p in &q.params {
-                params.declare(p).map_err(|e| QueryError::SavedQuery { name: q.name.clone(), origin: q.origin.clone(), message: e.to_string() })?;
+                params.declare(p).map_err(|e| QueryError::SavedQuery {
+                    name: q.name.clone(),
+                    origin: q.origin.clone(),
+                    message: e.to_string(),
+                })?;
             }
         }
         params.set_args(&opts.params)?;
@@ -300,7 +304,12 @@ impl Session {
         Ok(())
     }
 
-    fn views_needed(&self, statement: &Statement, stack: &mut Vec<String>, order: &mut Vec<(String, String, Statement)>) -> Result<(), QueryError> {
+    fn views_needed(
+        &self,
+        statement: &Statement,
+        stack: &mut Vec<String>,
+        order: &mut Vec<(String, String, Statement)>,
+    ) -> Result<(), QueryError> {
         let refs = self.ctx.state().resolve_table_references(statement).map_err(|e| self.sql_error("the query", e))?;
         for r in refs {
             if r.schema().is_some() {
@@ -317,7 +326,11 @@ impl Session {
             let sql = self.params.substitute(&q.sql, &q.origin)?;
             let mut statements = self.parse(&sql, &format!("saved query `{name}` ({})", q.origin))?;
             if statements.len() != 1 {
-                return Err(QueryError::SavedQuery { name, origin: q.origin.clone(), message: "a saved query must be exactly one statement".into() });
+                return Err(QueryError::SavedQuery {
+                    name,
+                    origin: q.origin.clone(),
+                    message: "a saved query must be exactly one statement".into(),
+                });
             }
             let statement = statements.pop().expect("one");
             stack.push(name.clone());

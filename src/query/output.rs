@@ -120,7 +120,8 @@ pub async fn to_stdout(df: DataFrame, format: OutputFormat) -> Result<Written, Q
 /// Writes a result to an object (`./out.csv`, `s3://bucket/x.parquet`, …).
 pub async fn to_object(df: DataFrame, format: OutputFormat, url: &str, opts: &StoreOptions) -> Result<Written, QueryError> {
     let err = |message: String| QueryError::Output { url: url.into(), message };
-    let (folder, name) = split_object_url(url).ok_or_else(|| err("name a file, e.g. ./volumes.csv or s3://bucket/volumes.parquet".into()))?;
+    let (folder, name) =
+        split_object_url(url).ok_or_else(|| err("name a file, e.g. ./volumes.csv or s3://bucket/volumes.parquet".into()))?;
     let loc = store::open(folder, opts).map_err(|e| QueryError::Results { url: url.into(), hint: "", source: Box::new(e) })?;
     let path = loc.child(name);
     write(df, format, Sink::Object(Box::new(BufWriter::new(loc.store.clone(), path))), url).await

@@ -173,10 +173,7 @@ impl Params {
 
     /// The values in force: every declared parameter with its given or default value.
     pub fn resolved(&self) -> BTreeMap<String, String> {
-        self.decls
-            .iter()
-            .map(|(k, d)| (k.clone(), self.values.get(k).cloned().unwrap_or_else(|| d.default.clone())))
-            .collect()
+        self.decls.iter().map(|(k, d)| (k.clone(), self.values.get(k).cloned().unwrap_or_else(|| d.default.clone()))).collect()
     }
 
     /// The values given explicitly (`--param`).
@@ -224,7 +221,10 @@ mod tests {
     #[test]
     fn declarations_parse() {
         let d = ParamDecl::parse("split text = 'train' the split to draw from").unwrap();
-        assert_eq!((d.name.as_str(), d.ty, d.default.as_str(), d.description.as_str()), ("split", ParamType::Text, "train", "the split to draw from"));
+        assert_eq!(
+            (d.name.as_str(), d.ty, d.default.as_str(), d.description.as_str()),
+            ("split", ParamType::Text, "train", "the split to draw from")
+        );
         assert!(ParamDecl::parse("n integer = x").is_err());
         assert!(ParamDecl::parse("n = 3").is_err());
         assert!(ParamDecl::parse("n float = 3").is_err());
@@ -246,7 +246,10 @@ mod tests {
     #[test]
     fn bad_values_and_names_are_explained() {
         let mut p = params();
-        assert_eq!(p.set("n", "1; DROP TABLE x"), Err(ParamError::BadValue { name: "n".into(), ty: ParamType::Integer, value: "1; DROP TABLE x".into() }));
+        assert_eq!(
+            p.set("n", "1; DROP TABLE x"),
+            Err(ParamError::BadValue { name: "n".into(), ty: ParamType::Integer, value: "1; DROP TABLE x".into() })
+        );
         let e = p.set("treshold", "0.1").unwrap_err().to_string();
         assert!(e.contains("did you mean `threshold`"), "{e}");
         assert!(p.substitute("${nope}", "q").is_err());

@@ -20,34 +20,24 @@ fn kind(t: &DataType) -> &'static str {
         t if t.is_numeric() => "number",
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
         DataType::Boolean => "boolean",
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => "binary",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "binary",
         _ => "other",
     }
 }
 
 /// Registers `df` as table `name`, conformed to our schema of `name`; `origin` says where the
 /// replacement came from (for messages).
-pub fn register(
-    ctx: &SessionContext,
-    name: &str,
-    origin: &str,
-    df: DataFrame,
-) -> Result<(), QueryError> {
+pub fn register(ctx: &SessionContext, name: &str, origin: &str, df: DataFrame) -> Result<(), QueryError> {
     let want = tables::schema(name).expect("only our tables are conformed");
     let have = df.schema().clone();
-    let (mut exprs, mut missing, mut mistyped): (Vec<Expr>, Vec<String>, Vec<String>) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let (mut exprs, mut missing, mut mistyped): (Vec<Expr>, Vec<String>, Vec<String>) = (Vec::new(), Vec::new(), Vec::new());
     for f in want.fields() {
         match have.fields().iter().find(|h| h.name() == f.name()) {
             Some(h) if h.data_type() == f.data_type() => exprs.push(ident(f.name())),
             // The same kind, or anything printable as text (a numeric id read from a CSV).
             Some(h)
                 if kind(h.data_type()) == kind(f.data_type())
-                    || (kind(f.data_type()) == "text"
-                        && matches!(kind(h.data_type()), "number" | "boolean")) =>
+                    || (kind(f.data_type()) == "text" && matches!(kind(h.data_type()), "number" | "boolean")) =>
             {
                 exprs.push(cast(ident(f.name()), f.data_type().clone()).alias(f.name()))
             }
@@ -60,10 +50,8 @@ pub fn register(
                 f.data_type()
             )),
             None if f.is_nullable() => {
-                let null = ScalarValue::try_from(f.data_type()).map_err(|e| QueryError::Sql {
-                    context: origin.into(),
-                    message: e.to_string(),
-                })?;
+                let null =
+                    ScalarValue::try_from(f.data_type()).map_err(|e| QueryError::Sql { context: origin.into(), message: e.to_string() })?;
                 exprs.push(lit(null).alias(f.name()));
             }
             None => missing.push(format!("`{}` ({})", f.name(), f.data_type())),
@@ -77,29 +65,13 @@ pub fn register(
         if !mistyped.is_empty() {
             why.push(mistyped.join("; "));
         }
-        return Err(QueryError::Replacement {
-            table: name.into(),
-            origin: origin.into(),
-            message: why.join("; "),
-        });
+        return Err(QueryError::Replacement { table: name.into(), origin: origin.into(), message: why.join("; ") });
     }
-    exprs.extend(
-        have.fields()
-            .iter()
-            .filter(|h| want.field_with_name(h.name()).is_err())
-            .map(|h| ident(h.name())),
-    );
-    let conformed = df.select(exprs).map_err(|e| QueryError::Sql {
-        context: origin.into(),
-        message: e.to_string(),
-    })?;
-    let register = |e| QueryError::Register {
-        table: name.to_string(),
-        source: e,
-    };
+    exprs.extend(have.fields().iter().filter(|h| want.field_with_name(h.name()).is_err()).map(|h| ident(h.name())));
+    let conformed = df.select(exprs).map_err(|e| QueryError::Sql { context: origin.into(), message: e.to_string() })?;
+    let register = |e| QueryError::Register { table: name.to_string(), source: e };
     ctx.deregister_table(name).map_err(register)?;
-    ctx.register_table(name, conformed.into_view())
-        .map_err(register)?;
+    ctx.register_table(name, conformed.into_view()).map_err(register)?;
     Ok(())
 }
 

@@ -124,7 +124,11 @@ impl Catalog {
 
     /// Adds (or replaces) the `*.sql` files of a local folder.
     pub fn add_dir(&mut self, dir: &std::path::Path) -> Result<(), QueryError> {
-        let io = |e: std::io::Error| QueryError::SavedQuery { name: "*".into(), origin: dir.display().to_string(), message: format!("cannot read the folder: {e}") };
+        let io = |e: std::io::Error| QueryError::SavedQuery {
+            name: "*".into(),
+            origin: dir.display().to_string(),
+            message: format!("cannot read the folder: {e}"),
+        };
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("sql") {
@@ -132,8 +136,11 @@ impl Catalog {
             }
             let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| QueryError::SavedQuery { name: name.clone(), origin: origin.clone(), message: e.to_string() })?;
+            let text = std::fs::read_to_string(&path).map_err(|e| QueryError::SavedQuery {
+                name: name.clone(),
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
             self.insert(SavedQuery::parse(&name, &origin, &text)?);
         }
         Ok(())
@@ -186,7 +193,12 @@ mod tests {
         assert!(SavedQuery::parse("x", "t", "-- returns one\n").unwrap_err().to_string().contains("no SQL"));
         assert!(SavedQuery::parse("X-y", "t", "-- r\nSELECT 1").is_err());
         assert!(SavedQuery::parse("x", "t", "-- r\n-- @parm a text = b\nSELECT 1").is_err());
-        let q = SavedQuery::parse("x", "t", "-- Returns one.\n-- More.\n-- @param a text = 'b c' the a\n-- @example cinestream sql x\nSELECT ${a}").unwrap();
+        let q = SavedQuery::parse(
+            "x",
+            "t",
+            "-- Returns one.\n-- More.\n-- @param a text = 'b c' the a\n-- @example cinestream sql x\nSELECT ${a}",
+        )
+        .unwrap();
         assert_eq!((q.summary.as_str(), q.description.as_str(), q.params[0].default.as_str()), ("Returns one.", "More.", "b c"));
     }
 }

@@ -29,9 +29,9 @@ use sha2::{Digest, Sha256};
 
 use super::suggest::Root;
 use super::{QueryError, Session, TableVersion};
+use crate::store::{StoreLocation, explain};
 use crate::tables::delta::AsOf;
 use crate::tables::writer::FileEntry;
-use crate::store::{StoreLocation, explain};
 
 /// Folder of selections under a data prefix.
 pub const SELECTIONS_DIR: &str = "selections";
@@ -82,9 +82,13 @@ pub enum SelectionError {
     Exists { url: String },
     #[error(transparent)]
     Query(#[from] QueryError),
-    #[error("the query's result has no `{column}` column: a selection lists frames by study_id, slice_index and frame_index (see the saved query confidence_frames)")]
+    #[error(
+        "the query's result has no `{column}` column: a selection lists frames by study_id, slice_index and frame_index (see the saved query confidence_frames)"
+    )]
     MissingColumn { column: String },
-    #[error("the query's result lists {count} frames more than once (first: {example}); a selection lists each frame once per labeller — check the joins")]
+    #[error(
+        "the query's result lists {count} frames more than once (first: {example}); a selection lists each frame once per labeller — check the joins"
+    )]
     Duplicates { count: u64, example: String },
     #[error("{count} selected frames are not in the frames table (first: {example}); select from `frames` or `labels` of this data prefix")]
     UnknownFrames { count: u64, example: String },
@@ -109,12 +113,21 @@ pub struct QuerySource {
 }
 
 fn check_name(name: &str) -> Result<(), SelectionError> {
-    let ok = !name.is_empty() && name.len() <= 128 && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
     if ok { Ok(()) } else { Err(SelectionError::BadName { name: name.into() }) }
 }
 
 /// Runs `query` in `session` and commits the result as selection `name` under `data`.
-pub async fn create(session: &Session, data: &StoreLocation, name: &str, query: &QuerySource, replace: bool) -> Result<SelectionRecord, SelectionError> {
+pub async fn create(
+    session: &Session,
+    data: &StoreLocation,
+    name: &str,
+    query: &QuerySource,
+    replace: bool,
+) -> Result<SelectionRecord, SelectionError> {
     check_name(name)?;
     let folder = data.sub(&format!("{SELECTIONS_DIR}/{name}"));
     let record_path = folder.child(RECORD);
@@ -137,7 +150,12 @@ pub async fn create(session: &Session, data: &StoreLocation, name: &str, query: 
         v.len() as u64
     };
     let bytes = encode(&batch).map_err(|message| SelectionError::Encode { url: folder.url().to_string(), message })?;
-    let file = FileEntry { path: FRAMES.into(), rows: batch.num_rows() as u64, bytes: bytes.len() as u64, sha256: hex::encode(Sha256::digest(&bytes)) };
+    let file = FileEntry {
+        path: FRAMES.into(),
+        rows: batch.num_rows() as u64,
+        bytes: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    };
     let mode = if replace { PutMode::Overwrite } else { PutMode::Create };
     let frames_path = folder.child(FRAMES);
     let put = |path: object_store::path::Path, body: Bytes| {
@@ -189,7 +207,11 @@ pub async fn load(data: &StoreLocation, name: &str) -> Result<(SelectionRecord, 
     let json = read(folder.child(RECORD)).await?;
     let record: SelectionRecord = serde_json::from_slice(&json).map_err(|e| {
         let old = serde_json::from_slice::<serde_json::Value>(&json).ok().is_some_and(|v| v["format"] == "cinestream-selection-v1");
-        let message = if old { format!("{RECORD} was made before the tables were Delta tables: make it again (`cinestream select … --replace`)") } else { format!("{RECORD}: {e}") };
+        let message = if old {
+            format!("{RECORD} was made before the tables were Delta tables: make it again (`cinestream select … --replace`)")
+        } else {
+            format!("{RECORD}: {e}")
+        };
         SelectionError::Invalid { url: folder.url().to_string(), message }
     })?;
     let bytes = read(folder.child(&record.file.path)).await?;
@@ -197,13 +219,18 @@ pub async fn load(data: &StoreLocation, name: &str) -> Result<(SelectionRecord, 
     if sha != record.file.sha256 {
         return Err(SelectionError::Invalid {
             url: folder.url().to_string(),
-            message: format!("{} has SHA-256 {sha}, the record says {}: the selection was changed after it was made", record.file.path, record.file.sha256),
+            message: format!(
+                "{} has SHA-256 {sha}, the record says {}: the selection was changed after it was made",
+                record.file.path, record.file.sha256
+            ),
         });
     }
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
         .map_err(|e| SelectionError::Invalid { url: folder.url().to_string(), message: e.to_string() })?;
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| SelectionError::Invalid { url: folder.url().to_string(), message: e.to_string() })?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SelectionError::Invalid { url: folder.url().to_string(), message: e.to_string() })?;
     Ok((record, batches))
 }
 
@@ -211,7 +238,8 @@ pub async fn load(data: &StoreLocation, name: &str) -> Result<(SelectionRecord, 
 fn normalise(batches: &[RecordBatch]) -> Result<RecordBatch, SelectionError> {
     let Some(first) = batches.first() else { return Err(SelectionError::Empty) };
     let schema = first.schema();
-    let all = arrow::compute::concat_batches(&schema, batches).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
+    let all = arrow::compute::concat_batches(&schema, batches)
+        .map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     for (key, ty) in KEY_COLUMNS.iter().zip([DataType::Utf8, DataType::Int32, DataType::Int32]) {
@@ -226,18 +254,22 @@ fn normalise(batches: &[RecordBatch]) -> Result<RecordBatch, SelectionError> {
     for (f, c) in schema.fields().iter().zip(all.columns()) {
         if !KEY_COLUMNS.contains(&f.name().as_str()) {
             let ty = if matches!(f.data_type(), DataType::Utf8View | DataType::LargeUtf8) { DataType::Utf8 } else { f.data_type().clone() };
-            columns.push(arrow::compute::cast(c, &ty).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?);
+            columns.push(
+                arrow::compute::cast(c, &ty).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?,
+            );
             fields.push(Field::new(f.name(), ty, f.is_nullable()));
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })
 }
 
 /// Duplicate keys and keys not in `frames` are errors.
 async fn check_frames(session: &Session, batch: &RecordBatch) -> Result<(), SelectionError> {
     let ctx = session.context();
     const CANDIDATE: &str = "_selection_candidate";
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]]).map_err(|e| QueryError::Register { table: CANDIDATE.into(), source: e })?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]])
+        .map_err(|e| QueryError::Register { table: CANDIDATE.into(), source: e })?;
     ctx.register_table(CANDIDATE, Arc::new(table)).map_err(|e| QueryError::Register { table: CANDIDATE.into(), source: e })?;
     let per = if batch.schema().column_with_name("labeller").is_some() { ", labeller" } else { "" };
     let dup_sql = format!(
@@ -267,12 +299,22 @@ async fn check_frames(session: &Session, batch: &RecordBatch) -> Result<(), Sele
 }
 
 async fn count_and_example(session: &Session, sql: &str) -> Result<(u64, String), SelectionError> {
-    let batches = session.sql(sql).await?.collect().await.map_err(|e| QueryError::Execute { context: "checking the selection".into(), source: Root(e) })?;
+    let batches = session
+        .sql(sql)
+        .await?
+        .collect()
+        .await
+        .map_err(|e| QueryError::Execute { context: "checking the selection".into(), source: Root(e) })?;
     let b = &batches[0];
-    let n = arrow::compute::cast(b.column(0), &DataType::Int64).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
-    let ex = arrow::compute::cast(b.column(1), &DataType::Utf8).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
+    let n = arrow::compute::cast(b.column(0), &DataType::Int64)
+        .map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
+    let ex = arrow::compute::cast(b.column(1), &DataType::Utf8)
+        .map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
     let ex = ex.as_string::<i32>();
-    Ok((n.as_primitive::<arrow::datatypes::Int64Type>().value(0) as u64, if ex.is_null(0) { String::new() } else { ex.value(0).to_string() }))
+    Ok((
+        n.as_primitive::<arrow::datatypes::Int64Type>().value(0) as u64,
+        if ex.is_null(0) { String::new() } else { ex.value(0).to_string() },
+    ))
 }
 
 fn sort_by_key(batch: &RecordBatch) -> RecordBatch {

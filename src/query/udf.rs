@@ -33,9 +33,27 @@ pub const HELP: &[(&str, &str)] = &[
 
 fn functions() -> Vec<ScalarUDF> {
     vec![
-        create_udf("kaggle_id", vec![DataType::Utf8], DataType::Int64, Volatility::Immutable, Arc::new(|a: &[ColumnarValue]| map_text(a, kaggle_id_array))),
-        create_udf("kaggle_split", vec![DataType::Utf8], DataType::Utf8, Volatility::Immutable, Arc::new(|a: &[ColumnarValue]| map_text(a, kaggle_split_array))),
-        create_udf("shuffle_key", vec![DataType::Int64, DataType::Utf8], DataType::Int64, Volatility::Immutable, Arc::new(shuffle_key_values)),
+        create_udf(
+            "kaggle_id",
+            vec![DataType::Utf8],
+            DataType::Int64,
+            Volatility::Immutable,
+            Arc::new(|a: &[ColumnarValue]| map_text(a, kaggle_id_array)),
+        ),
+        create_udf(
+            "kaggle_split",
+            vec![DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Immutable,
+            Arc::new(|a: &[ColumnarValue]| map_text(a, kaggle_split_array)),
+        ),
+        create_udf(
+            "shuffle_key",
+            vec![DataType::Int64, DataType::Utf8],
+            DataType::Int64,
+            Volatility::Immutable,
+            Arc::new(shuffle_key_values),
+        ),
     ]
 }
 
@@ -109,9 +127,8 @@ fn shuffle_key_values(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     let seeds = seeds.as_primitive::<Int64Type>();
     let keys = text_array(&args[1], rows)?;
     let keys = keys.as_string::<i32>();
-    let out: Int64Array = (0..rows)
-        .map(|i| (!seeds.is_null(i) && !keys.is_null(i)).then(|| shuffle_key(seeds.value(i), keys.value(i))))
-        .collect();
+    let out: Int64Array =
+        (0..rows).map(|i| (!seeds.is_null(i) && !keys.is_null(i)).then(|| shuffle_key(seeds.value(i), keys.value(i)))).collect();
     let out: ArrayRef = Arc::new(out);
     Ok(if scalar { ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?) } else { ColumnarValue::Array(out) })
 }
@@ -128,15 +145,10 @@ mod tests {
         assert_eq!(kaggle_id("s1a2b3"), None);
         assert_eq!(kaggle_id("12ab"), None);
         assert_eq!(kaggle_id(""), None);
-        assert_eq!([1, 500, 501, 700, 701, 1140, 1141].map(|i| kaggle_split(&i.to_string())), [
-            Some("train"),
-            Some("train"),
-            Some("validate"),
-            Some("validate"),
-            Some("test"),
-            Some("test"),
-            None
-        ]);
+        assert_eq!(
+            [1, 500, 501, 700, 701, 1140, 1141].map(|i| kaggle_split(&i.to_string())),
+            [Some("train"), Some("train"), Some("validate"), Some("validate"), Some("test"), Some("test"), None]
+        );
     }
 
     #[test]

@@ -155,7 +155,9 @@ mod tests {
     use super::*;
 
     fn parse(extra: &str) -> Result<ScheduleConfig, String> {
-        let text = format!("[schedule]\nlease_ttl_s = 30\n[[schedule.job]]\nname = \"j\"\ncron = \"*/5 * * * *\"\ninbox = \"s3://raw/inbox\"\noutput = \"s3://cur/v1\"\nmodel = \"m.onnx\"\nlabeller = \"m\"\n{extra}");
+        let text = format!(
+            "[schedule]\nlease_ttl_s = 30\n[[schedule.job]]\nname = \"j\"\ncron = \"*/5 * * * *\"\ninbox = \"s3://raw/inbox\"\noutput = \"s3://cur/v1\"\nmodel = \"m.onnx\"\nlabeller = \"m\"\n{extra}"
+        );
         let file = crate::config::PipelineFile::parse(&text)?;
         let s = file.schedule.ok_or("no schedule")?;
         s.validate()?;
@@ -169,7 +171,9 @@ mod tests {
         assert_eq!(s.renew_every(), std::time::Duration::from_secs(10));
         assert!(parse("quiet_s = 1\ndrop_depth = 2\nevaluate = true\n").is_ok());
         assert!(parse("colour = 1\n").unwrap_err().contains("colour"));
-        let e = parse("[[schedule.job]]\nname = \"j\"\ncron = \"* * * * *\"\ninbox = \"a\"\noutput = \"b\"\nmodel = \"m\"\nlabeller = \"m\"\n").unwrap_err();
+        let e =
+            parse("[[schedule.job]]\nname = \"j\"\ncron = \"* * * * *\"\ninbox = \"a\"\noutput = \"b\"\nmodel = \"m\"\nlabeller = \"m\"\n")
+                .unwrap_err();
         assert!(e.contains("two jobs"), "{e}");
         let bad_cron = crate::config::PipelineFile::parse("[schedule]\n[[schedule.job]]\nname = \"x\"\ncron = \"every monday\"\ninbox = \"a\"\noutput = \"b\"\nmodel = \"m\"\nlabeller = \"m\"\n").unwrap().schedule.unwrap().validate().unwrap_err();
         assert!(bad_cron.contains("cron `every monday`"), "{bad_cron}");

@@ -76,7 +76,12 @@ pub async fn list(inbox: &StoreLocation, depth: usize) -> Result<Listing, Schedu
             continue;
         }
         let name = parts[..depth].join("/");
-        let d = drops.entry(name.clone()).or_insert_with(|| Drop { name, objects: Vec::new(), newest: m.last_modified, oldest: m.last_modified });
+        let d = drops.entry(name.clone()).or_insert_with(|| Drop {
+            name,
+            objects: Vec::new(),
+            newest: m.last_modified,
+            oldest: m.last_modified,
+        });
         d.newest = d.newest.max(m.last_modified);
         d.oldest = d.oldest.min(m.last_modified);
         d.objects.push(Object { key, size: m.size, e_tag: m.e_tag });
@@ -196,7 +201,20 @@ mod tests {
 
         let markers = Markers { root: crate::store::open("memory://inbox-test/state/done", &Default::default()).unwrap() };
         assert!(markers.get("a").await.unwrap().is_none());
-        let m = Marker { job: "j".into(), drop: "a".into(), listing: fp.clone(), objects: 2, studies: vec![], files_quarantined: 0, files_excluded: 0, ingest_app_id: "i".into(), label_app_id: "l".into(), owner: "o1".into(), finished: "t".into(), seconds: 1.0 };
+        let m = Marker {
+            job: "j".into(),
+            drop: "a".into(),
+            listing: fp.clone(),
+            objects: 2,
+            studies: vec![],
+            files_quarantined: 0,
+            files_excluded: 0,
+            ingest_app_id: "i".into(),
+            label_app_id: "l".into(),
+            owner: "o1".into(),
+            finished: "t".into(),
+            seconds: 1.0,
+        };
         markers.put(&m).await.unwrap();
         markers.put(&Marker { owner: "o2".into(), ..m.clone() }).await.unwrap();
         assert_eq!(markers.get("a").await.unwrap().unwrap().owner, "o1", "the first marker stays");

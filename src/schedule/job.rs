@@ -17,18 +17,18 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use tokio::sync::watch;
 
+use super::ScheduleError;
 use super::config::{JobConfig, ScheduleConfig};
 use super::inbox::{self, Drop, Marker, Markers, StudyResult};
 use super::lease::{self, Leases, Taken};
 use super::metrics::Metrics;
-use super::ScheduleError;
+use crate::ingest;
 use crate::ingest::IngestConfig;
 use crate::label::{self, LabelConfig};
-use crate::ingest;
 use crate::progress::Quiet;
+use crate::query::read::{self, quote};
 use crate::query::{Session, SessionOptions};
 use crate::store::{self, StoreLocation, StoreOptions};
-use crate::query::read::{self, quote};
 
 /// What one run of a job did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -73,20 +73,37 @@ pub struct JobContext {
 
 /// This process's name in leases and markers: host, process id and a random part.
 pub fn owner_name() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string())).unwrap_or_else(|| "host".into());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| "host".into());
     format!("{host}:{}:{}", std::process::id(), crate::ids::random_hex(3))
 }
 
 impl JobContext {
     /// Opens the job's stores and learns how its state store holds leases.
-    pub async fn open(cfg: &JobConfig, schedule: &ScheduleConfig, store_opts: &StoreOptions, owner: &str) -> Result<JobContext, ScheduleError> {
+    pub async fn open(
+        cfg: &JobConfig,
+        schedule: &ScheduleConfig,
+        store_opts: &StoreOptions,
+        owner: &str,
+    ) -> Result<JobContext, ScheduleError> {
         let inbox = store::open(&cfg.inbox, store_opts)?;
         let state = store::open(&cfg.state_url(), store_opts)?;
         let mode = lease::probe(&state.sub("leases")).await?;
         tracing::info!(job = %cfg.name, state = %state, mode = %mode, "leases");
         let leases = Leases::new(state.sub("leases"), mode, Duration::from_secs_f64(schedule.lease_ttl_s), owner.to_string());
         let move_to = cfg.move_to.as_deref().map(|u| store::open(u, store_opts)).transpose()?;
-        Ok(JobContext { cfg: cfg.clone(), markers: Markers { root: state.sub("done") }, inbox, state, leases, move_to, store_opts: store_opts.clone() })
+        Ok(JobContext {
+            cfg: cfg.clone(),
+            markers: Markers { root: state.sub("done") },
+            inbox,
+            state,
+            leases,
+            move_to,
+            store_opts: store_opts.clone(),
+        })
     }
 
     fn label_config(&self, studies: &[String]) -> LabelConfig {
@@ -111,7 +128,12 @@ fn quoted(ids: &[String]) -> String {
 /// Runs the job once. `stop` becomes non-zero when the process is asked to stop: no new folder
 /// is started after the first request; at the second, the folder in hand is abandoned and its
 /// lease released.
-pub async fn run_once(ctx: &JobContext, schedule: &ScheduleConfig, metrics: &Metrics, stop: &watch::Receiver<u8>) -> Result<RunReport, ScheduleError> {
+pub async fn run_once(
+    ctx: &JobContext,
+    schedule: &ScheduleConfig,
+    metrics: &Metrics,
+    stop: &watch::Receiver<u8>,
+) -> Result<RunReport, ScheduleError> {
     let job = &ctx.cfg.name;
     let mut report = RunReport { job: job.clone(), ..Default::default() };
     let listing = inbox::list(&ctx.inbox, ctx.cfg.drop_depth).await?;
@@ -217,7 +239,13 @@ pub async fn run_once(ctx: &JobContext, schedule: &ScheduleConfig, metrics: &Met
 
 /// Runs `work` while renewing `lease`; removes the lease when the work is done, releases it
 /// when the work fails or is abandoned (second stop request: `Ok(None)`).
-async fn with_lease<F>(ctx: &JobContext, schedule: &ScheduleConfig, mut lease: lease::Lease, stop: &watch::Receiver<u8>, work: F) -> Result<Option<Marker>, ScheduleError>
+async fn with_lease<F>(
+    ctx: &JobContext,
+    schedule: &ScheduleConfig,
+    mut lease: lease::Lease,
+    stop: &watch::Receiver<u8>,
+    work: F,
+) -> Result<Option<Marker>, ScheduleError>
 where
     F: std::future::Future<Output = Result<Marker, ScheduleError>>,
 {
@@ -261,17 +289,26 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
     icfg.store = ctx.store_opts.clone();
     let ing = ingest::run(&icfg, Arc::new(Quiet)).await.map_err(|e| ScheduleError::Ingest { drop: d.name.clone(), source: Box::new(e) })?;
     let out = store::open(&ctx.cfg.output, &ctx.store_opts)?;
-    let session = Session::open(Some(&out), &SessionOptions { store: ctx.store_opts.clone(), ..Default::default() }).await.map_err(ScheduleError::query(&d.name))?;
+    let session = Session::open(Some(&out), &SessionOptions { store: ctx.store_opts.clone(), ..Default::default() })
+        .await
+        .map_err(ScheduleError::query(&d.name))?;
     let studies = if ing.source_studies.is_empty() {
         Vec::new()
     } else {
-        let rows = collect(&session, &d.name, &format!("SELECT DISTINCT study_id FROM studies WHERE source_study_id IN ({}) ORDER BY study_id", quoted(&ing.source_studies))).await?;
+        let rows = collect(
+            &session,
+            &d.name,
+            &format!("SELECT DISTINCT study_id FROM studies WHERE source_study_id IN ({}) ORDER BY study_id", quoted(&ing.source_studies)),
+        )
+        .await?;
         strings(&rows, "study_id")?
     };
     let mut label_app_id = String::new();
     let mut frames: BTreeMap<String, usize> = BTreeMap::new();
     if !studies.is_empty() {
-        let lr = label::run(&ctx.label_config(&studies), Arc::new(Quiet)).await.map_err(|e| ScheduleError::Label { drop: d.name.clone(), source: Box::new(e) })?;
+        let lr = label::run(&ctx.label_config(&studies), Arc::new(Quiet))
+            .await
+            .map_err(|e| ScheduleError::Label { drop: d.name.clone(), source: Box::new(e) })?;
         label_app_id = lr.app_id.clone();
         frames.extend(lr.studies.iter().map(|s| (s.study_id.clone(), s.frames)));
     }
@@ -314,7 +351,10 @@ fn columns(rows: &[RecordBatch], col: &str, to: &DataType) -> Result<Vec<ArrayRe
 }
 
 fn strings(rows: &[RecordBatch], col: &str) -> Result<Vec<String>, ScheduleError> {
-    Ok(columns(rows, col, &DataType::Utf8)?.iter().flat_map(|c| c.as_string::<i32>().iter().flatten().map(String::from).collect::<Vec<_>>()).collect())
+    Ok(columns(rows, col, &DataType::Utf8)?
+        .iter()
+        .flat_map(|c| c.as_string::<i32>().iter().flatten().map(String::from).collect::<Vec<_>>())
+        .collect())
 }
 
 fn floats(rows: &[RecordBatch], col: &str) -> Result<Vec<Option<f64>>, ScheduleError> {
@@ -322,12 +362,19 @@ fn floats(rows: &[RecordBatch], col: &str) -> Result<Vec<Option<f64>>, ScheduleE
 }
 
 /// Each study's QC, volumes and EF (from `label_qc`), and its EF error where the truth is known.
-async fn results(ctx: &JobContext, drop: &str, studies: &[String], frames: &BTreeMap<String, usize>) -> Result<Vec<StudyResult>, ScheduleError> {
+async fn results(
+    ctx: &JobContext,
+    drop: &str,
+    studies: &[String],
+    frames: &BTreeMap<String, usize>,
+) -> Result<Vec<StudyResult>, ScheduleError> {
     if studies.is_empty() {
         return Ok(Vec::new());
     }
     let out = store::open(&ctx.cfg.output, &ctx.store_opts)?;
-    let session = Session::open(Some(&out), &SessionOptions { store: ctx.store_opts.clone(), ..Default::default() }).await.map_err(ScheduleError::query(drop))?;
+    let session = Session::open(Some(&out), &SessionOptions { store: ctx.store_opts.clone(), ..Default::default() })
+        .await
+        .map_err(ScheduleError::query(drop))?;
     let labeller = ctx.cfg.labeller.replace('\'', "''");
     let ids = quoted(studies);
     let qc = collect(
@@ -336,10 +383,24 @@ async fn results(ctx: &JobContext, drop: &str, studies: &[String], frames: &BTre
         &format!("SELECT study_id, CAST(passed AS VARCHAR) AS passed, edv_ml, esv_ml, ef_pct FROM label_qc WHERE labeller = '{labeller}' AND study_id IN ({ids}) ORDER BY study_id, run_id"),
     )
     .await?;
-    let (qid, passed, edv, esv, ef) = (strings(&qc, "study_id")?, strings(&qc, "passed")?, floats(&qc, "edv_ml")?, floats(&qc, "esv_ml")?, floats(&qc, "ef_pct")?);
+    let (qid, passed, edv, esv, ef) =
+        (strings(&qc, "study_id")?, strings(&qc, "passed")?, floats(&qc, "edv_ml")?, floats(&qc, "esv_ml")?, floats(&qc, "ef_pct")?);
     let mut by_study: BTreeMap<String, StudyResult> = studies
         .iter()
-        .map(|s| (s.clone(), StudyResult { study_id: s.clone(), frames_labelled: frames.get(s).copied().unwrap_or(0), qc_passed: None, edv_ml: None, esv_ml: None, ef_pct: None, ef_error_pct: None }))
+        .map(|s| {
+            (
+                s.clone(),
+                StudyResult {
+                    study_id: s.clone(),
+                    frames_labelled: frames.get(s).copied().unwrap_or(0),
+                    qc_passed: None,
+                    edv_ml: None,
+                    esv_ml: None,
+                    ef_pct: None,
+                    ef_error_pct: None,
+                },
+            )
+        })
         .collect();
     for i in 0..qid.len() {
         if let Some(r) = by_study.get_mut(&qid[i]) {
@@ -348,7 +409,12 @@ async fn results(ctx: &JobContext, drop: &str, studies: &[String], frames: &BTre
         }
     }
     if ctx.cfg.evaluate {
-        let errs = collect(&session, drop, &format!("SELECT study_id, ef_error_pct FROM ef_errors WHERE labeller = '{labeller}' AND study_id IN ({ids})")).await?;
+        let errs = collect(
+            &session,
+            drop,
+            &format!("SELECT study_id, ef_error_pct FROM ef_errors WHERE labeller = '{labeller}' AND study_id IN ({ids})"),
+        )
+        .await?;
         for (s, e) in strings(&errs, "study_id")?.into_iter().zip(floats(&errs, "ef_error_pct")?) {
             if let Some(r) = by_study.get_mut(&s) {
                 r.ef_error_pct = e;

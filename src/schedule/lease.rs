@@ -181,7 +181,8 @@ impl Leases {
 
     /// Gives a lease up without finishing: another worker may take it at once.
     pub async fn release(&self, mut lease: Lease) -> Result<(), LeaseError> {
-        let next = Record { token: crate::ids::random_hex(8), released: true, written: chrono::Utc::now().to_rfc3339(), ..lease.record.clone() };
+        let next =
+            Record { token: crate::ids::random_hex(8), released: true, written: chrono::Utc::now().to_rfc3339(), ..lease.record.clone() };
         if let Err(lost) = self.rewrite(&mut lease, next).await? {
             tracing::debug!(%lost, "released a lease already taken over");
         }
@@ -262,7 +263,8 @@ impl Leases {
             Ok(r) => {
                 let e_tag = r.meta.e_tag.clone();
                 let bytes = r.bytes().await.map_err(store_err(path))?;
-                let rec = serde_json::from_slice(&bytes).map_err(|e| LeaseError::Corrupt { object: path.to_string(), message: e.to_string() })?;
+                let rec =
+                    serde_json::from_slice(&bytes).map_err(|e| LeaseError::Corrupt { object: path.to_string(), message: e.to_string() })?;
                 Ok(Some((rec, e_tag)))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -451,12 +453,18 @@ pub async fn probe(root: &StoreLocation) -> Result<Mode, LeaseError> {
             let quoted = put(b"2", update(tag.clone())).await;
             let (works, bare) = match quoted {
                 Ok(r) => (Some(r), false),
-                Err(object_store::Error::Precondition { .. }) if tag.starts_with('"') => match put(b"2", update(tag.trim_matches('"').to_string())).await {
-                    Ok(r) => (Some(r), true),
-                    Err(object_store::Error::Precondition { .. } | object_store::Error::NotImplemented { .. }) => (None, false),
-                    Err(e) => return Err(store_err(&path)(e)),
-                },
-                Err(object_store::Error::Precondition { .. } | object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => (None, false),
+                Err(object_store::Error::Precondition { .. }) if tag.starts_with('"') => {
+                    match put(b"2", update(tag.trim_matches('"').to_string())).await {
+                        Ok(r) => (Some(r), true),
+                        Err(object_store::Error::Precondition { .. } | object_store::Error::NotImplemented { .. }) => (None, false),
+                        Err(e) => return Err(store_err(&path)(e)),
+                    }
+                }
+                Err(
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::NotImplemented { .. }
+                    | object_store::Error::NotSupported { .. },
+                ) => (None, false),
                 Err(e) => return Err(store_err(&path)(e)),
             };
             match works {
@@ -503,7 +511,9 @@ mod tests {
         }
         // a stalls: b takes over after the time to live, and a learns it lost.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let Taken::TakenOver { lease: mut lb, from } = b.take("s1").await.unwrap() else { panic!("an expired lease is taken over ({mode})") };
+        let Taken::TakenOver { lease: mut lb, from } = b.take("s1").await.unwrap() else {
+            panic!("an expired lease is taken over ({mode})")
+        };
         assert_eq!((from.as_str(), lb.takeovers()), ("a", 1));
         let lost = a.renew(&mut la).await.unwrap().unwrap_err();
         assert_eq!(lost.by, "b");

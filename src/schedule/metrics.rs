@@ -101,7 +101,8 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
                 ("GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "not found: try /metrics or /healthz\n".to_string()),
                 _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "GET only\n".to_string()),
             };
-            let response = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let response =
+                format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
             let _ = socket.write_all(response.as_bytes()).await;
             let _ = socket.shutdown().await;
         });

@@ -28,8 +28,8 @@ pub use config::{JobConfig, ScheduleConfig};
 use job::{JobContext, RunReport};
 use metrics::Metrics;
 
-use crate::label::InferError;
 use crate::ingest::IngestError;
+use crate::label::InferError;
 use crate::query::QueryError;
 use crate::store::{StoreError, StoreOptions, explain};
 
@@ -90,11 +90,18 @@ impl Summary {
 
 /// Runs the jobs until `stop` is raised (or once each, with `opts.once`). Serves metrics when
 /// configured.
-pub async fn run(cfg: &ScheduleConfig, store_opts: &StoreOptions, opts: &RunOptions, stop: watch::Receiver<u8>, metrics: Metrics) -> Result<Summary, ScheduleError> {
+pub async fn run(
+    cfg: &ScheduleConfig,
+    store_opts: &StoreOptions,
+    opts: &RunOptions,
+    stop: watch::Receiver<u8>,
+    metrics: Metrics,
+) -> Result<Summary, ScheduleError> {
     cfg.validate().map_err(ScheduleError::Config)?;
     let server = match &cfg.metrics_addr {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ScheduleError::Metrics { addr: addr.clone(), source })?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|source| ScheduleError::Metrics { addr: addr.clone(), source })?;
             tracing::info!(addr = %listener.local_addr().map_or(addr.clone(), |a| a.to_string()), "serving /metrics and /healthz");
             Some(tokio::spawn(metrics::serve(listener, metrics.clone())))
         }
@@ -106,7 +113,8 @@ pub async fn run(cfg: &ScheduleConfig, store_opts: &StoreOptions, opts: &RunOpti
         .jobs
         .iter()
         .map(|j| {
-            let (j, cfg, store_opts, opts, stop, metrics, owner) = (j.clone(), cfg.clone(), store_opts.clone(), opts.clone(), stop.clone(), metrics.clone(), owner.clone());
+            let (j, cfg, store_opts, opts, stop, metrics, owner) =
+                (j.clone(), cfg.clone(), store_opts.clone(), opts.clone(), stop.clone(), metrics.clone(), owner.clone());
             tokio::spawn(async move { job_loop(&j, &cfg, &store_opts, &opts, stop, &metrics, &owner).await })
         })
         .collect();
@@ -124,7 +132,15 @@ pub async fn run(cfg: &ScheduleConfig, store_opts: &StoreOptions, opts: &RunOpti
 }
 
 /// One job's loop: wait for its next time, run, record, repeat; stops when asked.
-async fn job_loop(j: &JobConfig, cfg: &ScheduleConfig, store_opts: &StoreOptions, opts: &RunOptions, mut stop: watch::Receiver<u8>, metrics: &Metrics, owner: &str) -> Vec<Result<RunReport, (String, String)>> {
+async fn job_loop(
+    j: &JobConfig,
+    cfg: &ScheduleConfig,
+    store_opts: &StoreOptions,
+    opts: &RunOptions,
+    mut stop: watch::Receiver<u8>,
+    metrics: &Metrics,
+    owner: &str,
+) -> Vec<Result<RunReport, (String, String)>> {
     let cron = croner::Cron::from_str(&j.cron).expect("validated");
     let mut ctx: Option<Arc<JobContext>> = None;
     let mut runs = Vec::new();

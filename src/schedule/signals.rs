@@ -21,7 +21,11 @@ pub fn stop_on_signals() -> watch::Receiver<u8> {
                 _ = term.recv() => {}
             }
             let n = *tx.borrow() + 1;
-            tracing::warn!(signal = n, "{}", if n == 1 { "stopping: finishing the folder in hand (signal again to abandon it)" } else { "stopping now" });
+            tracing::warn!(
+                signal = n,
+                "{}",
+                if n == 1 { "stopping: finishing the folder in hand (signal again to abandon it)" } else { "stopping now" }
+            );
             let _ = tx.send(n.min(2));
         }
     });

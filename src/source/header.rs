@@ -100,8 +100,8 @@ impl ImageHeader {
         let (Some(rows), Some(cols)) = (rows, cols) else {
             return Err(MissingAttribute { name: "Rows/Columns", tag: "(0028,0010)/(0028,0011)" });
         };
-        let position = floats::<3>(obj, tags::IMAGE_POSITION_PATIENT)
-            .ok_or(MissingAttribute { name: "ImagePositionPatient", tag: "(0020,0032)" })?;
+        let position =
+            floats::<3>(obj, tags::IMAGE_POSITION_PATIENT).ok_or(MissingAttribute { name: "ImagePositionPatient", tag: "(0020,0032)" })?;
         let orientation = floats::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT)
             .ok_or(MissingAttribute { name: "ImageOrientationPatient", tag: "(0020,0037)" })?;
         let pixel_spacing = floats::<2>(obj, tags::PIXEL_SPACING)
@@ -114,9 +114,7 @@ impl ImageHeader {
             instance_number: int(obj, tags::INSTANCE_NUMBER).map(|v| v as i32),
             acquisition_time_s: text(obj, tags::ACQUISITION_TIME).and_then(|t| parse_dicom_time(&t)),
             trigger_time_ms: float(obj, tags::TRIGGER_TIME),
-            cardiac_number_of_images: int(obj, tags::CARDIAC_NUMBER_OF_IMAGES)
-                .filter(|v| *v > 0)
-                .map(|v| v as u32),
+            cardiac_number_of_images: int(obj, tags::CARDIAC_NUMBER_OF_IMAGES).filter(|v| *v > 0).map(|v| v as u32),
             position,
             orientation,
             pixel_spacing,

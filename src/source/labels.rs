@@ -58,9 +58,7 @@ async fn builder(
     name: &str,
 ) -> Result<ParquetRecordBatchStreamBuilder<StoreReader>, LabelError> {
     let reader = StoreReader::new(store.clone(), path.clone());
-    ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| LabelError::Read { object: name.to_string(), message: e.to_string() })
+    ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| LabelError::Read { object: name.to_string(), message: e.to_string() })
 }
 
 fn projection(b: &ParquetRecordBatchStreamBuilder<StoreReader>, cols: &[&'static str], name: &str) -> Result<ProjectionMask, LabelError> {
@@ -96,12 +94,12 @@ impl LabelIndex {
             let b = builder(&loc.store, &path, &name).await?;
             projection(&b, &COLUMNS, &name)?;
             let mask = projection(&b, &COLUMNS[..1], &name)?;
-            let mut stream = b
-                .with_projection(mask)
-                .build()
-                .map_err(|e| LabelError::Read { object: name.clone(), message: e.to_string() })?;
+            let mut stream =
+                b.with_projection(mask).build().map_err(|e| LabelError::Read { object: name.clone(), message: e.to_string() })?;
             let mut row = 0u32;
-            while let Some(batch) = stream.try_next().await.map_err(|e| LabelError::Read { object: name.clone(), message: e.to_string() })? {
+            while let Some(batch) =
+                stream.try_next().await.map_err(|e| LabelError::Read { object: name.clone(), message: e.to_string() })?
+            {
                 let keys = arrow::compute::cast(batch.column(0), &DataType::Utf8)
                     .map_err(|e| LabelError::Read { object: name.clone(), message: e.to_string() })?;
                 for k in keys.as_string::<i32>().iter() {
@@ -153,7 +151,8 @@ impl LabelIndex {
                 let hs = col("height", &DataType::Int32)?;
                 let ws = col("width", &DataType::Int32)?;
                 let ms = col("mask", &DataType::LargeBinary)?;
-                let (keys, hs, ws, ms) = (keys.as_string::<i32>(), hs.as_primitive::<Int32Type>(), ws.as_primitive::<Int32Type>(), ms.as_binary::<i64>());
+                let (keys, hs, ws, ms) =
+                    (keys.as_string::<i32>(), hs.as_primitive::<Int32Type>(), ws.as_primitive::<Int32Type>(), ms.as_binary::<i64>());
                 for i in 0..batch.num_rows() {
                     if keys.is_null(i) || ms.is_null(i) {
                         continue;

@@ -11,8 +11,8 @@ pub mod header;
 pub mod labels;
 pub mod layout;
 pub mod parse;
-pub mod study;
 pub mod pseudonym;
+pub mod study;
 pub mod truth;
 
 use std::collections::BTreeMap;
@@ -24,11 +24,11 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::findings::{Finding, Problem, Resolution};
-use study::{SourceImage, StudyInput};
 use crate::source::pseudonym::PseudonymKey;
 use crate::store::{StoreLocation, explain};
 use labels::LabelIndex;
 use parse::Unreadable;
+use study::{SourceImage, StudyInput};
 
 /// Errors that stop the source stage.
 #[derive(Debug, thiserror::Error)]
@@ -110,21 +110,19 @@ impl Inventory {
 ///
 /// `folders` (relative to the input) limits the listing to those folders; keys stay relative to
 /// the input, so a study's keys and ids are the same whether its folder is listed alone or not.
-pub async fn inventory(input: &StoreLocation, folders: &[String], cfg: &SourceConfig, key: Option<&PseudonymKey>) -> Result<Inventory, SourceError> {
-    let prefixes: Vec<object_store::path::Path> = if folders.is_empty() {
-        vec![input.prefix.clone()]
-    } else {
-        folders.iter().map(|f| input.child(f.trim_matches('/'))).collect()
-    };
+pub async fn inventory(
+    input: &StoreLocation,
+    folders: &[String],
+    cfg: &SourceConfig,
+    key: Option<&PseudonymKey>,
+) -> Result<Inventory, SourceError> {
+    let prefixes: Vec<object_store::path::Path> =
+        if folders.is_empty() { vec![input.prefix.clone()] } else { folders.iter().map(|f| input.child(f.trim_matches('/'))).collect() };
     let mut metas: Vec<object_store::ObjectMeta> = Vec::new();
     for p in &prefixes {
         let prefix = (!p.as_ref().is_empty()).then_some(p);
-        let listed: Vec<object_store::ObjectMeta> = input
-            .store
-            .list(prefix)
-            .try_collect()
-            .await
-            .map_err(|source| SourceError::List { url: input.object_url(p), source })?;
+        let listed: Vec<object_store::ObjectMeta> =
+            input.store.list(prefix).try_collect().await.map_err(|source| SourceError::List { url: input.object_url(p), source })?;
         metas.extend(listed);
     }
     if metas.is_empty() {
@@ -158,7 +156,12 @@ pub async fn inventory(input: &StoreLocation, folders: &[String], cfg: &SourceCo
     if !generic.is_empty() {
         let Some(key) = key else {
             let example = generic[0].key.clone();
-            return Err(SourceError::NoPseudonymKey { url: input.url().to_string(), files: generic.len(), example, how: crate::source::pseudonym::how_to_get_one() });
+            return Err(SourceError::NoPseudonymKey {
+                url: input.url().to_string(),
+                files: generic.len(),
+                example,
+                how: crate::source::pseudonym::how_to_get_one(),
+            });
         };
         studies.extend(group_by_uid(input, generic, cfg, key.secret(), &mut inv.unreadable).await?);
         inv.pseudonymised = true;
@@ -218,11 +221,7 @@ async fn group_by_uid(
         let id = layout::pseudonym(secret, study_uid);
         let parent = f.key.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
         f.series_key = h.series_uid.as_deref().map(|u| layout::pseudonym(secret, u)).unwrap_or(parent);
-        by_study
-            .entry(id.clone())
-            .or_insert_with(|| StudyPlan { study_id: id, split: None, files: Vec::new() })
-            .files
-            .push(f);
+        by_study.entry(id.clone()).or_insert_with(|| StudyPlan { study_id: id, split: None, files: Vec::new() }).files.push(f);
     }
     Ok(by_study.into_values().collect())
 }
@@ -240,9 +239,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(bytes::Bytes) -> T + Send + 'static,
     bytes: bytes::Bytes,
 ) -> Result<T, SourceError> {
-    tokio::task::spawn_blocking(move || f(bytes))
-        .await
-        .map_err(|e| SourceError::Task { object: key.to_string(), message: e.to_string() })
+    tokio::task::spawn_blocking(move || f(bytes)).await.map_err(|e| SourceError::Task { object: key.to_string(), message: e.to_string() })
 }
 
 /// A loaded study: the input for curation, and the files quarantined while reading it.
@@ -292,13 +289,9 @@ pub async fn load_study(
         bytes_read += n;
         digests.push((f.key.clone(), digest));
         match parsed {
-            Ok(p) => images.push(SourceImage {
-                key: f.key,
-                series_key: f.series_key,
-                header: p.header,
-                pixels: Arc::new(p.pixels),
-                mask: None,
-            }),
+            Ok(p) => {
+                images.push(SourceImage { key: f.key, series_key: f.series_key, header: p.header, pixels: Arc::new(p.pixels), mask: None })
+            }
             Err(e) => {
                 tracing::warn!(study = %plan.study_id, object = %f.key, reason = %e, "file quarantined");
                 quarantined.push(Finding {

@@ -7,8 +7,8 @@
 
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
-use dicom_object::file::ReadPreamble;
 use dicom_object::OpenFileOptions;
+use dicom_object::file::ReadPreamble;
 use dicom_pixeldata::PixelDecoder;
 
 use super::header::ImageHeader;
@@ -123,7 +123,11 @@ fn decode_pixels(obj: &dicom_object::DefaultDicomObject, header: &ImageHeader) -
             if data.len() < n {
                 return Err(Unreadable::Decode(format!("pixel data holds {} bytes, {} expected", data.len(), n)));
             }
-            if signed { data[..n].iter().map(|v| (*v as i8).max(0) as u16).collect() } else { data[..n].iter().map(|v| *v as u16).collect() }
+            if signed {
+                data[..n].iter().map(|v| (*v as i8).max(0) as u16).collect()
+            } else {
+                data[..n].iter().map(|v| *v as u16).collect()
+            }
         }
         b => return Err(Unreadable::PixelFormat(format!("{b} bits allocated; 8 and 16 are supported"))),
     };

@@ -104,7 +104,9 @@ impl PseudonymKey {
 /// `~/.config/cinestream`.
 pub fn config_dir() -> Option<PathBuf> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    var(CONFIG_DIR_ENV).or_else(|| var("XDG_CONFIG_HOME").map(|d| d.join("cinestream"))).or_else(|| var("HOME").map(|h| h.join(".config").join("cinestream")))
+    var(CONFIG_DIR_ENV)
+        .or_else(|| var("XDG_CONFIG_HOME").map(|d| d.join("cinestream")))
+        .or_else(|| var("HOME").map(|h| h.join(".config").join("cinestream")))
 }
 
 /// Where `cinestream key create` writes the key.
@@ -137,7 +139,9 @@ pub fn resolve() -> Result<Option<PseudonymKey>, KeyError> {
 /// How to get a key, for error messages.
 pub fn how_to_get_one() -> String {
     let file = default_key_file().map_or("the config folder".to_string(), |p| p.display().to_string());
-    format!("set {KEY_ENV} (at least {MIN_KEY_BYTES} characters) or {KEY_FILE_ENV}, or run `cinestream key create` once (writes {file}); keep the key, as every later ingest into the same output needs it")
+    format!(
+        "set {KEY_ENV} (at least {MIN_KEY_BYTES} characters) or {KEY_FILE_ENV}, or run `cinestream key create` once (writes {file}); keep the key, as every later ingest into the same output needs it"
+    )
 }
 
 /// Writes a new random key (32 bytes, hex) to `path`, readable by the user only; refuses to
@@ -190,7 +194,11 @@ pub async fn check_prefix(out: &StoreLocation, key: &PseudonymKey) -> Result<(),
     let found = match recorded(out, &url).await? {
         Some(f) => f,
         None => {
-            let m = Marker { fingerprint: ours.clone(), created: chrono::Utc::now().to_rfc3339(), cinestream_version: env!("CARGO_PKG_VERSION").into() };
+            let m = Marker {
+                fingerprint: ours.clone(),
+                created: chrono::Utc::now().to_rfc3339(),
+                cinestream_version: env!("CARGO_PKG_VERSION").into(),
+            };
             let body = PutPayload::from(serde_json::to_vec_pretty(&m).expect("the marker serialises"));
             match out.store.put_opts(&out.child(MARKER), body, PutOptions { mode: PutMode::Create, ..Default::default() }).await {
                 Ok(_) => {

@@ -62,7 +62,8 @@ pub fn parse(url: &str, text: &str) -> Result<HashMap<String, Truth>, TruthError
             for (n, l) in lines {
                 let f: Vec<&str> = l.split(',').collect();
                 let raw = f.get(i).map(|v| v.trim()).unwrap_or("");
-                let (id, kind) = raw.rsplit_once('_').ok_or_else(|| err(n + 1, format!("Id `{raw}` is not <id>_Systole or <id>_Diastole")))?;
+                let (id, kind) =
+                    raw.rsplit_once('_').ok_or_else(|| err(n + 1, format!("Id `{raw}` is not <id>_Systole or <id>_Diastole")))?;
                 let value = num(f.get(v).copied(), n + 1, "Volume")?;
                 let e = partial.entry(id.to_string()).or_default();
                 match kind {

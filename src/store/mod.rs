@@ -160,13 +160,11 @@ pub fn open(url: &str, opts: &StoreOptions) -> Result<StoreLocation, StoreError>
     if !trimmed.contains("://") {
         return open_local(trimmed, url);
     }
-    let parsed = url::Url::parse(trimmed)
-        .map_err(|e| StoreError::BadUrl { url: url.into(), reason: e.to_string() })?;
+    let parsed = url::Url::parse(trimmed).map_err(|e| StoreError::BadUrl { url: url.into(), reason: e.to_string() })?;
     match parsed.scheme() {
         "file" => {
-            let path = parsed
-                .to_file_path()
-                .map_err(|_| StoreError::BadUrl { url: url.into(), reason: "not an absolute file path".into() })?;
+            let path =
+                parsed.to_file_path().map_err(|_| StoreError::BadUrl { url: url.into(), reason: "not an absolute file path".into() })?;
             open_local(&path.to_string_lossy(), url)
         }
         "memory" => {
@@ -218,27 +216,12 @@ pub fn open_existing(url: &str, opts: &StoreOptions) -> Result<StoreLocation, St
 
 fn open_local(path: &str, url: &str) -> Result<StoreLocation, StoreError> {
     let dir = std::path::Path::new(path);
-    std::fs::create_dir_all(dir).map_err(|source| StoreError::LocalDir {
-        url: url.into(),
-        path: path.into(),
-        source,
-    })?;
-    let abs = dir.canonicalize().map_err(|source| StoreError::LocalDir {
-        url: url.into(),
-        path: path.into(),
-        source,
-    })?;
-    let fs = LocalFileSystem::new_with_prefix(&abs).map_err(|e| StoreError::BadUrl {
-        url: url.into(),
-        reason: e.to_string(),
-    })?;
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::LocalDir { url: url.into(), path: path.into(), source })?;
+    let abs = dir.canonicalize().map_err(|source| StoreError::LocalDir { url: url.into(), path: path.into(), source })?;
+    let fs = LocalFileSystem::new_with_prefix(&abs).map_err(|e| StoreError::BadUrl { url: url.into(), reason: e.to_string() })?;
     // Create-only puts and atomic renames are what the shard writer relies on.
     let fs = fs.with_automatic_cleanup(true);
-    Ok(StoreLocation {
-        store: Arc::new(fs),
-        prefix: Path::default(),
-        url: format!("file://{}", abs.display()),
-    })
+    Ok(StoreLocation { store: Arc::new(fs), prefix: Path::default(), url: format!("file://{}", abs.display()) })
 }
 
 /// Named in-process stores, shared within the process so `memory://x` means one store.
@@ -271,9 +254,8 @@ fn open_s3(parsed: &url::Url, url: &str, opts: &StoreOptions) -> Result<StoreLoc
         .with_retry(retry)
         .with_bucket_name(bucket)
         .with_allow_http(env_flag("AWS_ALLOW_HTTP"));
-    let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|e| !e.is_empty()));
+    let endpoint =
+        ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"].iter().find_map(|k| std::env::var(k).ok().filter(|e| !e.is_empty()));
     if let Some(endpoint) = endpoint {
         // MinIO / Ceph style: path-style requests; plain http allowed for such an endpoint.
         let http = endpoint.starts_with("http://");
@@ -289,11 +271,7 @@ fn open_s3(parsed: &url::Url, url: &str, opts: &StoreOptions) -> Result<StoreLoc
     // Puts and deletes that failed in transit are retried here (the client retries only what is
     // safe to repeat blindly).
     let store = resilient::ResilientStore::new(Arc::new(store), opts.max_retries + 1, Duration::from_millis(opts.initial_backoff_ms));
-    Ok(StoreLocation {
-        store: Arc::new(store),
-        prefix,
-        url: format!("s3://{}{}", bucket, parsed.path().trim_end_matches('/')),
-    })
+    Ok(StoreLocation { store: Arc::new(store), prefix, url: format!("s3://{}{}", bucket, parsed.path().trim_end_matches('/')) })
 }
 
 fn env_flag(name: &str) -> bool {
@@ -306,18 +284,18 @@ pub fn retryable(err: &object_store::Error) -> bool {
     use object_store::Error as E;
     !refusal_code(&err.to_string())
         && !matches!(
-        err,
-        E::NotFound { .. }
-            | E::AlreadyExists { .. }
-            | E::Precondition { .. }
-            | E::NotModified { .. }
-            | E::PermissionDenied { .. }
-            | E::Unauthenticated { .. }
-            | E::InvalidPath { .. }
-            | E::NotSupported { .. }
-            | E::NotImplemented { .. }
-            | E::UnknownConfigurationKey { .. }
-    )
+            err,
+            E::NotFound { .. }
+                | E::AlreadyExists { .. }
+                | E::Precondition { .. }
+                | E::NotModified { .. }
+                | E::PermissionDenied { .. }
+                | E::Unauthenticated { .. }
+                | E::InvalidPath { .. }
+                | E::NotSupported { .. }
+                | E::NotImplemented { .. }
+                | E::UnknownConfigurationKey { .. }
+        )
 }
 
 /// Whether `err` or an error in its chain is a storage failure that may pass if the work is
@@ -411,8 +389,12 @@ mod tests {
         assert!(transient(&wrapped(generic("error sending request: connection refused"))));
         assert!(!transient(&wrapped(generic("SignatureDoesNotMatch: the request signature we calculated does not match"))));
         // A key that happens to hold `403` does not make a timeout permanent.
-        assert!(transient(&crate::source::SourceError::Fetch { object: "train/403/study/sax_5/IM-1.dcm".into(), source: generic("operation timed out") }));
-        let missing = open("memory://transient-test", &StoreOptions::default()).unwrap().store.get(&Path::from("nothing")).await.unwrap_err();
+        assert!(transient(&crate::source::SourceError::Fetch {
+            object: "train/403/study/sax_5/IM-1.dcm".into(),
+            source: generic("operation timed out")
+        }));
+        let missing =
+            open("memory://transient-test", &StoreOptions::default()).unwrap().store.get(&Path::from("nothing")).await.unwrap_err();
         assert!(matches!(missing, object_store::Error::NotFound { .. }));
         let read = ReadError::from(missing);
         assert!(!transient(&read), "not found needs a person");

@@ -21,11 +21,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::progress::Progress;
 use crate::geometry::{APEX_DIRECTION_LPS, Grid, V3, add, cross, normalize, rotate, scale};
-use crate::tables::label_rows::class_counts;
+use crate::progress::Progress;
 use crate::source::layout::kaggle_split;
 use crate::store::{StoreLocation, explain};
+use crate::tables::label_rows::class_counts;
 use defects::Defect;
 use dicom::{Identity, ImageAttrs};
 use phantom::{Heart, Look};
@@ -252,7 +252,10 @@ fn render(spec: &Spec) -> (Vec<OutFile>, StudyTruth) {
         let g = spec.grids[k];
         let f = 1.25;
         let (rows, cols) = ((g.rows as f64 / f).round() as u32, (g.cols as f64 / f).round() as u32);
-        special.insert(k, g.centred_at(g.centre(), [g.spacing[0] * g.rows as f64 / rows as f64, g.spacing[1] * g.cols as f64 / cols as f64], rows, cols));
+        special.insert(
+            k,
+            g.centred_at(g.centre(), [g.spacing[0] * g.rows as f64 / rows as f64, g.spacing[1] * g.cols as f64 / cols as f64], rows, cols),
+        );
     }
     if has(Defect::ImageSize) {
         let k = take();
@@ -286,7 +289,12 @@ fn render(spec: &Spec) -> (Vec<OutFile>, StudyTruth) {
         let g = spec.grids[s / 2];
         let axis_in_plane = g.row_dir;
         let tilted = Grid { row_dir: g.row_dir, col_dir: rotate(g.col_dir, axis_in_plane, 30.0), ..g };
-        acqs.push(Acq { series: 300, grid: tilted.centred_at(g.centre(), g.spacing, g.rows, g.cols), acq_time_s: t0 + 900.0, skip_frame: None });
+        acqs.push(Acq {
+            series: 300,
+            grid: tilted.centred_at(g.centre(), g.spacing, g.rows, g.cols),
+            acq_time_s: t0 + 900.0,
+            skip_frame: None,
+        });
     }
 
     let t = spec.n_frames;
@@ -421,7 +429,8 @@ fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, SynthError> {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
         .build();
-    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(|e| SynthError::Truth(e.to_string()))?;
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(|e| SynthError::Truth(e.to_string()))?;
     w.write(batch).map_err(|e| SynthError::Truth(e.to_string()))?;
     w.into_inner().map_err(|e| SynthError::Truth(e.to_string()))
 }
@@ -429,10 +438,7 @@ fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, SynthError> {
 async fn put(out: &StoreLocation, key: &str, bytes: Vec<u8>) -> Result<u64, SynthError> {
     let path = out.child(key);
     let n = bytes.len() as u64;
-    out.store
-        .put(&path, PutPayload::from(bytes))
-        .await
-        .map_err(|source| SynthError::Write { object: out.object_url(&path), source })?;
+    out.store.put(&path, PutPayload::from(bytes)).await.map_err(|source| SynthError::Write { object: out.object_url(&path), source })?;
     Ok(n)
 }
 
@@ -450,12 +456,14 @@ pub async fn run(out: &StoreLocation, cfg: &SynthConfig, progress: &dyn Progress
     progress.start(cfg.studies as u64, "studies");
     let seed = cfg.seed;
     let mut rendered = futures::stream::iter(per_study.into_iter().enumerate())
-        .map(|(i, defects)| tokio::task::spawn_blocking(move || {
-            let sp = spec(seed, i, defects);
-            let (files, truth) = render(&sp);
-            let table = truth_batch(&truth.study_id, &files).and_then(|b| parquet_bytes(&b));
-            (files, truth, table)
-        }))
+        .map(|(i, defects)| {
+            tokio::task::spawn_blocking(move || {
+                let sp = spec(seed, i, defects);
+                let (files, truth) = render(&sp);
+                let table = truth_batch(&truth.study_id, &files).and_then(|b| parquet_bytes(&b));
+                (files, truth, table)
+            })
+        })
         .buffered(2);
     let mut report = SynthReport { studies: Vec::new(), files: 0, bytes: 0 };
     while let Some(r) = rendered.next().await {
@@ -490,4 +498,3 @@ pub async fn run(out: &StoreLocation, cfg: &SynthConfig, progress: &dyn Progress
     debug_assert!(report.studies.iter().all(|t| kaggle_split(t.study_id.parse().unwrap_or(0)) == Some(t.split.as_str())));
     Ok(report)
 }
-

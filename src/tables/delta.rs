@@ -43,11 +43,17 @@ pub enum DeltaError {
     Table { url: String, source: Box<DeltaTableError> },
     #[error("Delta table `{url}` has no version {as_of}: `cinestream log --data …` lists the versions")]
     NoVersion { url: String, as_of: String },
-    #[error("Delta table `{url}` needs reader features cinestream does not implement ({features}); read it with delta-rs or Spark, or rewrite it without them")]
+    #[error(
+        "Delta table `{url}` needs reader features cinestream does not implement ({features}); read it with delta-rs or Spark, or rewrite it without them"
+    )]
     Unsupported { url: String, features: String },
-    #[error("Delta table `{url}` has columns {found}, but cinestream writes {expected}: it was made by another program or version; write to a new prefix")]
+    #[error(
+        "Delta table `{url}` has columns {found}, but cinestream writes {expected}: it was made by another program or version; write to a new prefix"
+    )]
     SchemaMismatch { url: String, found: String, expected: String },
-    #[error("Delta table `{url}` was written by an earlier cinestream and lacks the columns {missing}: run `cinestream upgrade --data <the data prefix>` to add them (rows written before read them as null)")]
+    #[error(
+        "Delta table `{url}` was written by an earlier cinestream and lacks the columns {missing}: run `cinestream upgrade --data <the data prefix>` to add them (rows written before read them as null)"
+    )]
     Outdated { url: String, missing: String },
     #[error("Delta table `{url}`: commit {version} is unreadable ({message}); was it written by another program?")]
     Log { url: String, version: i64, message: String },
@@ -132,7 +138,8 @@ pub struct Location {
 pub fn location(out: &StoreLocation, table: &str) -> Result<Location, DeltaError> {
     let text = format!("{}/{table}/", out.url().trim_end_matches('/'));
     let url = Url::parse(&text).map_err(|e| DeltaError::Url { url: text.clone(), message: e.to_string() })?;
-    let root: Arc<dyn ObjectStore> = if url.scheme() == "file" { Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)) } else { out.store.clone() };
+    let root: Arc<dyn ObjectStore> =
+        if url.scheme() == "file" { Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)) } else { out.store.clone() };
     let table_path = Path::from_url_path(url.path()).map_err(|e| DeltaError::Url { url: text.clone(), message: e.to_string() })?;
     let prefixed: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(root.clone(), table_path));
     let log_store = default_logstore(prefixed, root, &url, &StorageConfig::default());
@@ -159,7 +166,10 @@ pub async fn tables_under(out: &StoreLocation) -> Result<Vec<String>, DeltaError
         if !exists(out, name).await? {
             continue;
         }
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit()) {
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || name.starts_with(|c: char| c.is_ascii_digit())
+        {
             tracing::warn!(table = name, "a Delta table whose folder name is not a SQL name (a–z, 0–9, _): not registered");
             continue;
         }
@@ -174,7 +184,11 @@ pub fn arrow_schema(t: &DeltaTable) -> Result<arrow::datatypes::SchemaRef, Delta
     use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow as _;
     let url = t.table_url().clone();
     let snapshot = t.snapshot().map_err(|e| DeltaError::table(&url, e))?;
-    let schema: Schema = snapshot.schema().as_ref().try_into_arrow().map_err(|e| DeltaError::Log { url: url.to_string(), version: version(t).unwrap_or(-1), message: format!("schema: {e}") })?;
+    let schema: Schema = snapshot.schema().as_ref().try_into_arrow().map_err(|e| DeltaError::Log {
+        url: url.to_string(),
+        version: version(t).unwrap_or(-1),
+        message: format!("schema: {e}"),
+    })?;
     Ok(Arc::new(schema))
 }
 
@@ -212,7 +226,8 @@ pub async fn open(out: &StoreLocation, table: &str, as_of: &AsOf) -> Result<Opti
 fn check_readable(t: &DeltaTable, url: &Url) -> Result<(), DeltaError> {
     let snapshot = t.snapshot().map_err(|e| DeltaError::table(url, e))?;
     let protocol = snapshot.protocol();
-    let features: Vec<String> = protocol.reader_features().unwrap_or_default().iter().map(|f| f.to_string()).filter(|f| f != "timestampNtz").collect();
+    let features: Vec<String> =
+        protocol.reader_features().unwrap_or_default().iter().map(|f| f.to_string()).filter(|f| f != "timestampNtz").collect();
     if protocol.min_reader_version() > 1 && (protocol.min_reader_version() == 2 || !features.is_empty()) {
         let what = if features.is_empty() { format!("reader version {}", protocol.min_reader_version()) } else { features.join(", ") };
         return Err(DeltaError::Unsupported { url: url.to_string(), features: what });
@@ -222,7 +237,13 @@ fn check_readable(t: &DeltaTable, url: &Url) -> Result<(), DeltaError> {
 
 /// Opens `table`, creating it with `schema` when it has no log yet (several writers may race
 /// to create it: the loser loads the winner's table). An existing table must have our columns.
-pub async fn open_or_create(out: &StoreLocation, table: &str, schema: &Schema, stats_columns: &[&str], info: HashMap<String, Value>) -> Result<DeltaTable, DeltaError> {
+pub async fn open_or_create(
+    out: &StoreLocation,
+    table: &str,
+    schema: &Schema,
+    stats_columns: &[&str],
+    info: HashMap<String, Value>,
+) -> Result<DeltaTable, DeltaError> {
     if let Some(t) = open(out, table, &AsOf::Latest).await? {
         check_schema(&t, table, schema)?;
         return Ok(t);
@@ -257,7 +278,13 @@ pub async fn check_writable(out: &StoreLocation, specs: &[&super::spec::TableSpe
 /// No retries: delta-rs would otherwise retry a create that lost the race
 /// as version 1, a second metadata action that makes every concurrent
 /// writer's append fail with "Metadata changed since last commit".
-async fn create(loc: &Location, table: &str, schema: &Schema, stats_columns: &[&str], info: HashMap<String, Value>) -> Result<DeltaTable, DeltaTableError> {
+async fn create(
+    loc: &Location,
+    table: &str,
+    schema: &Schema,
+    stats_columns: &[&str],
+    info: HashMap<String, Value>,
+) -> Result<DeltaTable, DeltaTableError> {
     let kernel: StructType = schema.try_into_kernel().map_err(DeltaTableError::from)?;
     let stats: Vec<&str> = stats_columns.iter().copied().filter(|c| schema.column_with_name(c).is_some()).collect();
     DeltaTable::new(loc.log_store.clone())
@@ -299,9 +326,14 @@ fn missing_columns(found: &[String], schema: &Schema) -> Vec<String> {
 
 /// Adds the columns `schema` has and the table (written by an earlier cinestream) lacks, in one
 /// metadata commit; rows written before read them as null. Returns the added columns' names.
-pub async fn add_missing_columns(t: DeltaTable, schema: &Schema, info: HashMap<String, Value>) -> Result<(DeltaTable, Vec<String>), DeltaError> {
+pub async fn add_missing_columns(
+    t: DeltaTable,
+    schema: &Schema,
+    info: HashMap<String, Value>,
+) -> Result<(DeltaTable, Vec<String>), DeltaError> {
     let url = t.table_url().clone();
-    let found: Vec<String> = t.snapshot().map_err(|e| DeltaError::table(&url, e))?.schema().fields().map(|f| f.name().to_string()).collect();
+    let found: Vec<String> =
+        t.snapshot().map_err(|e| DeltaError::table(&url, e))?.schema().fields().map(|f| f.name().to_string()).collect();
     let missing = missing_columns(&found, schema);
     if missing.is_empty() {
         return Ok((t, missing));
@@ -385,9 +417,11 @@ pub async fn commit(t: &mut DeltaTable, spec: CommitSpec) -> Result<Committed, D
     let mut actions: Vec<Action> = spec.adds.iter().map(|f| Action::Add(add_action(f))).collect();
     actions.extend(spec.removes.into_iter().map(Action::Remove));
     let now = Utc::now().timestamp_millis();
-    let props = CommitProperties::default()
-        .with_metadata(spec.info)
-        .with_application_transaction(Transaction::new_with_last_update(&spec.app_id, 1, Some(now)));
+    let props = CommitProperties::default().with_metadata(spec.info).with_application_transaction(Transaction::new_with_last_update(
+        &spec.app_id,
+        1,
+        Some(now),
+    ));
     let result = CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(t.snapshot().map_err(|e| DeltaError::table(&url, e))?), t.log_store(), spec.operation)
@@ -441,7 +475,13 @@ pub fn active_files(t: &DeltaTable) -> Result<Vec<ActiveFile>, DeltaError> {
     let mut files: Vec<ActiveFile> = snapshot
         .log_data()
         .iter()
-        .map(|f| ActiveFile { path: f.path().to_string(), size: f.size(), rows: f.num_records(), stats: f.stats(), partition_values: f.partition_values_map() })
+        .map(|f| ActiveFile {
+            path: f.path().to_string(),
+            size: f.size(),
+            rows: f.num_records(),
+            stats: f.stats(),
+            partition_values: f.partition_values_map(),
+        })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
@@ -483,7 +523,8 @@ mod tests {
     fn statistics_rule_files_out() {
         let file = |stats: Option<String>| ActiveFile { path: "p".into(), size: 1, rows: None, stats, partition_values: HashMap::new() };
         let v: std::collections::BTreeSet<String> = ["17".to_string()].into();
-        let s = |lo: &str, hi: &str| Some(format!(r#"{{"numRecords":1,"minValues":{{"study_id":"{lo}"}},"maxValues":{{"study_id":"{hi}"}}}}"#));
+        let s =
+            |lo: &str, hi: &str| Some(format!(r#"{{"numRecords":1,"minValues":{{"study_id":"{lo}"}},"maxValues":{{"study_id":"{hi}"}}}}"#));
         assert!(file(s("1", "2")).may_hold("study_id", &v));
         assert!(!file(s("2", "5")).may_hold("study_id", &v));
         assert!(file(None).may_hold("study_id", &v), "no statistics: must be read");
@@ -505,16 +546,28 @@ mod tests {
 
     #[async_trait::async_trait]
     impl ObjectStore for StaleListing {
-        async fn put_opts(&self, p: &Path, payload: object_store::PutPayload, o: object_store::PutOptions) -> object_store::Result<object_store::PutResult> {
+        async fn put_opts(
+            &self,
+            p: &Path,
+            payload: object_store::PutPayload,
+            o: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
             self.inner.put_opts(p, payload, o).await
         }
-        async fn put_multipart_opts(&self, p: &Path, o: object_store::PutMultipartOptions) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        async fn put_multipart_opts(
+            &self,
+            p: &Path,
+            o: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
             self.inner.put_multipart_opts(p, o).await
         }
         async fn get_opts(&self, p: &Path, o: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
             self.inner.get_opts(p, o).await
         }
-        fn delete_stream(&self, l: futures::stream::BoxStream<'static, object_store::Result<Path>>) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        fn delete_stream(
+            &self,
+            l: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
             self.inner.delete_stream(l)
         }
         fn list(&self, prefix: Option<&Path>) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {

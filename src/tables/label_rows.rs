@@ -78,7 +78,14 @@ pub fn labels_batch(rows: &[LabelRow]) -> RecordBatch {
     let counts: Vec<[i64; 4]> = rows.iter().map(|r| class_counts(r.mask)).collect();
     let mut masks = BinaryBuilder::with_capacity(n, rows.iter().map(|r| r.mask.len()).sum());
     for r in rows {
-        assert_eq!(r.mask.len(), r.grid.pixels(), "mask of {} slice {} frame {} does not fit its grid", r.study_id, r.slice_index, r.frame_index);
+        assert_eq!(
+            r.mask.len(),
+            r.grid.pixels(),
+            "mask of {} slice {} frame {} does not fit its grid",
+            r.study_id,
+            r.slice_index,
+            r.frame_index
+        );
         masks.append_value(r.mask);
     }
     let count = |class: usize| Arc::new(Int64Array::from_iter_values(counts.iter().map(|c| c[class]))) as ArrayRef;
@@ -117,7 +124,13 @@ pub async fn append_labels(data: &crate::store::StoreLocation, app_id: &str, row
         changes.entry(t).or_default().adds.extend(files);
     }
     let labellers: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.labeller).collect();
-    let run = RunInfo::new(app_id.to_string(), "append_labels", run_id, &serde_json::json!({ "rows": rows.len() }), &serde_json::json!({ "labellers": labellers }));
+    let run = RunInfo::new(
+        app_id.to_string(),
+        "append_labels",
+        run_id,
+        &serde_json::json!({ "rows": rows.len() }),
+        &serde_json::json!({ "labellers": labellers }),
+    );
     commit_run(data, &run, &registry::LABEL, changes).await?;
     Ok(())
 }
@@ -137,7 +150,17 @@ mod tests {
     fn rows_of_two_grids_keep_their_own_geometry_and_counts() {
         let g = |h, w| FrameGrid { height: h, width: w, pixel_spacing_row_mm: 1.5, pixel_spacing_col_mm: 1.25, slice_spacing_mm: 8.0 };
         let (m1, m2) = ([1u8, 2, 2, 0], [3u8; 6]);
-        let row = |study, grid, mask| LabelRow { study_id: study, split: None, slice_index: 0, frame_index: 1, labeller: "x", grid, source_key: "k", fill: None, mask };
+        let row = |study, grid, mask| LabelRow {
+            study_id: study,
+            split: None,
+            slice_index: 0,
+            frame_index: 1,
+            labeller: "x",
+            grid,
+            source_key: "k",
+            fill: None,
+            mask,
+        };
         let b = labels_batch(&[row("a", g(2, 2), &m1), row("b", g(2, 3), &m2)]);
         assert_eq!(b.num_rows(), 2);
         let col = |name: &str| b.column_by_name(name).unwrap().clone();

@@ -54,9 +54,13 @@ pub enum LegacyError {
     Read { object: String, source: object_store::Error },
     #[error("`{object}` is not what the manifest format promises ({message}); restore it or drop that run's manifest before upgrading")]
     Corrupt { object: String, message: String },
-    #[error("`{object}` has SHA-256 {found}, its manifest says {expected}: the file changed after it was written; restore it or drop that run's manifest before upgrading")]
+    #[error(
+        "`{object}` has SHA-256 {found}, its manifest says {expected}: the file changed after it was written; restore it or drop that run's manifest before upgrading"
+    )]
     Checksum { object: String, found: String, expected: String },
-    #[error("the data prefix `{url}` holds tables in cinestream's old manifest format (`_manifest/`): convert them once with `cinestream upgrade --data {url}`, then rerun")]
+    #[error(
+        "the data prefix `{url}` holds tables in cinestream's old manifest format (`_manifest/`): convert them once with `cinestream upgrade --data {url}`, then rerun"
+    )]
     NeedsUpgrade { url: String },
     #[error(transparent)]
     Shard(#[from] ShardError),
@@ -78,12 +82,8 @@ impl Manifest {
     /// Every committed manifest under `out`, oldest first, with the SHA-256 of its bytes.
     pub async fn list(out: &StoreLocation) -> Result<Vec<(Manifest, String)>, LegacyError> {
         let dir = out.child(MANIFEST_DIR);
-        let mut metas: Vec<object_store::ObjectMeta> = out
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|source| LegacyError::List { url: out.url().to_string(), source })?;
+        let mut metas: Vec<object_store::ObjectMeta> =
+            out.store.list(Some(&dir)).try_collect().await.map_err(|source| LegacyError::List { url: out.url().to_string(), source })?;
         metas.retain(|m| m.location.as_ref().ends_with(".json"));
         metas.sort_by(|a, b| a.location.cmp(&b.location));
         let mut out_list = Vec::with_capacity(metas.len());
@@ -97,8 +97,8 @@ impl Manifest {
                 .bytes()
                 .await
                 .map_err(|source| LegacyError::Read { object: object.clone(), source })?;
-            let manifest: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| LegacyError::Corrupt { object: object.clone(), message: e.to_string() })?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| LegacyError::Corrupt { object: object.clone(), message: e.to_string() })?;
             out_list.push((manifest, hex::encode(Sha256::digest(&bytes))));
         }
         Ok(out_list)
@@ -108,7 +108,8 @@ impl Manifest {
 /// Whether `out` holds manifests of the old format.
 pub async fn has_manifests(out: &StoreLocation) -> Result<bool, LegacyError> {
     let dir = out.child(MANIFEST_DIR);
-    let listed = out.store.list_with_delimiter(Some(&dir)).await.map_err(|source| LegacyError::List { url: out.url().to_string(), source })?;
+    let listed =
+        out.store.list_with_delimiter(Some(&dir)).await.map_err(|source| LegacyError::List { url: out.url().to_string(), source })?;
     Ok(listed.objects.iter().any(|m| m.location.as_ref().ends_with(".json")))
 }
 
@@ -134,7 +135,8 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
     // Tables a previous attempt already converted are left alone (and reported).
     let done = super::committed_tables(out, &registry::INGEST, &app_id).await?;
     report.already.extend(done.iter().map(|t| t.to_string()));
-    let run_id = format!("upgrade-{}", &hex::encode(Sha256::digest(format!("{:?}{}", std::time::SystemTime::now(), std::process::id())))[..8]);
+    let run_id =
+        format!("upgrade-{}", &hex::encode(Sha256::digest(format!("{:?}{}", std::time::SystemTime::now(), std::process::id())))[..8]);
     let mut changes: BTreeMap<&'static str, TableChange> = BTreeMap::new();
     // study_id → source_study_id, and the image files per source study, from `studies`.
     let mut source_of: HashMap<String, String> = HashMap::new();
@@ -146,7 +148,9 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
         for entry in manifests.iter().filter_map(|(m, _)| m.tables.get(table)).flat_map(|t| &t.files) {
             let path = out.child(&entry.path);
             let object = out.object_url(&path);
-            let bytes = async { out.store.get(&path).await?.bytes().await }.await.map_err(|source| LegacyError::Read { object: object.clone(), source })?;
+            let bytes = async { out.store.get(&path).await?.bytes().await }
+                .await
+                .map_err(|source| LegacyError::Read { object: object.clone(), source })?;
             let found = hex::encode(Sha256::digest(&bytes));
             if found != entry.sha256 {
                 return Err(LegacyError::Checksum { object, found, expected: entry.sha256.clone() });
@@ -173,10 +177,13 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
     for study in logged.iter().filter(|s| *s != "unassigned" && !source_of.contains_key(*s)) {
         rows.entry(study.clone()).or_insert_with(|| unknown_source(study, 0));
     }
-    let rows: Vec<registry::SourceRow> = rows.into_values().map(|mut r| {
-        r.study_ids.sort();
-        r
-    }).collect();
+    let rows: Vec<registry::SourceRow> = rows
+        .into_values()
+        .map(|mut r| {
+            r.study_ids.sort();
+            r
+        })
+        .collect();
     report.source_studies = rows.len();
     if !done.contains(registry::SOURCES.name) {
         let mut w = TableWriter::new(out, &registry::SOURCES, &run_id, cfg);
@@ -202,7 +209,13 @@ pub async fn upgrade(out: &StoreLocation, cfg: &ShardConfig) -> Result<UpgradeRe
 }
 
 fn unknown_source(source: &str, image_files: usize) -> registry::SourceRow {
-    registry::SourceRow { source_study_id: source.into(), fingerprint: String::new(), listing_fingerprint: String::new(), image_files, study_ids: Vec::new() }
+    registry::SourceRow {
+        source_study_id: source.into(),
+        fingerprint: String::new(),
+        listing_fingerprint: String::new(),
+        image_files,
+        study_ids: Vec::new(),
+    }
 }
 
 /// The key columns of a Parquet file held in memory.
@@ -218,7 +231,13 @@ fn read_objects_bytes(bytes: bytes::Bytes, object: &str) -> Result<Vec<arrow::ar
 }
 
 /// Notes which source study each study came from (`studies`) and which studies left findings.
-fn collect_sources(table: &str, b: &arrow::array::RecordBatch, source_of: &mut HashMap<String, String>, files_of: &mut BTreeMap<String, usize>, logged: &mut BTreeSet<String>) {
+fn collect_sources(
+    table: &str,
+    b: &arrow::array::RecordBatch,
+    source_of: &mut HashMap<String, String>,
+    files_of: &mut BTreeMap<String, usize>,
+    logged: &mut BTreeSet<String>,
+) {
     let strings = |name: &str| b.column_by_name(name).map(|c| c.as_string::<i32>().clone());
     match table {
         "studies" => {

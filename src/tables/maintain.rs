@@ -66,7 +66,12 @@ fn summarise(info: &serde_json::Value) -> String {
     let s = &info["summary"];
     match command {
         "ingest" => {
-            let n = |k: &str| s[k].as_u64().or_else(|| s[k].as_array().map(|a| a.len() as u64)).or_else(|| s[k].as_object().map(|o| o.len() as u64)).unwrap_or(0);
+            let n = |k: &str| {
+                s[k].as_u64()
+                    .or_else(|| s[k].as_array().map(|a| a.len() as u64))
+                    .or_else(|| s[k].as_object().map(|o| o.len() as u64))
+                    .unwrap_or(0)
+            };
             format!(
                 "ingest {run}: {} new, {} replaced, {} present, {} refused; {} images in = {} written + {} quarantined + {} excluded + {} skipped",
                 n("sources_new"),
@@ -121,7 +126,10 @@ pub async fn upgrade_schemas(out: &StoreLocation) -> Result<BTreeMap<String, Vec
     let mut added = BTreeMap::new();
     for spec in registry::REGISTRY {
         let Some(t) = delta::open(out, spec.name, &AsOf::Latest).await? else { continue };
-        let info = std::collections::HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": "upgrade", "schema_version": registry::SCHEMA_VERSION }))]);
+        let info = std::collections::HashMap::from([(
+            "cinestream".to_string(),
+            serde_json::json!({ "command": "upgrade", "schema_version": registry::SCHEMA_VERSION }),
+        )]);
         let (_, columns) = delta::add_missing_columns(t, &spec.schema(), info).await?;
         if !columns.is_empty() {
             tracing::info!(table = spec.name, columns = ?columns, "columns added");

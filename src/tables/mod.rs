@@ -17,11 +17,11 @@ pub mod legacy;
 pub mod maintain;
 pub mod publish;
 pub mod reader;
+pub mod registry;
 pub mod rewrite;
+pub mod schemas;
 pub mod spec;
 pub mod stats;
-pub mod registry;
-pub mod schemas;
 pub mod writer;
 
 pub use registry::*;
@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::store::StoreLocation;
-use delta::{Committed, CommitSpec, DeltaError};
+use delta::{CommitSpec, Committed, DeltaError};
 use spec::TableSpec;
 use writer::{DataFile, ShardConfig, TableWriter, WriteError};
 
@@ -128,7 +128,11 @@ impl ShardSet {
 
 /// The tables of `specs` that already hold transaction `app_id` (an earlier attempt of the same
 /// work committed them).
-pub async fn committed_tables(out: &StoreLocation, specs: &[&'static TableSpec], app_id: &str) -> Result<BTreeSet<&'static str>, ShardError> {
+pub async fn committed_tables(
+    out: &StoreLocation,
+    specs: &[&'static TableSpec],
+    app_id: &str,
+) -> Result<BTreeSet<&'static str>, ShardError> {
     let mut done = BTreeSet::new();
     for spec in specs {
         if let Some(t) = delta::open(out, spec.name, &delta::AsOf::Latest).await? {
@@ -185,14 +189,22 @@ pub struct TableChange {
 /// publishing table is committed whenever another table was (with no rows if it has none), with
 /// the [`publish::Marks`] readers need: that commit makes the run visible. Returns what each
 /// commit did.
-pub async fn commit_run(out: &StoreLocation, run: &RunInfo, specs: &[&'static TableSpec], mut changes: BTreeMap<&'static str, TableChange>) -> Result<BTreeMap<&'static str, Committed>, ShardError> {
+pub async fn commit_run(
+    out: &StoreLocation,
+    run: &RunInfo,
+    specs: &[&'static TableSpec],
+    mut changes: BTreeMap<&'static str, TableChange>,
+) -> Result<BTreeMap<&'static str, Committed>, ShardError> {
     let mut done = BTreeMap::new();
     let mut opened = BTreeMap::new();
     let mut earlier = false;
     let order = specs.iter().copied().filter(|s| s.name != registry::PUBLISHING_TABLE).chain([&registry::SOURCES]);
     for spec in order {
         let table = spec.name;
-        let create_info = HashMap::from([("cinestream".to_string(), serde_json::json!({ "command": run.command, "run_id": run.run_id, "created_by": env!("CARGO_PKG_VERSION") }))]);
+        let create_info = HashMap::from([(
+            "cinestream".to_string(),
+            serde_json::json!({ "command": run.command, "run_id": run.run_id, "created_by": env!("CARGO_PKG_VERSION") }),
+        )]);
         let mut t = delta::open_or_create(out, table, &spec.schema(), spec.stats, create_info).await?;
         let change = changes.remove(table).unwrap_or_default();
         let publishing = table == registry::PUBLISHING_TABLE;

@@ -84,7 +84,8 @@ async fn read_entry(t: &DeltaTable, version: i64) -> Result<CommitEntry, DeltaEr
         .ok_or_else(|| DeltaError::NoVersion { url: url.to_string(), as_of: version.to_string() })?;
     let mut entry = CommitEntry::default();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let action: Value = serde_json::from_slice(line).map_err(|e| DeltaError::Log { url: url.to_string(), version, message: e.to_string() })?;
+        let action: Value =
+            serde_json::from_slice(line).map_err(|e| DeltaError::Log { url: url.to_string(), version, message: e.to_string() })?;
         let ours = &action["commitInfo"]["cinestream"];
         if let Some(id) = ours["app_id"].as_str() {
             entry.app_id = Some(id.to_string());
@@ -205,7 +206,8 @@ pub async fn marks_for(tables: &BTreeMap<&str, DeltaTable>, sources: Option<&Del
     }
     // Tables this run did not open (a labelling run does not open `frames`) keep their marks,
     // with those of their pending commits still unpublished.
-    let carried: Vec<(String, i64)> = prev.marks.published.iter().filter(|(t, _)| !tables.contains_key(t.as_str())).map(|(t, v)| (t.clone(), *v)).collect();
+    let carried: Vec<(String, i64)> =
+        prev.marks.published.iter().filter(|(t, _)| !tables.contains_key(t.as_str())).map(|(t, v)| (t.clone(), *v)).collect();
     for (table, version) in carried {
         let pending: Vec<Pending> = prev.marks.pending.iter().filter(|p| p.table == table).cloned().collect();
         for p in pending {
@@ -222,14 +224,17 @@ pub async fn marks_for(tables: &BTreeMap<&str, DeltaTable>, sources: Option<&Del
 mod tests {
     use super::*;
 
+    use crate::store::StoreLocation;
     use crate::tables::delta::{AsOf, CommitSpec};
     use crate::tables::writer::{DataFile, FileEntry};
-    use crate::tables::{RunInfo, TableChange, commit_run, self};
-    use crate::store::StoreLocation;
+    use crate::tables::{self, RunInfo, TableChange, commit_run};
     use deltalake_core::protocol::{DeltaOperation, SaveMode};
 
     fn file(name: &str) -> DataFile {
-        DataFile { entry: FileEntry { path: format!("{name}.parquet"), rows: 1, bytes: 1, sha256: String::new() }, stats: r#"{"numRecords":1}"#.into() }
+        DataFile {
+            entry: FileEntry { path: format!("{name}.parquet"), rows: 1, bytes: 1, sha256: String::new() },
+            stats: r#"{"numRecords":1}"#.into(),
+        }
     }
 
     fn run(app: &str) -> RunInfo {
@@ -256,7 +261,12 @@ mod tests {
     /// A run that commits `frames` and dies: `append` adds files, `replace` also removes one.
     async fn crash_after_frames(out: &StoreLocation, app: &str, append: &[&str], replace: Option<&str>) {
         let mut t = delta::open(out, "frames", &AsOf::Latest).await.unwrap().unwrap();
-        let removes = delta::active_files(&t).unwrap().iter().filter(|f| Some(f.path.trim_end_matches(".parquet")) == replace).map(delta::remove_action).collect();
+        let removes = delta::active_files(&t)
+            .unwrap()
+            .iter()
+            .filter(|f| Some(f.path.trim_end_matches(".parquet")) == replace)
+            .map(delta::remove_action)
+            .collect();
         let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
         let info = HashMap::from([("cinestream".to_string(), serde_json::json!({ "app_id": app }))]);
         let spec = CommitSpec { app_id: app.into(), adds: append.iter().map(|n| file(n)).collect(), removes, operation, info };
@@ -269,7 +279,14 @@ mod tests {
     #[tokio::test]
     async fn only_published_runs_are_visible_in_every_table() {
         let out = crate::store::open("memory://publish-visibility/data", &Default::default()).unwrap();
-        commit_run(&out, &run("a"), &tables::INGEST, [("frames", adds(&["fa"])), ("labels", adds(&["la"])), ("sources", adds(&["sa"]))].into()).await.unwrap();
+        commit_run(
+            &out,
+            &run("a"),
+            &tables::INGEST,
+            [("frames", adds(&["fa"])), ("labels", adds(&["la"])), ("sources", adds(&["sa"]))].into(),
+        )
+        .await
+        .unwrap();
         assert_eq!(seen(&out).await, [vec!["fa"], vec!["la"]]);
 
         crash_after_frames(&out, "b", &["fb"], None).await;

@@ -58,7 +58,11 @@ impl MetadataSuffixFetch for &mut StoreReader {
 }
 
 /// Reads whole Parquet objects (all row groups), optionally only some columns, in order.
-pub async fn read_objects(store: &Arc<dyn ObjectStore>, paths: &[Path], columns: Option<&[&str]>) -> Result<Vec<arrow::array::RecordBatch>> {
+pub async fn read_objects(
+    store: &Arc<dyn ObjectStore>,
+    paths: &[Path],
+    columns: Option<&[&str]>,
+) -> Result<Vec<arrow::array::RecordBatch>> {
     use futures::TryStreamExt;
     use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
     let mut out = Vec::new();

@@ -152,7 +152,8 @@ fn batch(table: &TableSpec, cols: Vec<ArrayRef>) -> RecordBatch {
 
 /// Every table with a schema file in `schemas/`: ingest's and labelling's tables, the training
 /// log, and the evaluation's tables.
-pub const DOCUMENTED: [&str; 9] = ["frames", "labels", "studies", "curation_log", "sources", "label_qc", "training_log", "evaluation_images", "evaluation_studies"];
+pub const DOCUMENTED: [&str; 9] =
+    ["frames", "labels", "studies", "curation_log", "sources", "label_qc", "training_log", "evaluation_images", "evaluation_studies"];
 
 /// The schema of any documented table.
 pub fn documented_schema(table: &str) -> Option<SchemaRef> {
@@ -181,4 +182,3 @@ pub fn schema_json(table: &str) -> Option<serde_json::Value> {
         .collect();
     Some(serde_json::json!({ "table": table, "schema_version": SCHEMA_VERSION, "columns": columns }))
 }
-

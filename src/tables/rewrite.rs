@@ -18,7 +18,15 @@ use super::{ShardError, TableChange};
 use crate::store::StoreLocation;
 
 /// The change that removes every row of `spec`'s table (`t`) whose `column` is in `values`.
-pub async fn without_rows(out: &StoreLocation, spec: &'static TableSpec, t: &DeltaTable, column: &str, values: &BTreeSet<String>, writer_id: &str, cfg: &ShardConfig) -> Result<TableChange, ShardError> {
+pub async fn without_rows(
+    out: &StoreLocation,
+    spec: &'static TableSpec,
+    t: &DeltaTable,
+    column: &str,
+    values: &BTreeSet<String>,
+    writer_id: &str,
+    cfg: &ShardConfig,
+) -> Result<TableChange, ShardError> {
     let mut change = TableChange { replace_where: Some(predicate(column, values)), ..Default::default() };
     if values.is_empty() {
         return Ok(change);
@@ -28,14 +36,21 @@ pub async fn without_rows(out: &StoreLocation, spec: &'static TableSpec, t: &Del
     for f in delta::active_files(t)?.iter().filter(|f| f.may_hold(column, values)) {
         let path = out.child(&format!("{table}/{}", f.path));
         let object = out.object_url(&path);
-        let batches = read_objects(&out.store, std::slice::from_ref(&path), None).await.map_err(|source| ShardError::Read { object: object.clone(), source })?;
+        let batches = read_objects(&out.store, std::slice::from_ref(&path), None)
+            .await
+            .map_err(|source| ShardError::Read { object: object.clone(), source })?;
         let mut removed = 0u64;
         let mut kept = Vec::with_capacity(batches.len());
         for b in batches {
-            let col = b.column_by_name(column).ok_or_else(|| ShardError::Lane { table: table.into(), message: format!("{object} has no column `{column}`") })?;
+            let col = b
+                .column_by_name(column)
+                .ok_or_else(|| ShardError::Lane { table: table.into(), message: format!("{object} has no column `{column}`") })?;
             let keep: BooleanArray = col.as_string::<i32>().iter().map(|v| Some(!v.is_some_and(|v| values.contains(v)))).collect();
             removed += (keep.len() - keep.true_count()) as u64;
-            kept.push(arrow::compute::filter_record_batch(&b, &keep).map_err(|e| ShardError::Read { object: object.clone(), source: e.into() })?);
+            kept.push(
+                arrow::compute::filter_record_batch(&b, &keep)
+                    .map_err(|e| ShardError::Read { object: object.clone(), source: e.into() })?,
+            );
         }
         if removed == 0 {
             continue;

@@ -19,7 +19,12 @@ fn geometry_fields(out: &mut Vec<Field>) {
     out.push(f("width", DataType::Int32, false, "Image columns after curation"));
     out.push(f("pixel_spacing_row_mm", DataType::Float64, false, "Distance between rows of the curated grid (mm)"));
     out.push(f("pixel_spacing_col_mm", DataType::Float64, false, "Distance between columns of the curated grid (mm)"));
-    out.push(f("slice_spacing_mm", DataType::Float64, false, "Empirical slice spacing: mode of the rounded differences of slice positions (mm), not SliceThickness"));
+    out.push(f(
+        "slice_spacing_mm",
+        DataType::Float64,
+        false,
+        "Empirical slice spacing: mode of the rounded differences of slice positions (mm), not SliceThickness",
+    ));
 }
 
 fn study_id() -> Field {
@@ -28,19 +33,44 @@ fn study_id() -> Field {
 
 pub fn frames() -> SchemaRef {
     let mut c = vec![study_id()];
-    c.push(f("source_study_id", DataType::Utf8, false, "Id of the input study this one came from (differs from study_id for split stacks)"));
+    c.push(f(
+        "source_study_id",
+        DataType::Utf8,
+        false,
+        "Id of the input study this one came from (differs from study_id for split stacks)",
+    ));
     c.push(f("split", DataType::Utf8, true, SPLIT));
     c.push(f("slice_index", DataType::Int32, false, "Slice position in the stack, 0 = most apical"));
     c.push(f("frame_index", DataType::Int32, false, "Time point in the cardiac cycle, ordered by TriggerTime, 0-based"));
-    c.push(f("slice_location_mm", DataType::Float64, false, "Position of the slice plane along the LV axis, increasing towards the apex (mm)"));
+    c.push(f(
+        "slice_location_mm",
+        DataType::Float64,
+        false,
+        "Position of the slice plane along the LV axis, increasing towards the apex (mm)",
+    ));
     c.push(f("trigger_time_ms", DataType::Float64, true, "TriggerTime of the source image (ms after the R wave)"));
     geometry_fields(&mut c);
     c.push(f("slice_thickness_mm", DataType::Float64, true, "SliceThickness (mm), for reference only"));
     c.push(f("field_strength_t", DataType::Float64, true, "MagneticFieldStrength (T)"));
-    c.push(f("source_key", DataType::Utf8, false, "Object key of the source image relative to the input prefix (for a filled frame: the image it was copied from)"));
-    c.push(f("fill", DataType::Utf8, true, "null for an acquired image; `previous_frame` or `previous_slice` when the image was copied to fill a missing time point or slice"));
+    c.push(f(
+        "source_key",
+        DataType::Utf8,
+        false,
+        "Object key of the source image relative to the input prefix (for a filled frame: the image it was copied from)",
+    ));
+    c.push(f(
+        "fill",
+        DataType::Utf8,
+        true,
+        "null for an acquired image; `previous_frame` or `previous_slice` when the image was copied to fill a missing time point or slice",
+    ));
     c.push(f("resampled", DataType::Boolean, false, "Whether the image was resampled (rotation, pixel spacing, size, down-scaling)"));
-    c.push(f("pixels", DataType::Binary, false, "Image: height × width unsigned 16-bit little-endian values, row-major, as stored (no rescale applied)"));
+    c.push(f(
+        "pixels",
+        DataType::Binary,
+        false,
+        "Image: height × width unsigned 16-bit little-endian values, row-major, as stored (no rescale applied)",
+    ));
     Arc::new(Schema::new(c))
 }
 
@@ -68,7 +98,12 @@ pub fn studies() -> SchemaRef {
     c.push(f("n_frames", DataType::Int32, false, "Frames per slice: mode of CardiacNumberOfImages"));
     geometry_fields(&mut c);
     c.push(f("slice_thickness_mm", DataType::Float64, true, "Mode of SliceThickness (mm)"));
-    c.push(f("scale_factor", DataType::Float64, false, "Curated pixel spacing ÷ native pixel spacing (1 unless images over 256 px were scaled down)"));
+    c.push(f(
+        "scale_factor",
+        DataType::Float64,
+        false,
+        "Curated pixel spacing ÷ native pixel spacing (1 unless images over 256 px were scaled down)",
+    ));
     c.push(f("field_strength_t", DataType::Float64, true, "MagneticFieldStrength (T)"));
     c.push(f("sex", DataType::Utf8, true, "PatientSex (M/F/O)"));
     c.push(f("age_years", DataType::Float32, true, "PatientAge in years"));
@@ -107,7 +142,12 @@ fn study_geometry_fields(out: &mut Vec<Field>) {
 pub fn curation_log() -> SchemaRef {
     let mut c = vec![study_id()];
     c.push(f("problem", DataType::Utf8, false, "What was found: unreadable_file, non_parallel_plane, rotation, repeated_slice_location, repeated_stack, missing_slice, slice_spacing_outlier, slice_spacing_interspersed, missing_time_point, extra_time_points, pixel_spacing, image_size, image_size_gt_256, field_of_view, unusable_study, label_mismatch"));
-    c.push(f("resolution", DataType::Utf8, false, "What was done (quarantined, slice removed, rotated, study split, previous slice copied, …)"));
+    c.push(f(
+        "resolution",
+        DataType::Utf8,
+        false,
+        "What was done (quarantined, slice removed, rotated, study split, previous slice copied, …)",
+    ));
     c.push(f("object_key", DataType::Utf8, true, "The object the finding is about, relative to the input prefix"));
     c.push(f("detail", DataType::Utf8, false, "Specifics: positions, angles, sizes, reasons"));
     c.push(f("excluded_files", DataType::Int32, false, "Source files this finding removed from the output (quarantined or excluded)"));
@@ -124,11 +164,21 @@ pub fn label_qc() -> SchemaRef {
     c.push(f("edv_ml", DataType::Float64, false, "LV volume at ED (mL): LV pixels × pixel area × slice spacing / 1000"));
     c.push(f("esv_ml", DataType::Float64, false, "LV volume at ES (mL)"));
     c.push(f("ef_pct", DataType::Float64, true, "Ejection fraction 100 × (EDV − ESV) / EDV (%); null when EDV is 0"));
-    c.push(f("min_class_pixels", DataType::Int64, false, "Fewest pixels of a class the model labels, at ED or ES (check: ≥ min_class_pixels)"));
+    c.push(f(
+        "min_class_pixels",
+        DataType::Int64,
+        false,
+        "Fewest pixels of a class the model labels, at ED or ES (check: ≥ min_class_pixels)",
+    ));
     c.push(f("slices", DataType::Int32, false, "Slices of the study that were labelled"));
     c.push(f("slices_lv_my_ed", DataType::Int32, false, "Slices with both LV and MY at ED"));
     c.push(f("slices_lv_my_es", DataType::Int32, false, "Slices with both LV and MY at ES"));
-    c.push(f("lv_enclosed", DataType::Float64, true, "Share of the LV's boundary pixels (4-neighbourhood) that touch MY, at ED and ES; null without LV"));
+    c.push(f(
+        "lv_enclosed",
+        DataType::Float64,
+        true,
+        "Share of the LV's boundary pixels (4-neighbourhood) that touch MY, at ED and ES; null without LV",
+    ));
     c.push(f("model_sha256", DataType::Utf8, false, "SHA-256 of the model file that made the masks"));
     c.push(f("run_id", DataType::Utf8, false, "The labelling run that wrote it"));
     Arc::new(Schema::new(c))
@@ -136,11 +186,31 @@ pub fn label_qc() -> SchemaRef {
 
 pub fn sources() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        f("source_study_id", DataType::Utf8, false, "Id of the input study (Kaggle id, or `s` + a keyed hash of StudyInstanceUID); one row per ingested source study"),
-        f("fingerprint", DataType::Utf8, false, "SHA-256 over the study's source objects (relative key and SHA-256 of each), its truth volumes, labeller and curation settings; empty for studies upgraded from the manifest format"),
-        f("listing_fingerprint", DataType::Utf8, false, "SHA-256 over the listing of the study's objects (key, size, ETag): an unchanged listing is recognised without reading the objects"),
+        f(
+            "source_study_id",
+            DataType::Utf8,
+            false,
+            "Id of the input study (Kaggle id, or `s` + a keyed hash of StudyInstanceUID); one row per ingested source study",
+        ),
+        f(
+            "fingerprint",
+            DataType::Utf8,
+            false,
+            "SHA-256 over the study's source objects (relative key and SHA-256 of each), its truth volumes, labeller and curation settings; empty for studies upgraded from the manifest format",
+        ),
+        f(
+            "listing_fingerprint",
+            DataType::Utf8,
+            false,
+            "SHA-256 over the listing of the study's objects (key, size, ETag): an unchanged listing is recognised without reading the objects",
+        ),
         f("image_files", DataType::Int32, false, "Image files of the study in the input"),
-        f("study_ids", DataType::Utf8, false, "The study_id values written for it, comma-separated (several when a repeated stack was split; empty when nothing was usable)"),
+        f(
+            "study_ids",
+            DataType::Utf8,
+            false,
+            "The study_id values written for it, comma-separated (several when a repeated stack was split; empty when nothing was usable)",
+        ),
         f("run_id", DataType::Utf8, false, "The ingest run that wrote it"),
         f("ingested_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false, "When that run committed (UTC)"),
     ]))
@@ -175,79 +245,19 @@ const EVAL_STUDY_ID: &str = "Pseudonymous study id (as in `studies`)";
 pub fn evaluation_images() -> SchemaRef {
     Arc::new(Schema::new(vec![
         f("study_id", DataType::Utf8, false, EVAL_STUDY_ID),
-        f(
-            "slice_index",
-            DataType::Int32,
-            false,
-            "Slice position in the stack, 0 = most apical",
-        ),
-        f(
-            "frame_index",
-            DataType::Int32,
-            false,
-            "Time point in the cardiac cycle, 0-based",
-        ),
-        f(
-            "slice_position",
-            DataType::Float64,
-            false,
-            "Relative slice position: 0 the most apical slice, 1 the most basal",
-        ),
+        f("slice_index", DataType::Int32, false, "Slice position in the stack, 0 = most apical"),
+        f("frame_index", DataType::Int32, false, "Time point in the cardiac cycle, 0-based"),
+        f("slice_position", DataType::Float64, false, "Relative slice position: 0 the most apical slice, 1 the most basal"),
         f("labeller", DataType::Utf8, false, "The labeller evaluated"),
-        f(
-            "reference",
-            DataType::Utf8,
-            false,
-            "The labeller it is compared with",
-        ),
-        f(
-            "dice_lv",
-            DataType::Float64,
-            false,
-            "Dice of LV (class 1); 1 when both masks have no LV",
-        ),
-        f(
-            "dice_my",
-            DataType::Float64,
-            false,
-            "Dice of MY (class 2); 1 when both masks have no MY",
-        ),
-        f(
-            "lv_pixels",
-            DataType::Int64,
-            false,
-            "LV pixels of the evaluated mask",
-        ),
-        f(
-            "reference_lv_pixels",
-            DataType::Int64,
-            false,
-            "LV pixels of the reference mask",
-        ),
-        f(
-            "my_pixels",
-            DataType::Int64,
-            false,
-            "MY pixels of the evaluated mask",
-        ),
-        f(
-            "reference_my_pixels",
-            DataType::Int64,
-            false,
-            "MY pixels of the reference mask",
-        ),
-        f(
-            "lv_diff_ml",
-            DataType::Float64,
-            false,
-            "(LV pixels − reference LV pixels) × pixel area × slice spacing / 1000 (mL)",
-        ),
-        f(
-            "my_diff_ml",
-            DataType::Float64,
-            false,
-            "(MY pixels − reference MY pixels) × pixel area × slice spacing / 1000 (mL)",
-        ),
+        f("reference", DataType::Utf8, false, "The labeller it is compared with"),
+        f("dice_lv", DataType::Float64, false, "Dice of LV (class 1); 1 when both masks have no LV"),
+        f("dice_my", DataType::Float64, false, "Dice of MY (class 2); 1 when both masks have no MY"),
+        f("lv_pixels", DataType::Int64, false, "LV pixels of the evaluated mask"),
+        f("reference_lv_pixels", DataType::Int64, false, "LV pixels of the reference mask"),
+        f("my_pixels", DataType::Int64, false, "MY pixels of the evaluated mask"),
+        f("reference_my_pixels", DataType::Int64, false, "MY pixels of the reference mask"),
+        f("lv_diff_ml", DataType::Float64, false, "(LV pixels − reference LV pixels) × pixel area × slice spacing / 1000 (mL)"),
+        f("my_diff_ml", DataType::Float64, false, "(MY pixels − reference MY pixels) × pixel area × slice spacing / 1000 (mL)"),
     ]))
 }
 
@@ -256,69 +266,22 @@ pub fn evaluation_studies() -> SchemaRef {
     let ml = |n: &str, d: &str| f(n, DataType::Float64, true, d);
     Arc::new(Schema::new(vec![
         f("study_id", DataType::Utf8, false, EVAL_STUDY_ID),
-        f(
-            "split",
-            DataType::Utf8,
-            true,
-            "train / validate / test, as in `studies`",
-        ),
+        f("split", DataType::Utf8, true, "train / validate / test, as in `studies`"),
         f("labeller", DataType::Utf8, false, "The labeller evaluated"),
-        f(
-            "reference",
-            DataType::Utf8,
-            false,
-            "The labeller it is compared with, or `truth` (the `truth` view's volumes)",
-        ),
-        f(
-            "images",
-            DataType::Int64,
-            false,
-            "Images both labellers masked (0 against the truth)",
-        ),
-        ml(
-            "dice_lv_mean",
-            "Mean per-image Dice of LV; null without images",
-        ),
-        ml(
-            "dice_my_mean",
-            "Mean per-image Dice of MY; null without images",
-        ),
-        ml(
-            "edv_ml",
-            "The labeller's end-diastolic volume (mL, `volumes`); null when it gave none",
-        ),
+        f("reference", DataType::Utf8, false, "The labeller it is compared with, or `truth` (the `truth` view's volumes)"),
+        f("images", DataType::Int64, false, "Images both labellers masked (0 against the truth)"),
+        ml("dice_lv_mean", "Mean per-image Dice of LV; null without images"),
+        ml("dice_my_mean", "Mean per-image Dice of MY; null without images"),
+        ml("edv_ml", "The labeller's end-diastolic volume (mL, `volumes`); null when it gave none"),
         ml("esv_ml", "The labeller's end-systolic volume (mL)"),
-        ml(
-            "ef_pct",
-            "The labeller's ejection fraction, 100 × (EDV − ESV) / EDV; null when EDV is 0 or missing",
-        ),
-        f(
-            "ed_frame",
-            DataType::Int64,
-            true,
-            "The labeller's ED frame (maximum LV volume, ties → highest frame)",
-        ),
-        f(
-            "es_frame",
-            DataType::Int64,
-            true,
-            "The labeller's ES frame (minimum LV volume, ties → lowest frame)",
-        ),
+        ml("ef_pct", "The labeller's ejection fraction, 100 × (EDV − ESV) / EDV; null when EDV is 0 or missing"),
+        f("ed_frame", DataType::Int64, true, "The labeller's ED frame (maximum LV volume, ties → highest frame)"),
+        f("es_frame", DataType::Int64, true, "The labeller's ES frame (minimum LV volume, ties → lowest frame)"),
         ml("reference_edv_ml", "The reference's EDV (mL)"),
         ml("reference_esv_ml", "The reference's ESV (mL)"),
         ml("reference_ef_pct", "The reference's EF (%)"),
-        f(
-            "reference_ed_frame",
-            DataType::Int64,
-            true,
-            "The reference labeller's ED frame; null against the truth",
-        ),
-        f(
-            "reference_es_frame",
-            DataType::Int64,
-            true,
-            "The reference labeller's ES frame; null against the truth",
-        ),
+        f("reference_ed_frame", DataType::Int64, true, "The reference labeller's ED frame; null against the truth"),
+        f("reference_es_frame", DataType::Int64, true, "The reference labeller's ES frame; null against the truth"),
         ml("edv_diff_ml", "EDV − reference EDV (mL)"),
         ml("esv_diff_ml", "ESV − reference ESV (mL)"),
         ml("ef_diff_pct", "EF − reference EF (percentage points)"),
@@ -331,12 +294,7 @@ pub fn evaluation_studies() -> SchemaRef {
             false,
             "|EF − reference EF| (percentage points); 100 when the labeller's EF cannot be computed",
         ),
-        f(
-            "not_computable",
-            DataType::Boolean,
-            false,
-            "Whether the labeller's EF cannot be computed (no volumes, or EDV 0)",
-        ),
+        f("not_computable", DataType::Boolean, false, "Whether the labeller's EF cannot be computed (no volumes, or EDV 0)"),
         f(
             "good_ef_bad_volumes",
             DataType::Boolean,
@@ -345,4 +303,3 @@ pub fn evaluation_studies() -> SchemaRef {
         ),
     ]))
 }
-

@@ -79,7 +79,10 @@ impl FileStats {
                     if a.iter().flatten().any(|s| s.chars().count() > MAX_STRING) {
                         c.unbounded = true;
                     }
-                    (arrow::compute::min_string(a).map(|s| Bound::Str(s.into())), arrow::compute::max_string(a).map(|s| Bound::Str(s.into())))
+                    (
+                        arrow::compute::min_string(a).map(|s| Bound::Str(s.into())),
+                        arrow::compute::max_string(a).map(|s| Bound::Str(s.into())),
+                    )
                 }
                 DataType::Int32 => {
                     let a = array.as_primitive::<Int32Type>();
@@ -147,7 +150,11 @@ mod tests {
             let n = ids.len();
             RecordBatch::try_new(
                 schema.clone(),
-                vec![Arc::new(StringArray::from(ids)), Arc::new(Int32Array::from(slices)), Arc::new(BinaryArray::from(vec![&b"xx"[..]; n]))],
+                vec![
+                    Arc::new(StringArray::from(ids)),
+                    Arc::new(Int32Array::from(slices)),
+                    Arc::new(BinaryArray::from(vec![&b"xx"[..]; n])),
+                ],
             )
             .unwrap()
         };

@@ -84,10 +84,7 @@ impl Default for ShardConfig {
 impl ShardConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_file_mib == 0 || self.row_group_mib == 0 || self.row_group_mib > self.max_file_mib {
-            return Err(format!(
-                "shards: need 0 < row_group_mib ({}) ≤ max_file_mib ({})",
-                self.row_group_mib, self.max_file_mib
-            ));
+            return Err(format!("shards: need 0 < row_group_mib ({}) ≤ max_file_mib ({})", self.row_group_mib, self.max_file_mib));
         }
         if !(1..=16).contains(&self.encoder_lanes) {
             return Err(format!("shards.encoder_lanes = {} must be in 1..=16", self.encoder_lanes));
@@ -103,7 +100,9 @@ impl ShardConfig {
             Codec::Snappy => Compression::SNAPPY,
             Codec::None => Compression::UNCOMPRESSED,
         };
-        let mut b = WriterProperties::builder().set_compression(compression).set_max_row_group_row_count(Some(1 << 16))
+        let mut b = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(Some(1 << 16))
             .set_max_row_group_bytes(Some(self.row_group_mib << 20));
         // Image and mask blobs: no dictionary (every value is unique) and no min/max statistics.
         for &blob in blobs {

@@ -6,12 +6,12 @@
 //! log so far) and a hash of the configuration. Resuming with another configuration is refused.
 //! Only the two newest checkpoints are kept.
 
-use bytes::Bytes;
 use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -97,7 +97,11 @@ impl Checkpoint {
         match self.root.store.get(&path).await {
             Ok(r) => {
                 let bytes = r.bytes().await.map_err(|e| self.err("reading checkpoint", &path, e))?;
-                let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| TrainError::Corrupt { what: "reading checkpoint", url: self.root.object_url(&path), message: e.to_string() })?;
+                let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| TrainError::Corrupt {
+                    what: "reading checkpoint",
+                    url: self.root.object_url(&path),
+                    message: e.to_string(),
+                })?;
                 Ok(Some(saved))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -109,12 +113,19 @@ impl Checkpoint {
     pub async fn save<B: AutodiffBackend>(&self, model: &SegModel<B>, optim: &Optim<B>, progress: &Progress) -> Result<(), TrainError> {
         let dir = format!("checkpoints/step-{:08}", progress.global_step);
         let rec = recorder();
-        let model_bytes = Recorder::<B>::record(&rec, model.clone().into_record(), ()).map_err(|e| TrainError::Config(format!("encoding the model: {e}")))?;
-        let optim_bytes = Recorder::<B>::record(&rec, optim.to_record(), ()).map_err(|e| TrainError::Config(format!("encoding the optimizer: {e}")))?;
+        let model_bytes = Recorder::<B>::record(&rec, model.clone().into_record(), ())
+            .map_err(|e| TrainError::Config(format!("encoding the model: {e}")))?;
+        let optim_bytes =
+            Recorder::<B>::record(&rec, optim.to_record(), ()).map_err(|e| TrainError::Config(format!("encoding the optimizer: {e}")))?;
         self.put(&format!("{dir}/model.bin"), "writing checkpoint", model_bytes).await?;
         self.put(&format!("{dir}/optim.bin"), "writing checkpoint", optim_bytes).await?;
         let previous = self.latest().await?;
-        let saved = Saved { global_step: progress.global_step, dir: dir.clone(), config_sha256: self.config_sha256.clone(), progress: progress.clone() };
+        let saved = Saved {
+            global_step: progress.global_step,
+            dir: dir.clone(),
+            config_sha256: self.config_sha256.clone(),
+            progress: progress.clone(),
+        };
         self.put("checkpoints/latest.json", "committing checkpoint", serde_json::to_vec_pretty(&saved).expect("serialises")).await?;
         tracing::debug!(step = progress.global_step, "checkpoint committed");
         // Keep this checkpoint and the one before; drop older ones.
@@ -138,7 +149,13 @@ impl Checkpoint {
     }
 
     /// Loads a checkpoint into a fresh model and optimizer.
-    pub async fn load<B: AutodiffBackend>(&self, model: SegModel<B>, optim: Optim<B>, saved: &Saved, device: &B::Device) -> Result<(SegModel<B>, Optim<B>, Progress), TrainError> {
+    pub async fn load<B: AutodiffBackend>(
+        &self,
+        model: SegModel<B>,
+        optim: Optim<B>,
+        saved: &Saved,
+        device: &B::Device,
+    ) -> Result<(SegModel<B>, Optim<B>, Progress), TrainError> {
         if saved.config_sha256 != self.config_sha256 {
             return Err(TrainError::Config(format!(
                 "the checkpoint in {} was made with another configuration: resume with the same pipeline file, or start a new run (another train.name)",
@@ -148,14 +165,23 @@ impl Checkpoint {
         let rec = recorder();
         let m = self.get(&format!("{}/model.bin", saved.dir), "reading checkpoint").await?;
         let o = self.get(&format!("{}/optim.bin", saved.dir), "reading checkpoint").await?;
-        let model_record = Recorder::<B>::load(&rec, m.to_vec(), device).map_err(|e| TrainError::Config(format!("decoding the checkpoint's model: {e}")))?;
-        let optim_record = Recorder::<B>::load(&rec, o.to_vec(), device).map_err(|e| TrainError::Config(format!("decoding the checkpoint's optimizer: {e}")))?;
+        let model_record = Recorder::<B>::load(&rec, m.to_vec(), device)
+            .map_err(|e| TrainError::Config(format!("decoding the checkpoint's model: {e}")))?;
+        let optim_record = Recorder::<B>::load(&rec, o.to_vec(), device)
+            .map_err(|e| TrainError::Config(format!("decoding the checkpoint's optimizer: {e}")))?;
         Ok((model.load_record(model_record), optim.load_record(optim_record), saved.progress.clone()))
     }
 
     /// Writes the final model and its card, the training log and the curve.
-    pub async fn finish<B: Backend>(&self, model: &SegModel<B>, progress: &Progress, lineage: &Lineage, report: &TrainReport) -> Result<(), TrainError> {
-        let bytes = Recorder::<B>::record(&recorder(), model.clone().into_record(), ()).map_err(|e| TrainError::Config(format!("encoding the model: {e}")))?;
+    pub async fn finish<B: Backend>(
+        &self,
+        model: &SegModel<B>,
+        progress: &Progress,
+        lineage: &Lineage,
+        report: &TrainReport,
+    ) -> Result<(), TrainError> {
+        let bytes = Recorder::<B>::record(&recorder(), model.clone().into_record(), ())
+            .map_err(|e| TrainError::Config(format!("encoding the model: {e}")))?;
         let weights_sha256 = hex::encode(Sha256::digest(&bytes));
         self.put(&format!("model/{}", card::WEIGHTS_FILE), "writing the model", bytes).await?;
         let card = ModelCard {

@@ -36,8 +36,8 @@ use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::WriterProperties;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -45,9 +45,9 @@ use sha2::{Digest, Sha256};
 use super::TrainError;
 use crate::model::augment::{self, Preset};
 use crate::model::scaling::{Intensity, Percentile, image_scale, to_unit};
+use crate::pixels::pixel_values;
 use crate::query::Session;
 use crate::query::selection::{self, SelectionRecord};
-use crate::pixels::pixel_values;
 use crate::store::StoreLocation;
 
 /// Samples per Parquet row group of the cache ("block").
@@ -92,10 +92,22 @@ pub struct Prepared {
 }
 
 /// Prepares (or finds in the cache) the image/mask pairs of selection `name`.
-pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labeller: Option<&str>, intensity: Intensity, cache: &CacheConfig) -> Result<(Prepared, SelectionRecord), TrainError> {
+pub async fn prepare(
+    session: &Session,
+    data: &StoreLocation,
+    name: &str,
+    labeller: Option<&str>,
+    intensity: Intensity,
+    cache: &CacheConfig,
+) -> Result<(Prepared, SelectionRecord), TrainError> {
     let (record, keys) = selection::load(data, name).await?;
     // Keyed by the table versions too: the same keys over other data are another data set.
-    let key = hex::encode(Sha256::digest(format!("{CACHE_FORMAT}\n{}\n{name}\n{}\n{}\n{labeller:?}\n{intensity:?}", data.url(), record.file.sha256, record.as_of())));
+    let key = hex::encode(Sha256::digest(format!(
+        "{CACHE_FORMAT}\n{}\n{name}\n{}\n{}\n{labeller:?}\n{intensity:?}",
+        data.url(),
+        record.file.sha256,
+        record.as_of()
+    )));
     let dir = cache.dir.join(&key[..24]);
     let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), message: e.to_string() };
     if let Ok(text) = std::fs::read_to_string(dir.join(READY)) {
@@ -111,7 +123,11 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
     let labeller_sql = match (has_labeller, labeller) {
         (true, _) => "s.labeller".to_string(),
         (false, Some(l)) => format!("'{}'", l.replace('\'', "''")),
-        (false, None) => return Err(TrainError::Config(format!("selection `{name}` has no labeller column: set train.labeller to the labeller whose masks to learn"))),
+        (false, None) => {
+            return Err(TrainError::Config(format!(
+                "selection `{name}` has no labeller column: set train.labeller to the labeller whose masks to learn"
+            )));
+        }
     };
     let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(|e| TrainError::QueryText(e.to_string()))?;
     let ctx = session.context();
@@ -143,7 +159,15 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
             labeller.unwrap_or("(the selection's)")
         )));
     }
-    let prepared = Prepared { selection: name.into(), selection_sha256: record.file.sha256.clone(), labeller: labeller.map(String::from), samples, bytes, blocks, dir: dir.clone() };
+    let prepared = Prepared {
+        selection: name.into(),
+        selection_sha256: record.file.sha256.clone(),
+        labeller: labeller.map(String::from),
+        samples,
+        bytes,
+        blocks,
+        dir: dir.clone(),
+    };
     std::fs::write(dir.join(READY), serde_json::to_vec_pretty(&prepared).expect("serialises")).map_err(io)?;
     evict(&cache.dir, cache.max_mib * 1024 * 1024, &dir);
     tracing::info!(selection = name, samples, mb = bytes as f64 / 1e6, "training data prepared in the cache");
@@ -157,7 +181,9 @@ pub async fn prepare(session: &Session, data: &StoreLocation, name: &str, labell
 async fn study_scales(session: &Session) -> Result<HashMap<String, f32>, TrainError> {
     let studies = "study_id IN (SELECT DISTINCT study_id FROM _train_keys)";
     let counts = session
-        .sql(&format!("SELECT study_id, SUM(CAST(height AS BIGINT) * CAST(width AS BIGINT)) AS n FROM frames WHERE {studies} GROUP BY study_id"))
+        .sql(&format!(
+            "SELECT study_id, SUM(CAST(height AS BIGINT) * CAST(width AS BIGINT)) AS n FROM frames WHERE {studies} GROUP BY study_id"
+        ))
         .await?
         .collect()
         .await
@@ -191,7 +217,12 @@ fn study_ids(b: &RecordBatch) -> Result<arrow::array::ArrayRef, TrainError> {
     arrow::compute::cast(col, &DataType::Utf8).map_err(|e| TrainError::QueryText(e.to_string()))
 }
 
-async fn write_cache(session: &Session, sql: &str, dir: &Path, study_scales: Option<&HashMap<String, f32>>) -> Result<(Vec<Block>, usize, u64), TrainError> {
+async fn write_cache(
+    session: &Session,
+    sql: &str,
+    dir: &Path,
+    study_scales: Option<&HashMap<String, f32>>,
+) -> Result<(Vec<Block>, usize, u64), TrainError> {
     let df = session.sql(sql).await?;
     let mut stream = df.execute_stream().await.map_err(|e| TrainError::QueryText(e.to_string()))?;
     let schema = Arc::new(Schema::new(vec![
@@ -211,12 +242,19 @@ async fn write_cache(session: &Session, sql: &str, dir: &Path, study_scales: Opt
         let b = batch.map_err(|e| TrainError::QueryText(e.to_string()))?;
         let col = |n: &str| b.column_by_name(n).expect("selected column").clone();
         let (h, w, mh, mw) = (col("height"), col("width"), col("mask_height"), col("mask_width"));
-        let (h, w, mh, mw) = (h.as_primitive::<Int32Type>(), w.as_primitive::<Int32Type>(), mh.as_primitive::<Int32Type>(), mw.as_primitive::<Int32Type>());
+        let (h, w, mh, mw) =
+            (h.as_primitive::<Int32Type>(), w.as_primitive::<Int32Type>(), mh.as_primitive::<Int32Type>(), mw.as_primitive::<Int32Type>());
         for i in 0..b.num_rows() {
             if h.value(i) != mh.value(i) || w.value(i) != mw.value(i) {
                 let ids = col("study_id");
                 let id = arrow::compute::cast(&ids, &DataType::Utf8).map(|a| a.as_string::<i32>().value(i).to_string()).unwrap_or_default();
-                return Err(TrainError::Config(format!("study {id}: a mask is {}×{} but its image is {}×{}; re-run ingest with these labels", mh.value(i), mw.value(i), h.value(i), w.value(i))));
+                return Err(TrainError::Config(format!(
+                    "study {id}: a mask is {}×{} but its image is {}×{}; re-run ingest with these labels",
+                    mh.value(i),
+                    mw.value(i),
+                    h.value(i),
+                    w.value(i)
+                )));
             }
         }
         let ids = study_ids(&b)?;
@@ -224,17 +262,26 @@ async fn write_cache(session: &Session, sql: &str, dir: &Path, study_scales: Opt
         let pixels = pixels.as_binary::<i32>();
         let scales: Float32Array = (0..b.num_rows())
             .map(|i| match study_scales {
-                Some(by_study) => by_study.get(ids.value(i)).copied().ok_or_else(|| TrainError::Config(format!("study {}: no frames to take its intensity scale from", ids.value(i)))),
+                Some(by_study) => by_study
+                    .get(ids.value(i))
+                    .copied()
+                    .ok_or_else(|| TrainError::Config(format!("study {}: no frames to take its intensity scale from", ids.value(i)))),
                 None => Ok(image_scale(pixels.value(i))),
             })
             .collect::<Result<Vec<f32>, TrainError>>()?
             .into();
-        let out = RecordBatch::try_new(schema.clone(), vec![col("height"), col("width"), col("pixels"), col("mask"), Arc::new(scales)]).map_err(|e| io(e.to_string()))?;
+        let out = RecordBatch::try_new(schema.clone(), vec![col("height"), col("width"), col("pixels"), col("mask"), Arc::new(scales)])
+            .map_err(|e| io(e.to_string()))?;
         samples += out.num_rows();
         writer.write(&out).map_err(|e| io(e.to_string()))?;
     }
     let meta = writer.close().map_err(|e| io(e.to_string()))?;
-    let blocks = meta.row_groups().iter().enumerate().map(|(i, rg)| Block { file: file_name.clone(), row_group: i, rows: rg.num_rows() as usize }).collect();
+    let blocks = meta
+        .row_groups()
+        .iter()
+        .enumerate()
+        .map(|(i, rg)| Block { file: file_name.clone(), row_group: i, rows: rg.num_rows() as usize })
+        .collect();
     let bytes = std::fs::metadata(dir.join(&file_name)).map(|m| m.len()).unwrap_or(0);
     Ok((blocks, samples, bytes))
 }
@@ -271,7 +318,11 @@ fn evict(root: &Path, limit: u64, keep: &Path) {
         }
     }
     if total > limit {
-        tracing::warn!(mb = total as f64 / 1e6, limit_mb = limit as f64 / 1e6, "the training data alone is larger than the cache limit (train.cache.max_mib)");
+        tracing::warn!(
+            mb = total as f64 / 1e6,
+            limit_mb = limit as f64 / 1e6,
+            "the training data alone is larger than the cache limit (train.cache.max_mib)"
+        );
     }
 }
 
@@ -331,7 +382,9 @@ struct Decoded {
 
 fn read_block(dir: &Path, b: &Block) -> Result<Vec<Decoded>, String> {
     let file = std::fs::File::open(dir.join(&b.file)).map_err(|e| e.to_string())?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|r| r.with_row_groups(vec![b.row_group]).build()).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|r| r.with_row_groups(vec![b.row_group]).build())
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(b.rows);
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
@@ -339,12 +392,16 @@ fn read_block(dir: &Path, b: &Block) -> Result<Vec<Decoded>, String> {
         let (px, mk) = (batch.column(2).as_binary::<i32>(), batch.column(3).as_binary::<i32>());
         let scale = batch.column(4).as_primitive::<Float32Type>();
         for i in 0..batch.num_rows() {
-            out.push(Decoded { image: to_unit(px.value(i), scale.value(i)), mask: mk.value(i).to_vec(), h: h.value(i) as usize, w: w.value(i) as usize });
+            out.push(Decoded {
+                image: to_unit(px.value(i), scale.value(i)),
+                mask: mk.value(i).to_vec(),
+                h: h.value(i) as usize,
+                w: w.value(i) as usize,
+            });
         }
     }
     Ok(out)
 }
-
 
 fn sample_seed(seed: u64, epoch: u64, position: usize) -> u64 {
     let mut h = Sha256::new();
@@ -422,7 +479,12 @@ fn build(samples: &[(Arc<Vec<Decoded>>, usize, usize)], o: &FeedOptions) -> Batc
         masks.extend(mask.into_iter().map(|m| if m > o.max_class { 0 } else { m as i64 }));
     }
     let originals = if o.preset == Preset::None {
-        samples.iter().map(|(block, row, _)| (block[*row].h, block[*row].w, block[*row].mask.iter().map(|m| if *m > o.max_class { 0 } else { *m }).collect())).collect()
+        samples
+            .iter()
+            .map(|(block, row, _)| {
+                (block[*row].h, block[*row].w, block[*row].mask.iter().map(|m| if *m > o.max_class { 0 } else { *m }).collect())
+            })
+            .collect()
     } else {
         Vec::new()
     };

@@ -103,7 +103,12 @@ mod tests {
         assert_eq!(all.frozen, 0);
         let m = set_frozen(m, true);
         let f = count(&m);
-        assert!(f.frozen > 0 && f.encoder_trainable_non_bn == 0, "frozen {} / encoder non-BN trainable {}", f.frozen, f.encoder_trainable_non_bn);
+        assert!(
+            f.frozen > 0 && f.encoder_trainable_non_bn == 0,
+            "frozen {} / encoder non-BN trainable {}",
+            f.frozen,
+            f.encoder_trainable_non_bn
+        );
         assert_eq!(f.frozen + f.trainable, all.trainable);
         // The encoder's BatchNorm layers (gamma, beta: 2 per channel) stay trainable.
         assert_eq!(f.encoder_bn_trainable, all.encoder_bn_trainable);

@@ -28,20 +28,20 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::model::augment::Preset;
 use crate::model::Device;
-use crate::progress::Progress;
+use crate::model::augment::Preset;
+use crate::model::card::{Lineage, SelectionLineage};
 use crate::model::losses::{self, LossKind};
+use crate::model::metrics;
+use crate::model::prep::SizePolicy;
+use crate::model::scaling::Intensity;
 use crate::model::weights::{self, WeightsError};
 use crate::model::{ModelConfig, SegModel};
+use crate::progress::Progress;
 use crate::query::selection::{QuerySource, SelectionError, SelectionRecord};
 use crate::query::{QueryError, Session, SessionOptions, selection};
 use crate::store::{self, StoreLocation, StoreOptions};
 use checkpoint::{Checkpoint, Progress as RunState};
-use crate::model::card::{Lineage, SelectionLineage};
-use crate::model::prep::SizePolicy;
-use crate::model::metrics;
-use crate::model::scaling::Intensity;
 use data::{CacheConfig, FeedOptions, Prepared};
 use log::EpochRow;
 use optim::AdamW;
@@ -202,7 +202,10 @@ impl TrainConfig {
             return bad(format!("train.stages: {s:?} needs epochs ≥ 1 and 0 < lr_max < 1"));
         }
         if self.batch_size == 0 || self.image_size < 32 || self.image_size % 32 != 0 {
-            return bad(format!("train.batch_size ({}) must be ≥ 1 and train.image_size ({}) a multiple of 32", self.batch_size, self.image_size));
+            return bad(format!(
+                "train.batch_size ({}) must be ≥ 1 and train.image_size ({}) a multiple of 32",
+                self.batch_size, self.image_size
+            ));
         }
         if self.train.name == self.valid.name {
             return bad("train.train and train.valid name the same selection: validate on held-out data".into());
@@ -254,7 +257,8 @@ pub async fn plan(mut train: TrainConfig, model: ModelConfig, data_url: &str, op
         ensure_selection(&data, spec, opts).await?;
         // The tables as the selection saw them, whatever was committed since.
         let (record, _) = selection::load(&data, &spec.name).await?;
-        let session = Session::open(Some(&data), &SessionOptions { as_of: record.as_of(), store: opts.clone(), ..Default::default() }).await?;
+        let session =
+            Session::open(Some(&data), &SessionOptions { as_of: record.as_of(), store: opts.clone(), ..Default::default() }).await?;
         let (set, record) = data::prepare(&session, &data, &spec.name, train.labeller.as_deref(), train.intensity, &train.cache).await?;
         records.push((spec.name.clone(), record));
         sets.push(set);
@@ -262,7 +266,10 @@ pub async fn plan(mut train: TrainConfig, model: ModelConfig, data_url: &str, op
     let valid_set = sets.pop().expect("two sets");
     let train_set = sets.pop().expect("two sets");
     if train_set.samples < train.batch_size {
-        return Err(TrainError::Config(format!("selection `{}` has {} images, fewer than batch_size {}", train.train.name, train_set.samples, train.batch_size)));
+        return Err(TrainError::Config(format!(
+            "selection `{}` has {} images, fewer than batch_size {}",
+            train.train.name, train_set.samples, train.batch_size
+        )));
     }
     if let Some(spec) = train.scale_epochs_to.clone() {
         ensure_selection(&data, &spec, opts).await?;
@@ -278,7 +285,16 @@ pub async fn plan(mut train: TrainConfig, model: ModelConfig, data_url: &str, op
         selections: records
             .into_iter()
             .zip(["train", "valid"])
-            .map(|((name, r), role)| SelectionLineage { role: role.into(), name, sha256: r.file.sha256, rows: r.rows, studies: r.studies, query: r.query, params: r.params, tables: r.tables })
+            .map(|((name, r), role)| SelectionLineage {
+                role: role.into(),
+                name,
+                sha256: r.file.sha256,
+                rows: r.rows,
+                studies: r.studies,
+                query: r.query,
+                params: r.params,
+                tables: r.tables,
+            })
             .collect(),
         labeller: train.labeller.clone(),
     };
@@ -314,7 +330,12 @@ async fn ensure_selection(data: &StoreLocation, spec: &SelectionSpec, opts: &Sto
 }
 
 /// (loss, Dice LV, Dice MY) on the validation set, per image averaged.
-pub fn validate<B: AutodiffBackend>(model: &SegModel<B>, set: &Prepared, cfg: &TrainConfig, device: &B::Device) -> Result<(f64, f64, f64), TrainError> {
+pub fn validate<B: AutodiffBackend>(
+    model: &SegModel<B>,
+    set: &Prepared,
+    cfg: &TrainConfig,
+    device: &B::Device,
+) -> Result<(f64, f64, f64), TrainError> {
     let m = model.valid();
     let opts = FeedOptions {
         batch_size: cfg.batch_size,
@@ -358,7 +379,13 @@ fn tensors<B: burn::tensor::backend::Backend>(b: &data::Batch, device: &B::Devic
 
 /// Runs `plan` on `device` with Burn's backend for it: flex on the CPU, CUDA on an NVIDIA GPU
 /// (builds with `--features cuda`).
-pub fn run_on(plan: &Plan, device: Device, resume: bool, handle: &tokio::runtime::Handle, progress: &dyn Progress) -> Result<TrainReport, TrainError> {
+pub fn run_on(
+    plan: &Plan,
+    device: Device,
+    resume: bool,
+    handle: &tokio::runtime::Handle,
+    progress: &dyn Progress,
+) -> Result<TrainReport, TrainError> {
     use burn::backend::Autodiff;
     match device {
         Device::Cpu => run::<Autodiff<burn::backend::Flex>>(plan, Default::default(), resume, handle, progress),
@@ -371,7 +398,13 @@ pub fn run_on(plan: &Plan, device: Device, resume: bool, handle: &tokio::runtime
 
 /// Runs (or resumes) the training of a plan. Call from a blocking thread: storage calls go
 /// through `handle`.
-pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, handle: &tokio::runtime::Handle, progress: &dyn Progress) -> Result<TrainReport, TrainError> {
+pub fn run<B: AutodiffBackend>(
+    plan: &Plan,
+    device: B::Device,
+    resume: bool,
+    handle: &tokio::runtime::Handle,
+    progress: &dyn Progress,
+) -> Result<TrainReport, TrainError> {
     let t0 = std::time::Instant::now();
     let cfg = &plan.train;
     let ckpt = Checkpoint::new(&plan.output, cfg, &plan.model);
@@ -491,7 +524,14 @@ pub fn run<B: AutodiffBackend>(plan: &Plan, device: B::Device, resume: bool, han
     Ok(report)
 }
 
-fn initial_weights<B: AutodiffBackend>(mut model: SegModel<B>, cfg: &ModelConfig, init: &Init, opts: &StoreOptions, device: &B::Device, handle: &tokio::runtime::Handle) -> Result<SegModel<B>, TrainError> {
+fn initial_weights<B: AutodiffBackend>(
+    mut model: SegModel<B>,
+    cfg: &ModelConfig,
+    init: &Init,
+    opts: &StoreOptions,
+    device: &B::Device,
+    handle: &tokio::runtime::Handle,
+) -> Result<SegModel<B>, TrainError> {
     match init {
         Init::Random => Ok(model),
         Init::Imagenet(url) => {
@@ -504,7 +544,14 @@ fn initial_weights<B: AutodiffBackend>(mut model: SegModel<B>, cfg: &ModelConfig
             if card.architecture != *cfg {
                 return Err(TrainError::Config(format!(
                     "init.checkpoint `{url}` is a {:?} (width {}, blocks {:?}, {} classes) but [model] asks for {:?} (width {}, blocks {:?}, {} classes): make [model] match the model's card (model.json)",
-                    card.architecture.encoder, card.architecture.width, card.architecture.blocks, card.architecture.classes, cfg.encoder, cfg.width, cfg.blocks, cfg.classes
+                    card.architecture.encoder,
+                    card.architecture.width,
+                    card.architecture.blocks,
+                    card.architecture.classes,
+                    cfg.encoder,
+                    cfg.width,
+                    cfg.blocks,
+                    cfg.classes
                 )));
             }
             drop(model);

@@ -60,10 +60,20 @@ impl AdamW {
 impl<B: Backend> SimpleOptimizer<B> for AdamW {
     type State<const D: usize> = AdamWState<B, D>;
 
-    fn step<const D: usize>(&self, lr: f64, tensor: Tensor<B, D>, grad: Tensor<B, D>, state: Option<Self::State<D>>) -> (Tensor<B, D>, Option<Self::State<D>>) {
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
         let (b1, b2) = (self.beta1.get(), self.beta2);
         let (m, v, t) = match state {
-            Some(s) => (s.moment_1.mul_scalar(b1) + grad.clone().mul_scalar(1.0 - b1), s.moment_2.mul_scalar(b2) + grad.square().mul_scalar(1.0 - b2), s.time + 1),
+            Some(s) => (
+                s.moment_1.mul_scalar(b1) + grad.clone().mul_scalar(1.0 - b1),
+                s.moment_2.mul_scalar(b2) + grad.square().mul_scalar(1.0 - b2),
+                s.time + 1,
+            ),
             None => (grad.clone().mul_scalar(1.0 - b1), grad.square().mul_scalar(1.0 - b2), 1),
         };
         let c1 = 1.0 - b1.powi(t as i32);

@@ -28,9 +28,7 @@ use study::Study;
 pub enum ViewerError {
     #[error(transparent)]
     Read(#[from] ReadError),
-    #[error(
-        "study {study} is not in `studies`; list the studies with `cinestream sql --data … \"SELECT study_id FROM studies\"`"
-    )]
+    #[error("study {study} is not in `studies`; list the studies with `cinestream sql --data … \"SELECT study_id FROM studies\"`")]
     NoStudy { study: String },
     #[error(
         "study {study} has no curated geometry in `studies` (ingested by an older cinestream): run `cinestream upgrade`, then ingest it again with --replace"
@@ -39,10 +37,7 @@ pub enum ViewerError {
     #[error("study {study}: {message}")]
     Data { study: String, message: String },
     #[error("writing `{url}`: {}", crate::store::explain(.source))]
-    Write {
-        url: String,
-        source: object_store::Error,
-    },
+    Write { url: String, source: object_store::Error },
     #[error("labeller `{labeller}` has no masks; the labellers are: {known}")]
     UnknownLabeller { labeller: String, known: String },
 }
@@ -109,22 +104,10 @@ fn encode(s: &Study, cfg: &ExportConfig) -> Vec<(String, Vec<u8>)> {
     match cfg.format {
         Format::Nifti => {
             let dims = [s.width, s.height, s.slices, s.frames];
-            let img = Image {
-                dims: &dims,
-                voxel: Voxel::U16,
-                data: &s.images,
-                placement: s.placement,
-                description: &description,
-            };
+            let img = Image { dims: &dims, voxel: Voxel::U16, data: &s.images, placement: s.placement, description: &description };
             files.push(("sa.nii.gz".to_string(), nifti::encode_gz(&img)));
             if s.masked > 0 {
-                let seg = Image {
-                    dims: &dims,
-                    voxel: Voxel::U8,
-                    data: &s.masks,
-                    placement: s.placement,
-                    description: &description,
-                };
+                let seg = Image { dims: &dims, voxel: Voxel::U8, data: &s.masks, placement: s.placement, description: &description };
                 files.push(("seg_sa.nii.gz".to_string(), nifti::encode_gz(&seg)));
             }
             for (phase, frame) in [("ED", s.ed_frame), ("ES", s.es_frame)] {
@@ -168,10 +151,7 @@ async fn put(out: &StoreLocation, name: &str, body: Vec<u8>) -> Result<u64, View
     out.store
         .put(&path, PutPayload::from(Bytes::from(body)))
         .await
-        .map_err(|source| ViewerError::Write {
-            url: out.object_url(&path),
-            source,
-        })?;
+        .map_err(|source| ViewerError::Write { url: out.object_url(&path), source })?;
     Ok(n)
 }
 
@@ -179,21 +159,11 @@ async fn put(out: &StoreLocation, name: &str, body: Vec<u8>) -> Result<u64, View
 pub async fn labellers(session: &Session) -> Result<BTreeMap<String, i64>, ViewerError> {
     let ctx = "listing the labellers";
     let mut out = BTreeMap::new();
-    for b in read::collect(
-        session,
-        "SELECT labeller, count(DISTINCT study_id) AS n FROM labels GROUP BY labeller",
-        ctx,
-    )
-    .await?
-    {
+    for b in read::collect(session, "SELECT labeller, count(DISTINCT study_id) AS n FROM labels GROUP BY labeller", ctx).await? {
         let l = read::column(&b, "labeller", &arrow::datatypes::DataType::Utf8, ctx)?;
         let n = read::column(&b, "n", &arrow::datatypes::DataType::Int64, ctx)?;
         use arrow::array::AsArray;
-        for (l, n) in l
-            .as_string::<i32>()
-            .iter()
-            .zip(n.as_primitive::<arrow::datatypes::Int64Type>().iter())
-        {
+        for (l, n) in l.as_string::<i32>().iter().zip(n.as_primitive::<arrow::datatypes::Int64Type>().iter()) {
             out.insert(l.unwrap_or_default().to_string(), n.unwrap_or(0));
         }
     }
@@ -205,41 +175,20 @@ pub fn known_list(known: &BTreeMap<String, i64>) -> String {
     if known.is_empty() {
         return "none".into();
     }
-    known
-        .iter()
-        .map(|(l, n)| format!("{l} ({n} studies)"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    known.iter().map(|(l, n)| format!("{l} ({n} studies)")).collect::<Vec<_>>().join(", ")
 }
 
 /// Exports the chosen studies to `out`, advancing `progress` by one per study.
-pub async fn run(
-    session: &Session,
-    cfg: &ExportConfig,
-    out: &StoreLocation,
-    progress: &dyn Progress,
-) -> Result<ExportReport, ViewerError> {
+pub async fn run(session: &Session, cfg: &ExportConfig, out: &StoreLocation, progress: &dyn Progress) -> Result<ExportReport, ViewerError> {
     session.for_images().await.map_err(ReadError::query("setting up the session"))?;
-    let (ids, not_found) = study::study_ids(
-        session,
-        &cfg.labeller,
-        cfg.studies.as_deref(),
-        cfg.filter.as_deref(),
-    )
-    .await?;
+    let (ids, not_found) = study::study_ids(session, &cfg.labeller, cfg.studies.as_deref(), cfg.filter.as_deref()).await?;
     let known = labellers(session).await?;
     if !known.contains_key(&cfg.labeller) {
         return Err(ViewerError::UnknownLabeller { labeller: cfg.labeller.clone(), known: known_list(&known) });
     }
-    let mut report = ExportReport {
-        labeller: cfg.labeller.clone(),
-        not_found,
-        ..Default::default()
-    };
+    let mut report = ExportReport { labeller: cfg.labeller.clone(), not_found, ..Default::default() };
     progress.start(ids.len() as u64, "studies");
-    let mut studies =
-        futures::stream::iter(ids.iter().map(|id| study::read(session, id, &cfg.labeller)))
-            .buffered(2);
+    let mut studies = futures::stream::iter(ids.iter().map(|id| study::read(session, id, &cfg.labeller))).buffered(2);
     while let Some(s) = studies.try_next().await? {
         if s.masked == 0 {
             report.without_masks.push(s.id.clone());
@@ -271,22 +220,14 @@ pub async fn run(
         .try_collect::<Vec<_>>()
         .await?;
         report.bytes += names.iter().map(|(_, n)| n).sum::<u64>();
-        let mut files: Vec<String> = names
-            .into_iter()
-            .map(|(name, _)| format!("{}/{name}", s.id))
-            .collect();
+        let mut files: Vec<String> = names.into_iter().map(|(name, _)| format!("{}/{name}", s.id)).collect();
         files.sort();
         let p = s.placement;
         report.studies.push(ExportedStudy {
             study_id: s.id.clone(),
             files,
             dims: [s.width, s.height, s.slices, s.frames],
-            zooms: [
-                p.spacing[0],
-                p.spacing[1],
-                p.spacing[2],
-                p.frame_interval_ms,
-            ],
+            zooms: [p.spacing[0], p.spacing[1], p.spacing[2], p.frame_interval_ms],
             ed_frame: s.ed_frame,
             es_frame: s.es_frame,
             masked_images: s.masked,
@@ -295,10 +236,7 @@ pub async fn run(
         progress.advance(1, "");
     }
     for id in &report.without_masks {
-        report.warnings.push(format!(
-            "study {id}: labeller `{}` has no masks of it; only its images were written",
-            cfg.labeller
-        ));
+        report.warnings.push(format!("study {id}: labeller `{}` has no masks of it; only its images were written", cfg.labeller));
     }
     let index = serde_json::to_vec_pretty(&report).expect("serialises");
     report.bytes += put(out, "export.json", index).await?;
@@ -319,10 +257,7 @@ impl ExportReport {
             out.push_str(&format!("  warning: {w}\n"));
         }
         if !self.not_found.is_empty() {
-            out.push_str(&format!(
-                "  not in `studies` (nothing written): {}\n",
-                self.not_found.join(", ")
-            ));
+            out.push_str(&format!("  not in `studies` (nothing written): {}\n", self.not_found.join(", ")));
         }
         out
     }

@@ -11,11 +11,7 @@ const GAP: usize = 2;
 
 /// RGB8 pixels as PNG bytes.
 pub fn png_rgb(width: usize, height: usize, rgb: &[u8]) -> Vec<u8> {
-    assert_eq!(
-        rgb.len(),
-        width * height * 3,
-        "RGB buffer does not match its size"
-    );
+    assert_eq!(rgb.len(), width * height * 3, "RGB buffer does not match its size");
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
@@ -50,14 +46,7 @@ fn window(images: &[u8]) -> u16 {
 fn on_edge(mask: &[u8], w: usize, h: usize, i: usize) -> bool {
     let (r, c) = (i / w, i % w);
     let v = mask[i];
-    r == 0
-        || c == 0
-        || r + 1 == h
-        || c + 1 == w
-        || mask[i - 1] != v
-        || mask[i + 1] != v
-        || mask[i - w] != v
-        || mask[i + w] != v
+    r == 0 || c == 0 || r + 1 == h || c + 1 == w || mask[i - 1] != v || mask[i + 1] != v || mask[i - w] != v || mask[i + w] != v
 }
 
 /// A montage of the given frames of `study` (one row each): PNG bytes, or `None` without frames.
@@ -66,27 +55,18 @@ pub fn montage(study: &Study, frames: &[usize]) -> Option<Vec<u8>> {
         return None;
     }
     let (h, w, z_n) = (study.height, study.width, study.slices);
-    let (width, height) = (
-        z_n * w + (z_n - 1) * GAP,
-        frames.len() * h + (frames.len() - 1) * GAP,
-    );
+    let (width, height) = (z_n * w + (z_n - 1) * GAP, frames.len() * h + (frames.len() - 1) * GAP);
     let mut rgb = vec![255u8; width * height * 3];
     let top = window(&study.images) as f64;
     for (row, &t) in frames.iter().enumerate() {
         for z in 0..z_n {
             let plane = study.plane(z, t);
-            let (img, mask) = (
-                &study.images[plane.start * 2..plane.end * 2],
-                &study.masks[plane],
-            );
+            let (img, mask) = (&study.images[plane.start * 2..plane.end * 2], &study.masks[plane]);
             for i in 0..h * w {
                 let v = u16::from_le_bytes([img[2 * i], img[2 * i + 1]]) as f64;
                 let grey = (v / top * 255.0).clamp(0.0, 255.0) as u8;
                 let class = mask[i];
-                let colour = if class > 0
-                    && (class as usize) <= CLASS_COLOURS.len()
-                    && on_edge(mask, w, h, i)
-                {
+                let colour = if class > 0 && (class as usize) <= CLASS_COLOURS.len() && on_edge(mask, w, h, i) {
                     CLASS_COLOURS[class as usize - 1]
                 } else {
                     [grey; 3]
@@ -113,9 +93,7 @@ mod tests {
                 m[r * 5 + c] = 1;
             }
         }
-        let edges: Vec<usize> = (0..25)
-            .filter(|&i| m[i] == 1 && on_edge(&m, 5, 5, i))
-            .collect();
+        let edges: Vec<usize> = (0..25).filter(|&i| m[i] == 1 && on_edge(&m, 5, 5, i)).collect();
         assert_eq!(edges.len(), 8);
         assert!(!edges.contains(&12));
     }

@@ -125,8 +125,7 @@ fn quaternion(dirs: [V3; 3]) -> ([f64; 3], f64) {
 pub fn header(img: &Image<'_>) -> Vec<u8> {
     let mut h = vec![0u8; 352];
     let put_i16 = |h: &mut [u8], at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put_f32 =
-        |h: &mut [u8], at: usize, v: f64| h[at..at + 4].copy_from_slice(&(v as f32).to_le_bytes());
+    let put_f32 = |h: &mut [u8], at: usize, v: f64| h[at..at + 4].copy_from_slice(&(v as f32).to_le_bytes());
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
     put_i16(&mut h, 40, img.dims.len() as i16);
     for (k, d) in img.dims.iter().enumerate() {
@@ -145,24 +144,11 @@ pub fn header(img: &Image<'_>) -> Vec<u8> {
     for k in 0..3 {
         put_f32(&mut h, 80 + 4 * k, p.spacing[k]);
     }
-    put_f32(
-        &mut h,
-        92,
-        if img.dims.len() > 3 {
-            p.frame_interval_ms
-        } else {
-            0.0
-        },
-    );
+    put_f32(&mut h, 92, if img.dims.len() > 3 { p.frame_interval_ms } else { 0.0 });
     put_f32(&mut h, 108, 352.0); // vox_offset
     put_f32(&mut h, 112, 1.0); // scl_slope: stored values are the values
     h[123] = 2 | 16; // xyzt_units: mm, ms
-    let descrip: Vec<u8> = img
-        .description
-        .bytes()
-        .filter(|b| b.is_ascii_graphic() || *b == b' ')
-        .take(79)
-        .collect();
+    let descrip: Vec<u8> = img.description.bytes().filter(|b| b.is_ascii_graphic() || *b == b' ').take(79).collect();
     h[148..148 + descrip.len()].copy_from_slice(&descrip);
     put_i16(&mut h, 252, 1); // qform_code: scanner anatomical
     put_i16(&mut h, 254, 1); // sform_code
@@ -182,15 +168,8 @@ pub fn header(img: &Image<'_>) -> Vec<u8> {
 /// The image as a gzip-compressed `.nii.gz` file.
 pub fn encode_gz(img: &Image<'_>) -> Vec<u8> {
     let voxels: usize = img.dims.iter().product();
-    assert_eq!(
-        voxels * img.voxel.bytes(),
-        img.data.len(),
-        "NIfTI voxel data does not match its dimensions"
-    );
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(img.data.len() / 3),
-        flate2::Compression::fast(),
-    );
+    assert_eq!(voxels * img.voxel.bytes(), img.data.len(), "NIfTI voxel data does not match its dimensions");
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(img.data.len() / 3), flate2::Compression::fast());
     gz.write_all(&header(img)).expect("writing to memory");
     gz.write_all(img.data).expect("writing to memory");
     gz.finish().expect("writing to memory")
@@ -206,21 +185,9 @@ mod tests {
         let [b, c, d] = q;
         let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
         [
-            [
-                a * a + b * b - c * c - d * d,
-                2.0 * (b * c - a * d),
-                2.0 * (b * d + a * c),
-            ],
-            [
-                2.0 * (b * c + a * d),
-                a * a + c * c - b * b - d * d,
-                2.0 * (c * d - a * b),
-            ],
-            [
-                2.0 * (b * d - a * c),
-                2.0 * (c * d + a * b),
-                a * a + d * d - c * c - b * b,
-            ],
+            [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
+            [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
+            [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
         ]
     }
 
@@ -229,25 +196,14 @@ mod tests {
         let n = normalize([0.3, -0.5, 0.8]);
         for angle in [0.0, 37.0, 90.0, 179.0, -120.0] {
             let x = normalize(rotate([0.8, 0.6, 0.0], n, angle));
-            let x = normalize([
-                x[0] - dot(x, n) * n[0],
-                x[1] - dot(x, n) * n[1],
-                x[2] - dot(x, n) * n[2],
-            ]);
+            let x = normalize([x[0] - dot(x, n) * n[0], x[1] - dot(x, n) * n[1], x[2] - dot(x, n) * n[2]]);
             let y = cross(n, x);
             for z in [n, [-n[0], -n[1], -n[2]]] {
                 let (q, qfac) = quaternion([x, y, z]);
                 let r = rotation(q);
-                for (j, dir) in [x, y, [z[0] * qfac, z[1] * qfac, z[2] * qfac]]
-                    .iter()
-                    .enumerate()
-                {
+                for (j, dir) in [x, y, [z[0] * qfac, z[1] * qfac, z[2] * qfac]].iter().enumerate() {
                     for i in 0..3 {
-                        assert!(
-                            (r[i][j] - dir[i]).abs() < 1e-9,
-                            "angle {angle}: column {j} {:?} vs {dir:?}",
-                            [r[0][j], r[1][j], r[2][j]]
-                        );
+                        assert!((r[i][j] - dir[i]).abs() < 1e-9, "angle {angle}: column {j} {:?} vs {dir:?}", [r[0][j], r[1][j], r[2][j]]);
                     }
                 }
             }
@@ -265,42 +221,16 @@ mod tests {
             frame_interval_ms: 33.5,
         };
         let data = vec![0u8; 4 * 3 * 2 * 5 * 2];
-        let img = Image {
-            dims: &[4, 3, 2, 5],
-            voxel: Voxel::U16,
-            data: &data,
-            placement: p,
-            description: "study 7",
-        };
+        let img = Image { dims: &[4, 3, 2, 5], voxel: Voxel::U16, data: &data, placement: p, description: "study 7" };
         let h = header(&img);
         let f32_at = |at: usize| f32::from_le_bytes(h[at..at + 4].try_into().unwrap());
         let i16_at = |at: usize| i16::from_le_bytes(h[at..at + 2].try_into().unwrap());
-        assert_eq!(
-            (
-                i16_at(40),
-                i16_at(42),
-                i16_at(44),
-                i16_at(46),
-                i16_at(48),
-                i16_at(50)
-            ),
-            (4, 4, 3, 2, 5, 1)
-        );
+        assert_eq!((i16_at(40), i16_at(42), i16_at(44), i16_at(46), i16_at(48), i16_at(50)), (4, 4, 3, 2, 5, 1));
         assert_eq!((i16_at(70), i16_at(72)), (512, 16));
-        assert_eq!(
-            (f32_at(80), f32_at(84), f32_at(88), f32_at(92)),
-            (1.5, 1.25, 8.0, 33.5)
-        );
+        assert_eq!((f32_at(80), f32_at(84), f32_at(88), f32_at(92)), (1.5, 1.25, 8.0, 33.5));
         // LPS (10, 20, 30) is RAS (−10, −20, 30); x and y flip sign.
         assert_eq!(
-            (
-                f32_at(280),
-                f32_at(292),
-                f32_at(296 + 4),
-                f32_at(308),
-                f32_at(312 + 8),
-                f32_at(324)
-            ),
+            (f32_at(280), f32_at(292), f32_at(296 + 4), f32_at(308), f32_at(312 + 8), f32_at(324)),
             (-1.5, -10.0, -1.25, -20.0, 8.0, 30.0)
         );
         assert_eq!(&h[344..348], b"n+1\0");

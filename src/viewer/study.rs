@@ -23,21 +23,13 @@ pub async fn study_ids(
     ids: Option<&[String]>,
     filter: Option<&str>,
 ) -> Result<(Vec<String>, Vec<String>), ViewerError> {
-    let labelled = format!(
-        "SELECT DISTINCT study_id FROM labels WHERE labeller = {}",
-        quote(labeller)
-    );
+    let labelled = format!("SELECT DISTINCT study_id FROM labels WHERE labeller = {}", quote(labeller));
     let sql = match (ids, filter) {
         (Some(list), _) => {
             let quoted: Vec<String> = list.iter().map(|s| quote(s)).collect();
-            format!(
-                "SELECT study_id FROM studies WHERE study_id IN ({}) ORDER BY study_id",
-                quoted.join(", ")
-            )
+            format!("SELECT study_id FROM studies WHERE study_id IN ({}) ORDER BY study_id", quoted.join(", "))
         }
-        (None, Some(w)) => format!(
-            "SELECT study_id FROM studies WHERE ({w}) AND study_id IN ({labelled}) ORDER BY study_id"
-        ),
+        (None, Some(w)) => format!("SELECT study_id FROM studies WHERE ({w}) AND study_id IN ({labelled}) ORDER BY study_id"),
         (None, None) => format!("{labelled} ORDER BY study_id"),
     };
     let mut found = Vec::new();
@@ -46,11 +38,7 @@ pub async fn study_ids(
         found.extend(c.as_string::<i32>().iter().flatten().map(String::from));
     }
     let missing = match ids {
-        Some(list) => list
-            .iter()
-            .filter(|id| !found.contains(id))
-            .cloned()
-            .collect(),
+        Some(list) => list.iter().filter(|id| !found.contains(id)).cloned().collect(),
         None => Vec::new(),
     };
     Ok((found, missing))
@@ -128,31 +116,17 @@ async fn geometry(session: &Session, id: &str) -> Result<Geometry, ViewerError> 
         "pixel_spacing_row_mm",
         "slice_spacing_mm",
     ];
-    let sql = format!(
-        "SELECT n_slices, n_frames, height, width, {} FROM studies WHERE study_id = {}",
-        names.join(", "),
-        quote(id)
-    );
+    let sql = format!("SELECT n_slices, n_frames, height, width, {} FROM studies WHERE study_id = {}", names.join(", "), quote(id));
     let rows = collect(session, &sql, &ctx).await?;
-    let b = rows
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .ok_or_else(|| ViewerError::NoStudy {
-            study: id.to_string(),
-        })?;
+    let b = rows.iter().find(|b| b.num_rows() > 0).ok_or_else(|| ViewerError::NoStudy { study: id.to_string() })?;
     let int = |n: &str| -> Result<usize, ViewerError> {
-        Ok(column(b, n, &DataType::Int64, &ctx)?
-            .as_primitive::<Int64Type>()
-            .value(0)
-            .max(0) as usize)
+        Ok(column(b, n, &DataType::Int64, &ctx)?.as_primitive::<Int64Type>().value(0).max(0) as usize)
     };
     let mut v = [0.0; 15];
     for (k, n) in names.iter().enumerate() {
         let c = column(b, n, &DataType::Float64, &ctx)?;
         if c.is_null(0) {
-            return Err(ViewerError::NoGeometry {
-                study: id.to_string(),
-            });
+            return Err(ViewerError::NoGeometry { study: id.to_string() });
         }
         v[k] = c.as_primitive::<Float64Type>().value(0);
     }
@@ -191,26 +165,15 @@ pub async fn read(session: &Session, id: &str, labeller: &str) -> Result<Study, 
     let mut location = vec![(0.0, 0usize); z_n];
     let mut trigger = vec![(0.0, 0usize); t_n];
     let ctx = format!("reading the images of study {id}");
-    let sql = format!(
-        "SELECT slice_index, frame_index, slice_location_mm, trigger_time_ms, pixels FROM frames WHERE study_id = {}",
-        quote(id)
-    );
+    let sql =
+        format!("SELECT slice_index, frame_index, slice_location_mm, trigger_time_ms, pixels FROM frames WHERE study_id = {}", quote(id));
     for b in collect(session, &sql, &ctx).await? {
-        let (z, t) = (
-            column(&b, "slice_index", &DataType::Int32, &ctx)?,
-            column(&b, "frame_index", &DataType::Int32, &ctx)?,
-        );
+        let (z, t) = (column(&b, "slice_index", &DataType::Int32, &ctx)?, column(&b, "frame_index", &DataType::Int32, &ctx)?);
         let (z, t) = (z.as_primitive::<Int32Type>(), t.as_primitive::<Int32Type>());
         let loc = column(&b, "slice_location_mm", &DataType::Float64, &ctx)?;
         let trig = column(&b, "trigger_time_ms", &DataType::Float64, &ctx)?;
-        let (loc, trig) = (
-            loc.as_primitive::<Float64Type>(),
-            trig.as_primitive::<Float64Type>(),
-        );
-        let px = b
-            .column_by_name("pixels")
-            .expect("selected")
-            .as_binary::<i32>();
+        let (loc, trig) = (loc.as_primitive::<Float64Type>(), trig.as_primitive::<Float64Type>());
+        let px = b.column_by_name("pixels").expect("selected").as_binary::<i32>();
         for i in 0..b.num_rows() {
             let (zi, ti) = (z.value(i) as usize, t.value(i) as usize);
             if zi >= z_n || ti >= t_n || px.value(i).len() != n * 2 {
@@ -235,53 +198,32 @@ pub async fn read(session: &Session, id: &str, labeller: &str) -> Result<Study, 
     }
     let missing_images = seen.iter().filter(|s| !**s).count();
     if missing_images == seen.len() {
-        return Err(ViewerError::Data {
-            study: id.to_string(),
-            message: "`frames` has no images of it".into(),
-        });
+        return Err(ViewerError::Data { study: id.to_string(), message: "`frames` has no images of it".into() });
     }
     let mean = |(s, k): (f64, usize)| if k > 0 { Some(s / k as f64) } else { None };
     let locations: Vec<f64> = location.into_iter().filter_map(mean).collect();
     let triggers: Vec<f64> = trigger.into_iter().filter_map(mean).collect();
     // slice_location_mm grows towards the apex, slice 0 is the most apical: the stack's step
     // along slice_direction is the mean decrease per slice.
-    let step = if locations.len() > 1 {
-        (locations[0] - locations[locations.len() - 1]) / (locations.len() - 1) as f64
-    } else {
-        g.slice_spacing
-    };
-    let irregularity_mm = locations
-        .iter()
-        .enumerate()
-        .map(|(k, l)| ((locations[0] - l) - k as f64 * step).abs())
-        .fold(0.0, f64::max);
+    let step =
+        if locations.len() > 1 { (locations[0] - locations[locations.len() - 1]) / (locations.len() - 1) as f64 } else { g.slice_spacing };
+    let irregularity_mm = locations.iter().enumerate().map(|(k, l)| ((locations[0] - l) - k as f64 * step).abs()).fold(0.0, f64::max);
 
     let mut masks = vec![0u8; z_n * t_n * n];
     let mut masked = 0;
     let ctx = format!("reading the masks of study {id} by labeller `{labeller}`");
-    let sql = format!(
-        "SELECT slice_index, frame_index, mask FROM labels WHERE study_id = {} AND labeller = {}",
-        quote(id),
-        quote(labeller)
-    );
+    let sql =
+        format!("SELECT slice_index, frame_index, mask FROM labels WHERE study_id = {} AND labeller = {}", quote(id), quote(labeller));
     for b in collect(session, &sql, &ctx).await? {
-        let (z, t) = (
-            column(&b, "slice_index", &DataType::Int32, &ctx)?,
-            column(&b, "frame_index", &DataType::Int32, &ctx)?,
-        );
+        let (z, t) = (column(&b, "slice_index", &DataType::Int32, &ctx)?, column(&b, "frame_index", &DataType::Int32, &ctx)?);
         let (z, t) = (z.as_primitive::<Int32Type>(), t.as_primitive::<Int32Type>());
-        let m = b
-            .column_by_name("mask")
-            .expect("selected")
-            .as_binary::<i32>();
+        let m = b.column_by_name("mask").expect("selected").as_binary::<i32>();
         for i in 0..b.num_rows() {
             let (zi, ti) = (z.value(i) as usize, t.value(i) as usize);
             if zi >= z_n || ti >= t_n || m.value(i).len() != n {
                 return Err(ViewerError::Data {
                     study: id.to_string(),
-                    message: format!(
-                        "`{labeller}`'s mask (slice {zi}, frame {ti}) does not fit the study's grid; relabel the study"
-                    ),
+                    message: format!("`{labeller}`'s mask (slice {zi}, frame {ti}) does not fit the study's grid; relabel the study"),
                 });
             }
             let at = (ti * z_n + zi) * n;
@@ -289,11 +231,7 @@ pub async fn read(session: &Session, id: &str, labeller: &str) -> Result<Study, 
             masked += 1;
         }
     }
-    let (ed_frame, es_frame) = if masked > 0 {
-        ed_es(session, id, labeller).await?
-    } else {
-        (None, None)
-    };
+    let (ed_frame, es_frame) = if masked > 0 { ed_es(session, id, labeller).await? } else { (None, None) };
     Ok(Study {
         id: id.to_string(),
         slices: z_n,
@@ -319,25 +257,16 @@ pub async fn read(session: &Session, id: &str, labeller: &str) -> Result<Study, 
 }
 
 /// The labeller's ED and ES frames of study `id` (the `volumes` view).
-pub async fn ed_es(
-    session: &Session,
-    id: &str,
-    labeller: &str,
-) -> Result<(Option<usize>, Option<usize>), ViewerError> {
+pub async fn ed_es(session: &Session, id: &str, labeller: &str) -> Result<(Option<usize>, Option<usize>), ViewerError> {
     let ctx = format!("finding the ED and ES frames of study {id} (`volumes`)");
-    let sql = format!(
-        "SELECT ed_frame, es_frame FROM volumes WHERE study_id = {} AND labeller = {}",
-        quote(id),
-        quote(labeller)
-    );
+    let sql = format!("SELECT ed_frame, es_frame FROM volumes WHERE study_id = {} AND labeller = {}", quote(id), quote(labeller));
     let rows = collect(session, &sql, &ctx).await?;
     let Some(b) = rows.iter().find(|b| b.num_rows() > 0) else {
         return Ok((None, None));
     };
     let get = |n: &str| -> Result<Option<usize>, ViewerError> {
         let c = column(b, n, &DataType::Int64, &ctx)?;
-        Ok(c.is_valid(0)
-            .then(|| c.as_primitive::<Int64Type>().value(0).max(0) as usize))
+        Ok(c.is_valid(0).then(|| c.as_primitive::<Int64Type>().value(0).max(0) as usize))
     };
     Ok((get("ed_frame")?, get("es_frame")?))
 }

@@ -201,7 +201,11 @@ fn sibling_files_import_each_other_one_way() {
             }
         }
     }
-    let circles: Vec<String> = edges.iter().filter(|(a, b)| a < b && edges.contains(&(b.clone(), a.clone()))).map(|(a, b)| format!("{} ↔ {}", a.join("::"), b.join("::"))).collect();
+    let circles: Vec<String> = edges
+        .iter()
+        .filter(|(a, b)| a < b && edges.contains(&(b.clone(), a.clone())))
+        .map(|(a, b)| format!("{} ↔ {}", a.join("::"), b.join("::")))
+        .collect();
     assert!(circles.is_empty(), "sibling modules that import each other:\n{}", circles.join("\n"));
 }
 
@@ -228,7 +232,14 @@ fn the_import_reader_sees_nested_use_trees() {
     assert!(p.contains(&vec!["crate".into(), "tables".into(), "delta".into(), "AsOf".into()]), "{p:?}");
     assert!(p.contains(&vec!["crate".into(), "tables".into(), "writer".into(), "ShardConfig".into()]), "{p:?}");
     assert!(p.contains(&vec!["crate".into(), "query".into(), "read".into(), "quote".into()]), "{p:?}");
-    let modules: BTreeSet<Vec<String>> = [vec!["tables".to_string()], vec!["tables".into(), "delta".into()], vec!["query".into()], vec!["query".into(), "read".into()], vec!["x".into()]].into();
+    let modules: BTreeSet<Vec<String>> = [
+        vec!["tables".to_string()],
+        vec!["tables".into(), "delta".into()],
+        vec!["query".into()],
+        vec!["query".into(), "read".into()],
+        vec!["x".into()],
+    ]
+    .into();
     let got = imports(&["x".to_string()], code, &modules, false);
     assert_eq!(got, [vec!["query".to_string(), "read".into()], vec!["tables".into()], vec!["tables".into(), "delta".into()]].into());
 }

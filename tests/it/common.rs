@@ -71,7 +71,17 @@ pub async fn ingest_phantom(input: &str, output: &str) -> IngestReport {
 /// The CLI arguments of [`ingest_phantom`].
 pub fn phantom_ingest_args(input: &str, output: &str) -> Vec<String> {
     let base = input.trim_end_matches('/');
-    let mut args: Vec<String> = vec!["ingest".into(), "--input".into(), input.into(), "--output".into(), output.into(), "--labels".into(), format!("{base}/truth"), "--labeller".into(), "phantom".into()];
+    let mut args: Vec<String> = vec![
+        "ingest".into(),
+        "--input".into(),
+        input.into(),
+        "--output".into(),
+        output.into(),
+        "--labels".into(),
+        format!("{base}/truth"),
+        "--labeller".into(),
+        "phantom".into(),
+    ];
     for f in ["train.csv", "validate.csv", "solution.csv"] {
         args.extend(["--truth".to_string(), format!("{base}/{f}")]);
     }
@@ -192,8 +202,18 @@ pub async fn table_rows(data: &str, table: &str, skip: &[&str]) -> Vec<String> {
     let batches = sql(data, &format!("SELECT * FROM {table}")).await;
     let mut rows = Vec::new();
     for b in &batches {
-        let cols: Vec<(usize, bool)> = b.schema().fields().iter().enumerate().filter(|(_, f)| !skip.contains(&f.name().as_str())).map(|(i, f)| (i, f.data_type() == &DataType::Binary)).collect();
-        let text: Vec<Arc<dyn Array>> = cols.iter().map(|(i, bin)| if *bin { b.column(*i).clone() } else { arrow::compute::cast(b.column(*i), &DataType::Utf8).unwrap() }).collect();
+        let cols: Vec<(usize, bool)> = b
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !skip.contains(&f.name().as_str()))
+            .map(|(i, f)| (i, f.data_type() == &DataType::Binary))
+            .collect();
+        let text: Vec<Arc<dyn Array>> = cols
+            .iter()
+            .map(|(i, bin)| if *bin { b.column(*i).clone() } else { arrow::compute::cast(b.column(*i), &DataType::Utf8).unwrap() })
+            .collect();
         for r in 0..b.num_rows() {
             let line: Vec<String> = cols
                 .iter()

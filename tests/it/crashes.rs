@@ -83,7 +83,8 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
     let raw = dir.path().join("raw").display().to_string();
     let path = |n: &str| dir.path().join(n).display().to_string();
     let ingest = |out: &str| phantom_ingest_args(&raw, out);
-    let label = |data: &str| -> Vec<String> { ["label", "--data", data, "--model", &model, "--labeller", "tiny"].map(String::from).to_vec() };
+    let label =
+        |data: &str| -> Vec<String> { ["label", "--data", data, "--model", &model, "--labeller", "tiny"].map(String::from).to_vec() };
     let (mut points, mut kills) = (0, 0);
     // Kill times as fractions of a clean run, ascending: a run killed later has no less work left
     // (a killed run commits nothing but what it had committed), so every attempt is a real kill.
@@ -106,7 +107,13 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
         eprintln!("kill point {points}: ingest attempt {i} at {} ms ({})", at.as_millis(), if killed { "killed" } else { "had finished" });
         points += 1;
         kills += usize::from(killed);
-        visible_is_committed(&crash, &clean, &["frames", "labels", "studies", "curation_log", "sources"], &format!("after ingest kill {i}")).await;
+        visible_is_committed(
+            &crash,
+            &clean,
+            &["frames", "labels", "studies", "curation_log", "sources"],
+            &format!("after ingest kill {i}"),
+        )
+        .await;
     }
     timed(&ingest(&crash));
     assert!(all_rows(&crash).await == all_rows(&clean).await, "ingest after kills = a clean ingest");
@@ -137,10 +144,15 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
     for (i, f) in fractions(sized(3, 6)).into_iter().enumerate() {
         let at = t_sched.mul_f64(f);
         let killed = kill_after(&args, at);
-        eprintln!("kill point {points}: scheduler attempt {i} at {} ms ({})", at.as_millis(), if killed { "killed" } else { "had finished" });
+        eprintln!(
+            "kill point {points}: scheduler attempt {i} at {} ms ({})",
+            at.as_millis(),
+            if killed { "killed" } else { "had finished" }
+        );
         points += 1;
         kills += usize::from(killed);
-        visible_is_committed(&sched, &sched_clean, &["frames", "labels", "label_qc", "sources"], &format!("after scheduler kill {i}")).await;
+        visible_is_committed(&sched, &sched_clean, &["frames", "labels", "label_qc", "sources"], &format!("after scheduler kill {i}"))
+            .await;
     }
     let out = Command::new(env!("CARGO_BIN_EXE_cinestream")).args(&args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -149,7 +161,10 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
         assert!(rows(&sched, t).await == rows(&sched_clean, t).await, "scheduler after kills = a clean scheduler run: {t}");
     }
     let leases = Path::new(&sched).join("_schedule/crash-job/leases");
-    let left: Vec<_> = if leases.exists() { files_under(&leases) } else { Vec::new() }.into_iter().filter(|p| !p.to_string_lossy().contains("_probe")).collect();
+    let left: Vec<_> = if leases.exists() { files_under(&leases) } else { Vec::new() }
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("_probe"))
+        .collect();
     assert!(left.is_empty(), "no lease left: {left:?}");
     assert_eq!(files_under(&Path::new(&sched).join("_schedule/crash-job/done")).len(), studies, "every folder marked done once");
     eprintln!("{points} kill points, {kills} of them killed a running process");

@@ -43,8 +43,10 @@ async fn case(defect: &str, seed: u64) -> Case {
 
 /// (problem, resolution, object_key, detail, excluded_files) rows.
 async fn findings(data: &str) -> Vec<(String, String, Option<String>, String, i64)> {
-    let b = sql(data, "SELECT problem, resolution, object_key, detail, excluded_files FROM curation_log ORDER BY problem, object_key").await;
-    let (p, r, k, d, e) = (strs(&b, "problem"), strs(&b, "resolution"), strs(&b, "object_key"), strs(&b, "detail"), i64s(&b, "excluded_files"));
+    let b =
+        sql(data, "SELECT problem, resolution, object_key, detail, excluded_files FROM curation_log ORDER BY problem, object_key").await;
+    let (p, r, k, d, e) =
+        (strs(&b, "problem"), strs(&b, "resolution"), strs(&b, "object_key"), strs(&b, "detail"), i64s(&b, "excluded_files"));
     (0..p.len()).map(|i| (p[i].clone().unwrap(), r[i].clone().unwrap(), k[i].clone(), d[i].clone().unwrap(), e[i])).collect()
 }
 

@@ -15,9 +15,9 @@ use cinestream::ingest;
 use cinestream::progress::Quiet;
 use cinestream::query::selection::{self, QuerySource};
 use cinestream::query::{Session, SessionOptions};
-use cinestream::tables::delta::{self, AsOf};
-use cinestream::tables::{legacy, maintain, self};
 use cinestream::store::StoreLocation;
+use cinestream::tables::delta::{self, AsOf};
+use cinestream::tables::{self, legacy, maintain};
 
 /// The rows of a table whose first column (study_id / source_study_id) is `study`.
 fn of_study<'a>(rows: &'a [String], study: &str) -> Vec<&'a String> {
@@ -45,14 +45,20 @@ async fn reingest_skips_present_appends_new_and_replaces_changed() {
     let rows1 = all_rows(data_s).await;
     let selection = {
         let session = Session::open(Some(&open(data_s)), &SessionOptions::default()).await.unwrap();
-        let q = QuerySource { label: "inline".into(), sql: "SELECT study_id, slice_index, frame_index FROM frames WHERE frame_index = 0".into() };
+        let q = QuerySource {
+            label: "inline".into(),
+            sql: "SELECT study_id, slice_index, frame_index FROM frames WHERE frame_index = 0".into(),
+        };
         selection::create(&session, &open(data_s), "first", &q, false).await.unwrap()
     };
 
     // The same input again: nothing added, each study reported as present.
     let again = ingest_phantom(raw_s, data_s).await;
     assert_eq!(again.sources_new, 0);
-    assert_eq!(again.sources_present.keys().cloned().collect::<BTreeSet<_>>(), report.studies[..5].iter().map(|s| s.study_id.clone()).collect());
+    assert_eq!(
+        again.sources_present.keys().cloned().collect::<BTreeSet<_>>(),
+        report.studies[..5].iter().map(|s| s.study_id.clone()).collect()
+    );
     assert!(again.sources_present.values().all(|why| why == "same objects"), "{:?}", again.sources_present);
     assert_eq!(again.files_skipped, again.image_files, "every file is accounted as skipped");
     assert!(again.commits.is_empty(), "nothing to commit: {:?}", again.commits);
@@ -68,7 +74,10 @@ async fn reingest_skips_present_appends_new_and_replaces_changed() {
     for ((table, before), (_, after)) in rows1.iter().zip(&rows3) {
         let added: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
         assert!(before.iter().all(|r| after.contains(r)), "{table}: old rows kept");
-        assert!(added.iter().all(|r| late.iter().any(|(_, id)| r.split('|').next() == Some(id))), "{table}: only the late studies' rows are new");
+        assert!(
+            added.iter().all(|r| late.iter().any(|(_, id)| r.split('|').next() == Some(id))),
+            "{table}: only the late studies' rows are new"
+        );
         if table != "curation_log" {
             assert!(!added.is_empty(), "{table}: the late studies' rows were appended");
         }
@@ -79,7 +88,8 @@ async fn reingest_skips_present_appends_new_and_replaces_changed() {
     let old = Session::open(Some(&open(data_s)), &SessionOptions { as_of: selection.as_of(), ..Default::default() }).await.unwrap();
     let n = i64s(&run_sql(&old, "SELECT count(*) AS n FROM frames").await, "n")[0];
     assert_eq!(n as usize, rows_of(&rows1, "frames").len());
-    let q = QuerySource { label: "inline".into(), sql: "SELECT study_id, slice_index, frame_index FROM frames WHERE frame_index = 0".into() };
+    let q =
+        QuerySource { label: "inline".into(), sql: "SELECT study_id, slice_index, frame_index FROM frames WHERE frame_index = 0".into() };
     let again_sel = selection::create(&old, &open(data_s), "first_again", &q, false).await.unwrap();
     assert_eq!(again_sel.file.sha256, selection.file.sha256);
     assert_eq!(again_sel.tables, selection.tables);
@@ -89,7 +99,8 @@ async fn reingest_skips_present_appends_new_and_replaces_changed() {
 
     // One study's source changes: refused without --replace, its rows swapped with it.
     let (changed_split, changed) = (&report.studies[1].split, report.studies[1].study_id.clone());
-    let file = files_under(&raw.join(changed_split).join(&changed)).into_iter().find(|f| f.extension().is_some_and(|e| e == "dcm")).unwrap();
+    let file =
+        files_under(&raw.join(changed_split).join(&changed)).into_iter().find(|f| f.extension().is_some_and(|e| e == "dcm")).unwrap();
     let mut bytes = std::fs::read(&file).unwrap();
     let n = bytes.len();
     for b in &mut bytes[n - 64..] {
@@ -116,7 +127,11 @@ async fn reingest_skips_present_appends_new_and_replaces_changed() {
     let t = delta::open(&open(data_s), "frames", &AsOf::Latest).await.unwrap().unwrap();
     let last = &delta::history(&t, Some(1)).await.unwrap()[0];
     let info = &last.info["cinestream"];
-    assert_eq!((info["rows_removed"].as_u64(), info["rows_added"].as_u64()), (Some(old_frames.len() as u64), Some(new_frames.len() as u64)), "{info}");
+    assert_eq!(
+        (info["rows_removed"].as_u64(), info["rows_added"].as_u64()),
+        (Some(old_frames.len() as u64), Some(new_frames.len() as u64)),
+        "{info}"
+    );
     assert!(last.operation_parameters.as_ref().unwrap()["predicate"].as_str().unwrap().contains(&format!("'{changed}'")));
 
     // The history through the CLI.
@@ -200,8 +215,14 @@ async fn kill_and_rerun(raw: &str, data_of: impl Fn(usize) -> String, seed: u64,
         let seen = visible_counts(&data).await;
         // cinestream sees the run in every table or in none (tables::publish); an engine reading
         // one table at a time sees each table's commit whole or not at all.
-        let committed: Vec<&String> = seen.iter().filter(|(t, (_, py))| py.is_some_and(|p| p == full[*t] && p > 0)).map(|(t, _)| t).collect();
-        println!("kill point {i}: SIGKILL after {:.3} s of a {:.3} s run{}; tables committed before the kill: {committed:?}", at.as_secs_f64(), clean_time.as_secs_f64(), if finished { " (it had finished)" } else { "" });
+        let committed: Vec<&String> =
+            seen.iter().filter(|(t, (_, py))| py.is_some_and(|p| p == full[*t] && p > 0)).map(|(t, _)| t).collect();
+        println!(
+            "kill point {i}: SIGKILL after {:.3} s of a {:.3} s run{}; tables committed before the kill: {committed:?}",
+            at.as_secs_f64(),
+            clean_time.as_secs_f64(),
+            if finished { " (it had finished)" } else { "" }
+        );
         let ours: BTreeSet<bool> = seen.iter().map(|(t, (n, _))| *n == full[t]).collect();
         let none = seen.values().all(|(n, _)| *n == 0);
         if none && !committed.is_empty() {
@@ -226,7 +247,9 @@ async fn kill_and_rerun(raw: &str, data_of: impl Fn(usize) -> String, seed: u64,
         assert!(orphans(&loc).await.is_empty(), "kill point {i}: vacuum removed the orphans");
         assert_eq!(all_rows(&data).await, want, "kill point {i}: vacuum kept every committed row");
     }
-    println!("{points} kill points: {orphaned_total} orphaned files found and vacuumed; at {hidden_points} the killed run had committed tables that cinestream kept hidden (unpublished)");
+    println!(
+        "{points} kill points: {orphaned_total} orphaned files found and vacuumed; at {hidden_points} the killed run had committed tables that cinestream kept hidden (unpublished)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +291,12 @@ async fn concurrent_ingests_of_disjoint_studies_both_commit_on_s3() {
         .map(|input| {
             let mut args = phantom_ingest_args(raw_s, &out);
             args[2] = input.to_str().unwrap().to_string();
-            std::process::Command::new(env!("CARGO_BIN_EXE_cinestream")).args(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+            std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"))
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     for c in children {
@@ -307,7 +335,11 @@ async fn other_engines_read_every_table() {
         let n = table_rows(data.to_str().unwrap(), t, &[]).await.len() as u64;
         assert!(n > 0, "{t} has rows");
         let s = &seen[t];
-        assert_eq!((s["pandas_rows"].as_u64(), s["polars_rows"].as_u64(), s["duckdb_rows"].as_u64()), (Some(n), Some(n), Some(n)), "{t}: {s}");
+        assert_eq!(
+            (s["pandas_rows"].as_u64(), s["polars_rows"].as_u64(), s["duckdb_rows"].as_u64()),
+            (Some(n), Some(n), Some(n)),
+            "{t}: {s}"
+        );
         let ours: Vec<String> = tables::schema(t).unwrap().fields().iter().map(|f| f.name().clone()).collect();
         let cols: Vec<String> = serde_json::from_value(s["columns"].clone()).unwrap();
         let pl: Vec<String> = serde_json::from_value(s["polars_columns"].clone()).unwrap();
@@ -373,7 +405,11 @@ async fn manifest_prefixes_are_refused_then_upgraded() {
     let mut m2 = m.clone();
     m2["tables"]["frames"]["files"][0]["sha256"] = "00".repeat(32).into();
     m2["tables"] = serde_json::json!({ "frames": m2["tables"]["frames"] });
-    open(bad.to_str().unwrap()).store.put(&open(bad.to_str().unwrap()).child("_manifest/x.json"), serde_json::to_vec(&m2).unwrap().into()).await.unwrap();
+    open(bad.to_str().unwrap())
+        .store
+        .put(&open(bad.to_str().unwrap()).child("_manifest/x.json"), serde_json::to_vec(&m2).unwrap().into())
+        .await
+        .unwrap();
     std::fs::remove_dir_all(bad.join("frames/_delta_log")).ok();
     let (ok, _, err) = cli(&["upgrade", "--data", bad.to_str().unwrap()]);
     assert!(!ok && err.contains("SHA-256"), "{err}");
@@ -386,7 +422,8 @@ fn studies_schema_2() -> arrow::datatypes::SchemaRef {
     Arc::new(arrow::datatypes::Schema::new(full.fields()[..n].to_vec()))
 }
 
-static STUDIES_2: cinestream::tables::spec::TableSpec = cinestream::tables::spec::TableSpec { schema_fn: studies_schema_2, ..tables::STUDIES };
+static STUDIES_2: cinestream::tables::spec::TableSpec =
+    cinestream::tables::spec::TableSpec { schema_fn: studies_schema_2, ..tables::STUDIES };
 
 /// A prefix whose `studies` an earlier cinestream wrote (no geometry columns): readers read it,
 /// writers refuse it and say to upgrade, `upgrade` adds the columns (null in the old rows), and
@@ -411,8 +448,17 @@ async fn tables_of_an_earlier_schema_are_upgraded_in_place() {
     }
     let files = w.finish().await.unwrap();
     let mut t2 = delta::open_or_create(&to, "studies", &studies_schema_2(), tables::STATS_COLUMNS, Default::default()).await.unwrap();
-    let operation = deltalake_core::protocol::DeltaOperation::Write { mode: deltalake_core::protocol::SaveMode::Append, partition_by: None, predicate: None };
-    delta::commit(&mut t2, delta::CommitSpec { app_id: "schema-2-writer".into(), adds: files, removes: vec![], operation, info: Default::default() }).await.unwrap();
+    let operation = deltalake_core::protocol::DeltaOperation::Write {
+        mode: deltalake_core::protocol::SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    delta::commit(
+        &mut t2,
+        delta::CommitSpec { app_id: "schema-2-writer".into(), adds: files, removes: vec![], operation, info: Default::default() },
+    )
+    .await
+    .unwrap();
 
     // Readers need no upgrade: the new columns read as null.
     let nulls = "SELECT count(*) AS n FROM studies WHERE origin_x_mm IS NULL AND slice_direction_z IS NULL";

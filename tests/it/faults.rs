@@ -103,7 +103,10 @@ async fn read_request(s: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
         buf.extend_from_slice(&chunk[..k]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
     while buf.len() < head_end + len {
         let k = s.read(&mut chunk).await?;
         if k == 0 {
@@ -126,20 +129,34 @@ async fn reset(s: TcpStream) {
     drop(s);
 }
 
-async fn serve_one(mut client: TcpStream, upstream: &str, rule: impl Fn(&[u8]) -> Option<u8>, stall: Duration, counts: &FaultCounts) -> std::io::Result<()> {
+async fn serve_one(
+    mut client: TcpStream,
+    upstream: &str,
+    rule: impl Fn(&[u8]) -> Option<u8>,
+    stall: Duration,
+    counts: &FaultCounts,
+) -> std::io::Result<()> {
     let Some(request) = read_request(&mut client).await? else { return Ok(()) };
     let fault = rule(&request);
     counts.requests.fetch_add(1, Ordering::SeqCst);
-    let reply = |status: &str, body: &str| format!("HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let reply = |status: &str, body: &str| {
+        format!("HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    };
     match fault {
         Some(0) => {
             counts.e500.fetch_add(1, Ordering::SeqCst);
-            client.write_all(reply("500 Internal Server Error", "<Error><Code>InternalError</Code><Message>injected</Message></Error>").as_bytes()).await?;
+            client
+                .write_all(
+                    reply("500 Internal Server Error", "<Error><Code>InternalError</Code><Message>injected</Message></Error>").as_bytes(),
+                )
+                .await?;
             return client.shutdown().await;
         }
         Some(1) => {
             counts.e503.fetch_add(1, Ordering::SeqCst);
-            client.write_all(reply("503 Service Unavailable", "<Error><Code>SlowDown</Code><Message>injected</Message></Error>").as_bytes()).await?;
+            client
+                .write_all(reply("503 Service Unavailable", "<Error><Code>SlowDown</Code><Message>injected</Message></Error>").as_bytes())
+                .await?;
             return client.shutdown().await;
         }
         Some(2) => {
@@ -202,19 +219,38 @@ async fn ingest_and_labelling_through_a_faulty_network_write_what_a_clean_run_wr
         let out = format!("{base}/{name}");
         let mut args = phantom_ingest_args(&format!("{base}/raw"), &out);
         let ingest_file = dir.path().join("ingest.toml");
-        std::fs::write(&ingest_file, format!("{}\n[ingest]\ninput = \"{base}/raw\"\noutput = \"{out}\"\n", std::fs::read_to_string(&settings).unwrap())).unwrap();
+        std::fs::write(
+            &ingest_file,
+            format!("{}\n[ingest]\ninput = \"{base}/raw\"\noutput = \"{out}\"\n", std::fs::read_to_string(&settings).unwrap()),
+        )
+        .unwrap();
         args.extend(["--pipeline".into(), ingest_file.to_str().unwrap().into(), "-q".into()]);
         run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>(), endpoint);
-        std::fs::write(dir.path().join("label.toml"), format!("{}\n[label]\ndata = \"{out}\"\nmodel = \"{model}\"\nlabeller = \"tiny\"\n", std::fs::read_to_string(&settings).unwrap())).unwrap();
+        std::fs::write(
+            dir.path().join("label.toml"),
+            format!(
+                "{}\n[label]\ndata = \"{out}\"\nmodel = \"{model}\"\nlabeller = \"tiny\"\n",
+                std::fs::read_to_string(&settings).unwrap()
+            ),
+        )
+        .unwrap();
         run_cli(&["-q", "label", "--pipeline", dir.path().join("label.toml").to_str().unwrap()], endpoint);
         out
     };
     // Many quick retries, and a timeout the stalls exceed.
-    std::fs::write(&settings, "[store]\nmax_retries = 12\ninitial_backoff_ms = 20\nmax_backoff_s = 0.5\nrequest_timeout_s = 2\nretry_timeout_s = 120\n").unwrap();
+    std::fs::write(
+        &settings,
+        "[store]\nmax_retries = 12\ninitial_backoff_ms = 20\nmax_backoff_s = 0.5\nrequest_timeout_s = 2\nretry_timeout_s = 120\n",
+    )
+    .unwrap();
     let clean = run("clean", None);
     let faulty = run("faulty", Some(&proxy));
     eprintln!("fault proxy: {}", counts.line());
-    assert!(counts.faults() as f64 >= 0.10 * counts.requests.load(Ordering::SeqCst) as f64, "at least 10% of requests faulted: {}", counts.line());
+    assert!(
+        counts.faults() as f64 >= 0.10 * counts.requests.load(Ordering::SeqCst) as f64,
+        "at least 10% of requests faulted: {}",
+        counts.line()
+    );
     for kind in [&counts.e500, &counts.e503, &counts.reset_before, &counts.reset_after, &counts.stalled] {
         assert!(kind.load(Ordering::SeqCst) > 0, "every kind of fault happened: {}", counts.line());
     }
@@ -243,15 +279,27 @@ async fn a_storage_failure_in_the_middle_of_a_read_exits_75() {
     let data = format!("s3://{bucket}/{}", unique("midread"));
     ingest_phantom(raw.to_str().unwrap(), &data).await;
     let model = dir.path().join("levels.onnx");
-    assert!(std::process::Command::new("python3").args(["scripts/onnx_level_model.py", model.to_str().unwrap(), "nchw"]).status().unwrap().success());
-    std::fs::write(dir.path().join("levels.toml"), crate::label_onnx::contract("nchw", "{ kind = \"pad_multiple\", multiple = 16 }", false)).unwrap();
+    assert!(
+        std::process::Command::new("python3")
+            .args(["scripts/onnx_level_model.py", model.to_str().unwrap(), "nchw"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(
+        dir.path().join("levels.toml"),
+        crate::label_onnx::contract("nchw", "{ kind = \"pad_multiple\", multiple = 16 }", false),
+    )
+    .unwrap();
     // Few, quick retries: the failure is permanent for this test.
     let store = "[store]\nmax_retries = 1\ninitial_backoff_ms = 10\nmax_backoff_s = 0.1\nretry_timeout_s = 5\n";
     let settings = dir.path().join("store.toml");
     std::fs::write(&settings, store).unwrap();
     let label_file = dir.path().join("label.toml");
-    std::fs::write(&label_file, format!("{store}[label]\ndata = \"{data}\"\nmodel = \"{}\"\nlabeller = \"levels\"\n", model.display())).unwrap();
-    let sql_args = ["sql", "--data", &data, "--pipeline", settings.to_str().unwrap(), "SELECT count(*) AS n, sum(lv_pixels) AS lv FROM labels"];
+    std::fs::write(&label_file, format!("{store}[label]\ndata = \"{data}\"\nmodel = \"{}\"\nlabeller = \"levels\"\n", model.display()))
+        .unwrap();
+    let sql_args =
+        ["sql", "--data", &data, "--pipeline", settings.to_str().unwrap(), "SELECT count(*) AS n, sum(lv_pixels) AS lv FROM labels"];
     let label_args = ["-q", "label", "--pipeline", label_file.to_str().unwrap()];
     let counts = Arc::new(FaultCounts::default());
     let proxy = data_reads_fail_proxy(upstream, counts.clone()).await;

@@ -67,11 +67,16 @@ async fn labelling_reproduces_trainings_dice_and_runs_exactly_once() {
     let valid_frames = count(&data, "SELECT count(*) AS n FROM frames WHERE split = 'validate'").await;
     let (lv, my, n) = dice_against_phantom(&data, "tiny").await;
     assert_eq!(n as i64, valid_frames, "every frame of the selection labelled once");
-    assert!((lv - train_lv).abs() < 1e-4 && (my - train_my).abs() < 1e-4, "labelling's Dice LV {lv:.6} MY {my:.6} against training's {train_lv} {train_my}");
+    assert!(
+        (lv - train_lv).abs() < 1e-4 && (my - train_my).abs() < 1e-4,
+        "labelling's Dice LV {lv:.6} MY {my:.6} against training's {train_lv} {train_my}"
+    );
     let qc = sql(&data, "SELECT count(*) AS n, count(DISTINCT study_id) AS s FROM label_qc WHERE labeller = 'tiny'").await;
     assert_eq!((i64s(&qc, "n")[0], i64s(&qc, "s")[0]), (1, 1), "one QC row for the validation study");
     // The counts in `labels` are the masks' own.
-    let wrong = count(&data, "SELECT count(*) AS n FROM labels WHERE labeller = 'tiny' AND lv_pixels + my_pixels + rv_pixels > height * width").await;
+    let wrong =
+        count(&data, "SELECT count(*) AS n FROM labels WHERE labeller = 'tiny' AND lv_pixels + my_pixels + rv_pixels > height * width")
+            .await;
     assert_eq!(wrong, 0);
 
     // A rerun labels nothing and commits nothing.
@@ -95,7 +100,10 @@ async fn labelling_reproduces_trainings_dice_and_runs_exactly_once() {
     assert_eq!(dice_against_phantom(&data, "tiny").await.0, lv, "the same model gives the same masks");
     assert_eq!(versions(&data), before + 1, "one commit of labels");
     // Other labellers' rows are untouched.
-    assert_eq!(count(&data, "SELECT count(*) AS n FROM labels WHERE labeller = 'phantom'").await, count(&data, "SELECT count(*) AS n FROM frames").await);
+    assert_eq!(
+        count(&data, "SELECT count(*) AS n FROM labels WHERE labeller = 'phantom'").await,
+        count(&data, "SELECT count(*) AS n FROM frames").await
+    );
 }
 
 /// A labelling run SIGKILLed at seeded points and rerun ends with exactly one committed row per
@@ -106,7 +114,9 @@ async fn a_killed_labelling_run_reruns_to_one_row_per_frame() {
     let data = phantom_data(dir.path(), 5).await;
     let (model, _) = tiny_model(dir.path(), &data);
     let frames = count(&data, "SELECT count(*) AS n FROM frames").await;
-    let args = |labeller: &str| vec!["label".to_string(), "--data".into(), data.clone(), "--model".into(), model.clone(), "--labeller".into(), labeller.into()];
+    let args = |labeller: &str| {
+        vec!["label".to_string(), "--data".into(), data.clone(), "--model".into(), model.clone(), "--labeller".into(), labeller.into()]
+    };
     let started = Instant::now();
     let (ok, _, err) = cli(&args("clean").iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
@@ -115,14 +125,26 @@ async fn a_killed_labelling_run_reruns_to_one_row_per_frame() {
     for point in 0..4 {
         let labeller = format!("killed{point}");
         let at = Duration::from_secs_f64(rng.random_range(0.1..1.0) * clean.as_secs_f64());
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream")).args(args(&labeller)).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"))
+            .args(args(&labeller))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(at);
         child.kill().unwrap_or(());
         child.wait().unwrap();
         let seen = count(&data, &format!("SELECT count(*) AS n FROM labels WHERE labeller = '{labeller}'")).await;
         let qc = count(&data, &format!("SELECT count(*) AS n FROM label_qc WHERE labeller = '{labeller}'")).await;
-        println!("kill point {point}: SIGKILL after {:.2} s of a {:.2} s run: {seen} label rows, {qc} QC rows visible", at.as_secs_f64(), clean.as_secs_f64());
-        assert!((seen, qc) == (0, 0) || (seen, qc) == (frames, 5), "kill point {point}: a partial run is visible: {seen} rows, {qc} QC rows");
+        println!(
+            "kill point {point}: SIGKILL after {:.2} s of a {:.2} s run: {seen} label rows, {qc} QC rows visible",
+            at.as_secs_f64(),
+            clean.as_secs_f64()
+        );
+        assert!(
+            (seen, qc) == (0, 0) || (seen, qc) == (frames, 5),
+            "kill point {point}: a partial run is visible: {seen} rows, {qc} QC rows"
+        );
         let (ok, _, err) = cli(&args(&labeller).iter().map(String::as_str).collect::<Vec<_>>());
         assert!(ok, "kill point {point}: the rerun failed: {err}");
         let rows = sql(&data, &format!("SELECT count(*) AS n, count(DISTINCT concat(study_id, '/', slice_index, '/', frame_index)) AS d FROM labels WHERE labeller = '{labeller}'")).await;
@@ -173,7 +195,8 @@ async fn bad_labelling_input_fails_clearly_and_commits_nothing() {
     std::fs::write(&weights, bytes).unwrap();
     let (ok, _, err) = label(&["--data", &data, "--model", &model, "--labeller", "x"]);
     assert!(!ok && err.contains("SHA-256"), "{err}");
-    let labels: BTreeSet<String> = strs(&sql(&data, "SELECT DISTINCT labeller FROM labels").await, "labeller").into_iter().flatten().collect();
+    let labels: BTreeSet<String> =
+        strs(&sql(&data, "SELECT DISTINCT labeller FROM labels").await, "labeller").into_iter().flatten().collect();
     assert_eq!(labels, BTreeSet::from(["phantom".to_string()]), "nothing was committed");
     assert_eq!(log_lines(), before, "no table commit");
 }

@@ -17,9 +17,13 @@ fn torch_python(test: &str) -> Option<String> {
     let runtime = std::process::Command::new("python3").args(["-c", "import onnxruntime"]).status().is_ok_and(|s| s.success());
     match (ok && runtime, std::env::var("CINESTREAM_REQUIRE_TOOLS").is_ok()) {
         (true, _) => Some(python),
-        (false, true) => panic!("{test}: CINESTREAM_REQUIRE_TOOLS is set but `{python}` cannot import torch, safetensors and onnx, or python3 cannot import onnxruntime (scripts/test.sh installs them)"),
+        (false, true) => panic!(
+            "{test}: CINESTREAM_REQUIRE_TOOLS is set but `{python}` cannot import torch, safetensors and onnx, or python3 cannot import onnxruntime (scripts/test.sh installs them)"
+        ),
         (false, false) => {
-            eprintln!("SKIPPED {test}: needs CINESTREAM_TORCH_PYTHON with torch, safetensors, onnx, and python3 with onnxruntime (scripts/test.sh installs them)");
+            eprintln!(
+                "SKIPPED {test}: needs CINESTREAM_TORCH_PYTHON with torch, safetensors, onnx, and python3 with onnxruntime (scripts/test.sh installs them)"
+            );
             None
         }
     }
@@ -85,7 +89,10 @@ async fn burn_and_onnx_engines_label_alike_on_s3() {
     assert_eq!(frames, all, "both engines labelled every frame once");
     let agree = same as f64 / total as f64;
     println!("engines: {frames} frames, {total} pixels, {:.5}% agree; LV {} px, MY {} px (Burn)", 100.0 * agree, labelled[1], labelled[2]);
-    assert!(labelled[1] > total / 500 && labelled[2] > total / 500, "the model labels LV and MY ({labelled:?} of {total} px): the comparison would be trivial otherwise");
+    assert!(
+        labelled[1] > total / 500 && labelled[2] > total / 500,
+        "the model labels LV and MY ({labelled:?} of {total} px): the comparison would be trivial otherwise"
+    );
     assert!(agree >= 0.999, "the engines' masks agree on {:.4}% of pixels (goal ≥ 99.9%)", 100.0 * agree);
 
     let (burn, onnx) = (volumes(&data, "burn").await, volumes(&data, "onnx").await);
@@ -93,6 +100,9 @@ async fn burn_and_onnx_engines_label_alike_on_s3() {
     for (study, (edv, esv)) in &burn {
         let (o_edv, o_esv) = onnx[study];
         println!("{study}: EDV {edv:.2} / {o_edv:.2} mL, ESV {esv:.2} / {o_esv:.2} mL (Burn / ONNX)");
-        assert!(*edv > 0.0 && rel(o_edv, *edv) <= 0.005 && rel(o_esv, *esv) <= 0.005, "{study}: Burn EDV {edv} ESV {esv}, ONNX EDV {o_edv} ESV {o_esv}");
+        assert!(
+            *edv > 0.0 && rel(o_edv, *edv) <= 0.005 && rel(o_esv, *esv) <= 0.005,
+            "{study}: Burn EDV {edv} ESV {esv}, ONNX EDV {o_edv} ESV {o_esv}"
+        );
     }
 }

@@ -12,7 +12,7 @@ use arrow::array::{ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array, I
 
 use crate::common::*;
 use cinestream::tables::writer::ShardConfig;
-use cinestream::tables::{RunInfo, ShardSet, TableChange, commit_run, self};
+use cinestream::tables::{self, RunInfo, ShardSet, TableChange, commit_run};
 
 /// The ONNX Runtime library and the `onnx` package, or `None` (said) when absent outside CI.
 pub fn onnx_tools(test: &str) -> Option<()> {
@@ -21,7 +21,9 @@ pub fn onnx_tools(test: &str) -> Option<()> {
         return Some(());
     }
     if std::env::var("CINESTREAM_REQUIRE_TOOLS").is_ok() {
-        panic!("{test}: CINESTREAM_REQUIRE_TOOLS is set but python3 cannot import onnx and onnxruntime (pip install onnx onnxruntime==1.31.1)");
+        panic!(
+            "{test}: CINESTREAM_REQUIRE_TOOLS is set but python3 cannot import onnx and onnxruntime (pip install onnx onnxruntime==1.31.1)"
+        );
     }
     eprintln!("SKIPPED {test}: pip install onnx onnxruntime==1.31.1");
     None
@@ -43,7 +45,8 @@ async fn synthetic_frames(data: &str) {
     for (id, h, w) in STUDIES {
         let keys: Vec<(i32, i32)> = (0..2).flat_map(|k| (0..2).map(move |t| (k, t))).collect();
         let n = keys.len();
-        let pixels: Vec<Vec<u8>> = keys.iter().map(|(_, t)| (0..h * w).flat_map(|p| (level(p / w, p % w, *t as usize) * 1000).to_le_bytes()).collect()).collect();
+        let pixels: Vec<Vec<u8>> =
+            keys.iter().map(|(_, t)| (0..h * w).flat_map(|p| (level(p / w, p % w, *t as usize) * 1000).to_le_bytes()).collect()).collect();
         let f = |v: f64| Arc::new(Float64Array::from(vec![v; n])) as ArrayRef;
         let cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![id; n])),
@@ -68,7 +71,13 @@ async fn synthetic_frames(data: &str) {
         shards.write(&tables::FRAMES, RecordBatch::try_new(tables::FRAMES.schema(), cols).unwrap()).await.unwrap();
     }
     let changes = shards.finish().await.unwrap().into_iter().map(|(t, adds)| (t, TableChange { adds, ..Default::default() })).collect();
-    let run = RunInfo { app_id: "synthetic-frames".into(), command: "test".into(), run_id: "synthetic".into(), summary: serde_json::json!({}), config: serde_json::json!({}) };
+    let run = RunInfo {
+        app_id: "synthetic-frames".into(),
+        command: "test".into(),
+        run_id: "synthetic".into(),
+        summary: serde_json::json!({}),
+        config: serde_json::json!({}),
+    };
     commit_run(&out, &run, &tables::INGEST, changes).await.unwrap();
 }
 
@@ -121,7 +130,19 @@ async fn the_onnx_engine_applies_the_contract_exactly() {
         let c = dir.path().join(format!("{labeller}.toml"));
         std::fs::write(&c, contract(layout, size, transpose)).unwrap();
         let filter = format!("study_id IN ({studies})");
-        let (ok, out, err) = cli(&["label", "--data", &data, "--model", &models[layout], "--contract", c.to_str().unwrap(), "--labeller", labeller, "--where", &filter]);
+        let (ok, out, err) = cli(&[
+            "label",
+            "--data",
+            &data,
+            "--model",
+            &models[layout],
+            "--contract",
+            c.to_str().unwrap(),
+            "--labeller",
+            labeller,
+            "--where",
+            &filter,
+        ]);
         assert!(ok, "{labeller}: {err}");
         assert!(out.contains("label summary"), "{out}");
         let rows = sql(&data, &format!("SELECT study_id, frame_index, height, width, lv_pixels, my_pixels, rv_pixels, mask FROM labels WHERE labeller = '{labeller}'")).await;
@@ -129,11 +150,19 @@ async fn the_onnx_engine_applies_the_contract_exactly() {
         for b in &rows {
             let ids = strs(&[b.clone()], "study_id");
             let ints = |name: &str| i64s(&[b.clone()], name);
-            let (t, h, w, lv, my, rv) = (ints("frame_index"), ints("height"), ints("width"), ints("lv_pixels"), ints("my_pixels"), ints("rv_pixels"));
+            let (t, h, w, lv, my, rv) =
+                (ints("frame_index"), ints("height"), ints("width"), ints("lv_pixels"), ints("my_pixels"), ints("rv_pixels"));
             let masks = b.column_by_name("mask").unwrap().as_binary::<i32>();
             for i in 0..b.num_rows() {
                 let want = expected(h[i] as usize, w[i] as usize, t[i] as usize, crop);
-                assert!(masks.value(i) == want.as_slice(), "{labeller}: study {:?} frame {}: the mask differs from the contract's ({} of {} pixels)", ids[i], t[i], masks.value(i).iter().zip(&want).filter(|(a, b)| a != b).count(), want.len());
+                assert!(
+                    masks.value(i) == want.as_slice(),
+                    "{labeller}: study {:?} frame {}: the mask differs from the contract's ({} of {} pixels)",
+                    ids[i],
+                    t[i],
+                    masks.value(i).iter().zip(&want).filter(|(a, b)| a != b).count(),
+                    want.len()
+                );
                 let count = |class: u8| want.iter().filter(|v| **v == class).count() as i64;
                 assert_eq!((lv[i], my[i], rv[i]), (count(1), count(2), count(3)), "{labeller}: counts");
                 n += 1;
@@ -150,7 +179,13 @@ async fn onnx_contract_errors_and_a_missing_runtime_fail_clearly() {
     let data = dir.path().join("data").display().to_string();
     synthetic_frames(&data).await;
     let model = dir.path().join("levels.onnx");
-    assert!(std::process::Command::new("python3").args(["scripts/onnx_level_model.py", model.to_str().unwrap(), "nchw"]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("python3")
+            .args(["scripts/onnx_level_model.py", model.to_str().unwrap(), "nchw"])
+            .status()
+            .unwrap()
+            .success()
+    );
     let model = model.display().to_string();
     let good = contract("nchw", "{ kind = \"pad_multiple\", multiple = 16 }", false);
     let attempt = |text: &str, env: Option<(&str, &str)>| {

@@ -21,6 +21,6 @@ mod schemas;
 mod sql;
 mod storage;
 mod torchvision;
+mod train;
 mod viewer;
 mod workers;
-mod train;

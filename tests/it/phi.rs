@@ -3,7 +3,6 @@
 
 use crate::common::output_texts;
 
-
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -14,18 +13,30 @@ fn no_planted_phi_reaches_any_output() {
     let (raw, data) = (dir.path().join("raw"), dir.path().join("data"));
     let bin = env!("CARGO_BIN_EXE_cinestream");
     let seed = 77u64;
-    let s = std::process::Command::new(bin).args(["synth", "--out", raw.to_str().unwrap(), "--studies", "4", "--seed", "77", "--defects", "all"]).output().unwrap();
+    let s = std::process::Command::new(bin)
+        .args(["synth", "--out", raw.to_str().unwrap(), "--studies", "4", "--seed", "77", "--defects", "all"])
+        .output()
+        .unwrap();
     assert!(s.status.success());
     let labels = raw.join("truth");
     let out = std::process::Command::new(bin)
-        .args(["--json", "-vv", "ingest", "--input", raw.to_str().unwrap(), "--output", data.to_str().unwrap(), "--labels", labels.to_str().unwrap()])
+        .args([
+            "--json",
+            "-vv",
+            "ingest",
+            "--input",
+            raw.to_str().unwrap(),
+            "--output",
+            data.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let secrets: Vec<String> = (0..4)
-        .flat_map(|i| cinestream::synth::identity(seed, cinestream::synth::study_place(i).1).secrets())
-        .collect();
+    let secrets: Vec<String> =
+        (0..4).flat_map(|i| cinestream::synth::identity(seed, cinestream::synth::study_place(i).1).secrets()).collect();
     // The planted values really are in the input (the test would be empty otherwise).
     let any_input = std::fs::read(raw.join("train/1/study/sax_5/IM-0005-0001.dcm")).unwrap();
     let planted = cinestream::synth::identity(seed, 1);

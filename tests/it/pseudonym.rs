@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cinestream::ingest::IngestConfig;
-use cinestream::source::pseudonym::{self, KeyError, PseudonymKey};
 use cinestream::ingest::{self, IngestError};
 use cinestream::progress::Quiet;
+use cinestream::source::pseudonym::{self, KeyError, PseudonymKey};
 
 use crate::common;
 
@@ -54,7 +54,8 @@ async fn pseudonym_keys_are_required_recorded_and_enforced() {
     assert!(ids[0].starts_with('s') && ids[0].len() == 17, "{ids:?}");
     let marker = std::fs::read_to_string(data.join(pseudonym::MARKER)).unwrap();
     assert!(marker.contains(&k1.fingerprint()), "{marker}");
-    let log = common::files_under(&data.join("sources/_delta_log")).into_iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>();
+    let log =
+        common::files_under(&data.join("sources/_delta_log")).into_iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<String>();
     assert!(log.contains(&k1.fingerprint()), "the sources commit records the key's fingerprint");
     for (name, bytes) in common::output_texts(&data) {
         assert!(!String::from_utf8_lossy(&bytes).contains("key-one"), "the key reached {name}");
@@ -96,7 +97,10 @@ async fn pseudonym_keys_are_required_recorded_and_enforced() {
     let ingest_args = ["ingest", "--input", first.to_str().unwrap(), "--output", cli_data.to_str().unwrap(), "--quiet"];
     let (code, _, stderr) = cli(&ingest_args);
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("CINESTREAM_PSEUDONYM_KEY") && stderr.contains("cinestream key create") && stderr.contains("00000.dcm"), "{stderr}");
+    assert!(
+        stderr.contains("CINESTREAM_PSEUDONYM_KEY") && stderr.contains("cinestream key create") && stderr.contains("00000.dcm"),
+        "{stderr}"
+    );
     assert!(!cli_data.join("frames").exists(), "nothing written without a key");
     let (code, stdout, stderr) = cli(&["key", "create"]);
     assert_eq!(code, Some(0), "{stderr}");

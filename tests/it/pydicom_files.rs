@@ -18,9 +18,7 @@ fn inventory() -> Option<Vec<Row>> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/pydicom_inventory.py");
     let out = std::process::Command::new("python3").arg(script).output();
     match out {
-        Ok(o) if o.status.success() => Some(
-            String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect(),
-        ),
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()),
         other if std::env::var("CINESTREAM_REQUIRE_TOOLS").is_ok() => {
             panic!("pydicom inventory failed (pip install pydicom pydicom-data numpy): {other:?}")
         }
@@ -58,8 +56,15 @@ fn pydicom_mr_files_are_read_or_refused_clearly() {
                 // A refusal must be for a reason the file really has, not a decoding gap on
                 // something we claim to support.
                 let pydicom_decoded_single_frame = r.pixel_sum.is_some() && r.frames == 1;
-                let claimed = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70"]
-                    .contains(&r.transfer_syntax.as_str());
+                let claimed = [
+                    "1.2.840.10008.1.2",
+                    "1.2.840.10008.1.2.1",
+                    "1.2.840.10008.1.2.2",
+                    "1.2.840.10008.1.2.5",
+                    "1.2.840.10008.1.2.4.50",
+                    "1.2.840.10008.1.2.4.70",
+                ]
+                .contains(&r.transfer_syntax.as_str());
                 if pydicom_decoded_single_frame && claimed {
                     assert!(
                         matches!(e, Unreadable::Corrupt(_) | Unreadable::MissingAttribute(_)),

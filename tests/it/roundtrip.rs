@@ -19,7 +19,10 @@ async fn roundtrip(raw: &str, data: &str) {
     assert_eq!(ingest.side_files, 5 + 4, "5 truth parquet files, 3 CSVs and synth.json are not images");
 
     let counts = sql(data, "SELECT (SELECT COUNT(*) FROM frames) AS f, (SELECT COUNT(*) FROM labels) AS l, (SELECT COUNT(*) FROM studies) AS s, (SELECT COUNT(*) FROM curation_log) AS c").await;
-    assert_eq!((i64s(&counts, "f")[0], i64s(&counts, "l")[0], i64s(&counts, "s")[0], i64s(&counts, "c")[0]), (images as i64, images as i64, 5, 0));
+    assert_eq!(
+        (i64s(&counts, "f")[0], i64s(&counts, "l")[0], i64s(&counts, "s")[0], i64s(&counts, "c")[0]),
+        (images as i64, images as i64, 5, 0)
+    );
 
     let studies = sql(data, "SELECT study_id, split, n_slices, n_frames, truth_esv_ml, truth_edv_ml FROM studies ORDER BY study_id").await;
     let vols = label_volumes(data).await;
@@ -35,15 +38,19 @@ async fn roundtrip(raw: &str, data: &str) {
         assert!(rel(esv, t.esv_ml) < 1e-9 && rel(edv, t.edv_ml) < 1e-9, "{id}: {esv} {edv} vs {} {}", t.esv_ml, t.edv_ml);
     }
     // Slice 0 is the most apical: its LV is the smallest non-empty cross-section at ED.
-    let apex = sql(data, "SELECT slice_index, slice_location_mm FROM frames WHERE study_id = '1' AND frame_index = 0 ORDER BY slice_index").await;
+    let apex =
+        sql(data, "SELECT slice_index, slice_location_mm FROM frames WHERE study_id = '1' AND frame_index = 0 ORDER BY slice_index").await;
     let locs: Vec<f64> = f64s(&apex, "slice_location_mm").into_iter().map(Option::unwrap).collect();
     assert!(locs.windows(2).all(|w| w[0] > w[1]), "slice_location_mm decreases from apex to base: {locs:?}");
     // Pixels are u16 little-endian, height × width.
     let px = sql(data, "SELECT height, width, pixels FROM frames LIMIT 3").await;
-    let blobs: Vec<usize> = px.iter().flat_map(|b| {
-        let a = b.column_by_name("pixels").unwrap().as_binary::<i32>().clone();
-        (0..a.len()).map(move |i| a.value(i).len())
-    }).collect();
+    let blobs: Vec<usize> = px
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name("pixels").unwrap().as_binary::<i32>().clone();
+            (0..a.len()).map(move |i| a.value(i).len())
+        })
+        .collect();
     assert_eq!(blobs.len(), 3);
     for (i, n) in blobs.iter().enumerate() {
         assert_eq!(*n as i64, 2 * i64s(&px, "height")[i] * i64s(&px, "width")[i]);
@@ -60,7 +67,20 @@ async fn studies_geometry_places_every_slice_where_its_dicom_says() {
     let (raw, data) = (dir.path().join("raw"), dir.path().join("data"));
     synth(raw.to_str().unwrap(), 3, 5, "none").await;
     ingest_phantom(raw.to_str().unwrap(), data.to_str().unwrap()).await;
-    let cols = ["origin_x_mm", "origin_y_mm", "origin_z_mm", "orientation_row_x", "orientation_row_y", "orientation_row_z", "orientation_col_x", "orientation_col_y", "orientation_col_z", "slice_direction_x", "slice_direction_y", "slice_direction_z"];
+    let cols = [
+        "origin_x_mm",
+        "origin_y_mm",
+        "origin_z_mm",
+        "orientation_row_x",
+        "orientation_row_y",
+        "orientation_row_z",
+        "orientation_col_x",
+        "orientation_col_y",
+        "orientation_col_z",
+        "slice_direction_x",
+        "slice_direction_y",
+        "slice_direction_z",
+    ];
     let q = format!(
         "WITH l0 AS (SELECT study_id, slice_location_mm AS l0 FROM frames WHERE slice_index = 0 AND frame_index = 0) \
          SELECT f.study_id, f.source_key, l0.l0 - f.slice_location_mm AS offset, {} FROM frames f JOIN studies s ON f.study_id = s.study_id JOIN l0 ON l0.study_id = f.study_id \
@@ -78,7 +98,11 @@ async fn studies_geometry_places_every_slice_where_its_dicom_says() {
         let at: Vec<f64> = (0..3).map(|a| g(a) + offset[i].unwrap() * g(9 + a)).collect();
         for a in 0..3 {
             assert!((at[a] - h.position[a]).abs() < 0.01, "{key:?}: slice origin {at:?} vs ImagePositionPatient {:?}", h.position);
-            assert!((g(3 + a) - h.orientation[a]).abs() < 1e-6 && (g(6 + a) - h.orientation[3 + a]).abs() < 1e-6, "{key:?}: orientation vs {:?}", h.orientation);
+            assert!(
+                (g(3 + a) - h.orientation[a]).abs() < 1e-6 && (g(6 + a) - h.orientation[3 + a]).abs() < 1e-6,
+                "{key:?}: orientation vs {:?}",
+                h.orientation
+            );
         }
         let n: f64 = (9..12).map(|k| g(k) * g(k)).sum();
         assert!((n - 1.0).abs() < 1e-9, "slice direction is a unit vector");
@@ -155,7 +179,9 @@ fn cli_quickstart_prints_a_reconciled_summary() {
         args.extend(["--truth", t.as_str()]);
     }
     let out = run(&args);
-    for want in ["image files", "= frames written", "+ quarantined", "+ excluded", "+ skipped", "unreadable_file", "rotation", "commits (Delta)"] {
+    for want in
+        ["image files", "= frames written", "+ quarantined", "+ excluded", "+ skipped", "unreadable_file", "rotation", "commits (Delta)"]
+    {
         assert!(out.contains(want), "summary lacks `{want}`:\n{out}");
     }
     let num = |label: &str| -> usize {

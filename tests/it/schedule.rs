@@ -30,7 +30,8 @@ pub async fn inbox_and_model(dir: &Path, studies: usize, inbox: &str) -> String 
 /// A pipeline file with one job per `(name, model)`, on `inbox` → `output`.
 pub fn schedule_file(dir: &Path, inbox: &str, output: &str, jobs: &[(&str, &str)], extra: &str) -> PathBuf {
     let raw = dir.join("raw");
-    let truth: Vec<String> = ["train.csv", "validate.csv", "solution.csv"].iter().map(|f| format!("\"{}\"", raw.join(f).display())).collect();
+    let truth: Vec<String> =
+        ["train.csv", "validate.csv", "solution.csv"].iter().map(|f| format!("\"{}\"", raw.join(f).display())).collect();
     let mut text = format!("[store]\nmax_retries = 4\nrequest_timeout_s = 20\n\n[schedule]\nlease_ttl_s = 6\n{extra}\n");
     for (name, model) in jobs {
         text += &format!(
@@ -84,16 +85,26 @@ fn sigterm(child: &Child) {
 /// held by others, failed, still arriving, takeovers.
 fn summary(stdout: &str) -> [usize; 8] {
     let line = stdout.lines().find(|l| l.starts_with("job ")).unwrap_or_else(|| panic!("no summary in {stdout}"));
-    let nums: Vec<usize> = line.split_once(": ").unwrap().1.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).map(|t| t.parse().unwrap()).collect();
+    let nums: Vec<usize> = line
+        .split_once(": ")
+        .unwrap()
+        .1
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().unwrap())
+        .collect();
     nums.try_into().unwrap_or_else(|n| panic!("{line}: {n:?}"))
 }
 
 /// Duplicates of a frame, mask or QC row, and the studies labelled.
 async fn exactly_once(data: &str) -> (i64, i64, i64, i64) {
     let n = |q: String| async move { i64s(&sql(data, &q).await, "n")[0] };
-    let dup_frames = n("SELECT count(*) AS n FROM (SELECT study_id, slice_index, frame_index FROM frames GROUP BY 1, 2, 3 HAVING count(*) > 1)".into()).await;
+    let dup_frames =
+        n("SELECT count(*) AS n FROM (SELECT study_id, slice_index, frame_index FROM frames GROUP BY 1, 2, 3 HAVING count(*) > 1)".into())
+            .await;
     let dup_labels = n("SELECT count(*) AS n FROM (SELECT study_id, slice_index, frame_index FROM labels WHERE labeller = 'tiny' GROUP BY 1, 2, 3 HAVING count(*) > 1)".into()).await;
-    let dup_qc = n("SELECT count(*) AS n FROM (SELECT study_id FROM label_qc WHERE labeller = 'tiny' GROUP BY 1 HAVING count(*) > 1)".into()).await;
+    let dup_qc =
+        n("SELECT count(*) AS n FROM (SELECT study_id FROM label_qc WHERE labeller = 'tiny' GROUP BY 1 HAVING count(*) > 1)".into()).await;
     let labelled = n("SELECT count(DISTINCT study_id) AS n FROM labels WHERE labeller = 'tiny'".into()).await;
     (dup_frames, dup_labels, dup_qc, labelled)
 }
@@ -108,7 +119,12 @@ async fn check_all_done(output: &str, state: &str, studies: usize) {
     let masks = i64s(&sql(output, "SELECT count(*) AS n FROM labels WHERE labeller = 'tiny'").await, "n")[0];
     assert_eq!(frames, masks, "every frame labelled once");
     let st = open(state);
-    let objects: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(st.store.list(Some(&st.prefix))).await.unwrap().into_iter().map(|m| st.relative(&m.location).to_string()).collect();
+    let objects: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(st.store.list(Some(&st.prefix)))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| st.relative(&m.location).to_string())
+        .collect();
     let markers = objects.iter().filter(|k| k.starts_with("done/")).count();
     let leases: Vec<&String> = objects.iter().filter(|k| k.starts_with("leases/") && !k.starts_with("leases/_probe")).collect();
     assert_eq!(markers, studies, "one done marker per folder");
@@ -142,7 +158,10 @@ async fn three_schedulers_on_one_inbox_label_every_study_exactly_once() {
         studies += s;
         takeovers += t;
     }
-    eprintln!("3 schedulers, {n} studies in {:.0} s: {folders} leases taken and done, {takeovers} takeovers", started.elapsed().as_secs_f64());
+    eprintln!(
+        "3 schedulers, {n} studies in {:.0} s: {folders} leases taken and done, {takeovers} takeovers",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(folders, n, "each folder done by exactly one scheduler");
     assert_eq!(studies, n);
     check_all_done(&output, &format!("{output}/_schedule/label-new"), studies).await;
@@ -163,15 +182,25 @@ async fn if_match_on_the_s3_server_and_the_lease_probe() {
     let Some(bucket) = s3_bucket("if_match_on_the_s3_server_and_the_lease_probe") else { return };
     let root = open(&format!("s3://{bucket}/{}", unique("if-match")));
     let path = root.child("x.json");
-    let first = root.store.put_opts(&path, PutPayload::from_static(b"1"), PutOptions { mode: PutMode::Create, ..Default::default() }).await.unwrap();
+    let first = root
+        .store
+        .put_opts(&path, PutPayload::from_static(b"1"), PutOptions { mode: PutMode::Create, ..Default::default() })
+        .await
+        .unwrap();
     let tag = first.e_tag.clone().unwrap();
     let again = root.store.put_opts(&path, PutPayload::from_static(b"1"), PutOptions { mode: PutMode::Create, ..Default::default() }).await;
     assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })), "create-only put: {again:?}");
-    let update = |t: &str| PutOptions { mode: PutMode::Update(UpdateVersion { e_tag: Some(t.to_string()), version: None }), ..Default::default() };
+    let update =
+        |t: &str| PutOptions { mode: PutMode::Update(UpdateVersion { e_tag: Some(t.to_string()), version: None }), ..Default::default() };
     let quoted = root.store.put_opts(&path, PutPayload::from_static(b"2"), update(&tag)).await;
     let bare = root.store.put_opts(&path, PutPayload::from_static(b"2"), update(tag.trim_matches('"'))).await;
     let stale = root.store.put_opts(&path, PutPayload::from_static(b"3"), update(tag.trim_matches('"'))).await;
-    eprintln!("ETag {tag}: If-Match quoted → {}, bare → {}, stale → {}", quoted.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()), bare.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()), stale.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()));
+    eprintln!(
+        "ETag {tag}: If-Match quoted → {}, bare → {}, stale → {}",
+        quoted.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
+        bare.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
+        stale.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into())
+    );
     assert!(matches!(stale, Err(object_store::Error::Precondition { .. })), "a stale ETag must be refused");
     let mode = cinestream::schedule::lease::probe(&root).await.unwrap();
     eprintln!("lease mode on this server: {mode}");
@@ -197,7 +226,8 @@ async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
     let text = std::fs::read_to_string(&file).unwrap().replace("evaluate = true\n", &format!("evaluate = true\nmove_to = \"{done}\"\n"));
     std::fs::write(&file, text).unwrap();
     let once_file = dir.path().join("once.toml");
-    std::fs::write(&once_file, std::fs::read_to_string(&file).unwrap().replace(&format!("metrics_addr = \"127.0.0.1:{port}\"\n"), "")).unwrap();
+    std::fs::write(&once_file, std::fs::read_to_string(&file).unwrap().replace(&format!("metrics_addr = \"127.0.0.1:{port}\"\n"), ""))
+        .unwrap();
     let children: Vec<Child> = (0..2).map(|_| scheduler(&once_file, true)).collect();
     let mut folders = 0;
     for c in children {
@@ -224,7 +254,11 @@ async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
     for study in 0..2 {
         let folder = raw2.join(if study == 0 { "train/1" } else { "train/2" });
         for (i, f) in files_under(&folder).into_iter().filter(|f| f.extension().is_some_and(|e| e == "dcm")).enumerate() {
-            inbox_loc.store.put(&inbox_loc.child(&format!("late/{study}/{i:05}.dcm")), PutPayload::from(std::fs::read(&f).unwrap())).await.unwrap();
+            inbox_loc
+                .store
+                .put(&inbox_loc.child(&format!("late/{study}/{i:05}.dcm")), PutPayload::from(std::fs::read(&f).unwrap()))
+                .await
+                .unwrap();
         }
     }
     let mut child = scheduler_with(&file, false, &[("CINESTREAM_PSEUDONYM_KEY", "schedule-test-key-0123456789")]);
@@ -268,14 +302,27 @@ async fn bad_environments_fail_clearly_and_write_nothing() {
     assert!(stderr.contains("job `broken` failed") && stderr.contains("broken.onnx"), "{stderr}");
     assert!(stdout.contains("job good: 2 folders listed, 2 done now"), "{stdout}");
     assert!(!Path::new(&data).join("_schedule/broken/done").exists(), "the broken job marked nothing done");
-    assert!(!Path::new(&data).join("_schedule/broken/leases").read_dir().is_ok_and(|mut d| d.any(|e| e.unwrap().file_name() != "_probe")), "and holds no lease");
+    assert!(
+        !Path::new(&data).join("_schedule/broken/leases").read_dir().is_ok_and(|mut d| d.any(|e| e.unwrap().file_name() != "_probe")),
+        "and holds no lease"
+    );
     // Kept running, the scheduler reports the broken job in /metrics and goes on with the good one.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let served = dir.path().join("served.toml");
-    std::fs::write(&served, std::fs::read_to_string(&file).unwrap().replace("[schedule]\n", &format!("[schedule]\nmetrics_addr = \"127.0.0.1:{port}\"\n"))).unwrap();
+    std::fs::write(
+        &served,
+        std::fs::read_to_string(&file).unwrap().replace("[schedule]\n", &format!("[schedule]\nmetrics_addr = \"127.0.0.1:{port}\"\n")),
+    )
+    .unwrap();
     let mut child = scheduler(&served, false);
-    let metrics = metrics_when(port, Duration::from_secs(60), |t| t.contains("cinestream_runs_total{job=\"broken\"} 2") && t.contains("cinestream_runs_total{job=\"good\"} 2"));
-    assert!(metrics.contains("cinestream_last_run_success{job=\"broken\"} 0") && metrics.contains("cinestream_last_run_success{job=\"good\"} 1"), "{metrics}");
+    let metrics = metrics_when(port, Duration::from_secs(60), |t| {
+        t.contains("cinestream_runs_total{job=\"broken\"} 2") && t.contains("cinestream_runs_total{job=\"good\"} 2")
+    });
+    assert!(
+        metrics.contains("cinestream_last_run_success{job=\"broken\"} 0")
+            && metrics.contains("cinestream_last_run_success{job=\"good\"} 1"),
+        "{metrics}"
+    );
     sigterm(&child);
     assert!(child.wait().unwrap().success(), "SIGTERM: exit 0");
 

@@ -12,15 +12,18 @@ use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow as _;
 fn schema_files_match_the_code() {
     for t in DOCUMENTED {
         let path = format!("{}/schemas/{t}.json", env!("CARGO_MANIFEST_DIR"));
-        let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap();
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap();
         let code = tables::schema_json(t).unwrap();
         assert_eq!(
-            file,
-            code,
+            file, code,
             "{path} differs from the code; if the change is intended, update it with `cinestream schema {t} > schemas/{t}.json` and bump SCHEMA_VERSION"
         );
     }
-    let files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(files.len(), DOCUMENTED.len(), "one schema file per table: {files:?}");
 }
 
@@ -45,7 +48,20 @@ async fn written_parquet_has_the_declared_schemas() {
             assert_eq!((l.name(), l.data_type(), l.is_nullable()), (d.name(), d.data_type(), d.is_nullable()), "{t}: Delta schema");
         }
         // Data-skipping statistics: key columns only, never the blobs.
-        let stats: Vec<String> = table.snapshot().unwrap().table_config().data_skipping_stats_columns.clone().unwrap_or_default().iter().map(|c| c.to_string()).collect();
-        assert!(stats.iter().any(|c| c == "study_id" || c == "source_study_id") && !stats.iter().any(|c| tables::BLOB_COLUMNS.contains(&c.as_str())), "{t}: {stats:?}");
+        let stats: Vec<String> = table
+            .snapshot()
+            .unwrap()
+            .table_config()
+            .data_skipping_stats_columns
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert!(
+            stats.iter().any(|c| c == "study_id" || c == "source_study_id")
+                && !stats.iter().any(|c| tables::BLOB_COLUMNS.contains(&c.as_str())),
+            "{t}: {stats:?}"
+        );
     }
 }

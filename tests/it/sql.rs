@@ -21,7 +21,11 @@ fn reference_kaggle(test: &str) -> Option<PathBuf> {
     if dir.join("confidence_by_patient.tsv").exists() {
         Some(dir)
     } else {
-        assert!(std::env::var("CINESTREAM_REQUIRE_TOOLS").is_err(), "{test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)", dir.display());
+        assert!(
+            std::env::var("CINESTREAM_REQUIRE_TOOLS").is_err(),
+            "{test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)",
+            dir.display()
+        );
         eprintln!("SKIPPED {test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)", dir.display());
         None
     }
@@ -36,7 +40,21 @@ fn reference_confidence_sets_select_175_520_763() {
     let volumes = format!("kaggle_volumes={k}/truth/train.csv,{k}/truth/validate.csv");
     let solution = format!("kaggle_solution={k}/truth/solution.csv");
     let view = r#"volumes=SELECT CAST("Id" AS VARCHAR) AS study_id, 'ukbb' AS labeller, "predicted_LVEDV" AS edv_ml, "predicted_LVESV" AS esv_ml FROM authors"#;
-    let base = ["sql", "--format", "csv", "--table", &authors, "--table", &volumes, "--table", &solution, "--view", "truth=SELECT * FROM kaggle_truth", "--view", view];
+    let base = [
+        "sql",
+        "--format",
+        "csv",
+        "--table",
+        &authors,
+        "--table",
+        &volumes,
+        "--table",
+        &solution,
+        "--view",
+        "truth=SELECT * FROM kaggle_truth",
+        "--view",
+        view,
+    ];
     let run = |extra: &[&str]| -> Vec<Vec<String>> {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
         let (ok, out, err) = cli(&args);
@@ -45,8 +63,7 @@ fn reference_confidence_sets_select_175_520_763() {
     };
     let rows = run(&["SELECT split, count(*) AS n, count(*) FILTER (WHERE p5) AS p5, count(*) FILTER (WHERE p10) AS p10, \
                       count(*) FILTER (WHERE p15) AS p15 FROM confidence_sets GROUP BY split ORDER BY split"]);
-    let by_split: HashMap<String, [i64; 4]> =
-        rows.iter().map(|r| (r[0].clone(), [1, 2, 3, 4].map(|i| r[i].parse().unwrap()))).collect();
+    let by_split: HashMap<String, [i64; 4]> = rows.iter().map(|r| (r[0].clone(), [1, 2, 3, 4].map(|i| r[i].parse().unwrap()))).collect();
     let total = |i: usize| by_split.values().map(|v| v[i]).sum::<i64>();
     assert_eq!([total(0), total(1), total(2), total(3)], [1149, 175, 520, 763], "{by_split:?}");
     assert_eq!([by_split["train"][1], by_split["validate"][1], by_split["test"][1]], [75, 27, 73]);
@@ -79,7 +96,9 @@ async fn volumes_and_esed_agree_with_hand_computed_answers() {
     // Study D: 3 slices, one frame → ED = ES = 0, EF 0.
     // Study A (labeller x): 1 slice, LV 10, 5, 5 → ED 0, ES 1 (tie → lowest).
     let mut rows = vec!["study_id,labeller,slice_index,frame_index,lv_pixels,my_pixels,pixel_area_mm2,slice_spacing_mm".to_string()];
-    let mut add = |s: &str, l: &str, slice: i32, frame: i32, lv: i64, my: i64, area: f64, sp: f64| rows.push(format!("{s},{l},{slice},{frame},{lv},{my},{area},{sp}"));
+    let mut add = |s: &str, l: &str, slice: i32, frame: i32, lv: i64, my: i64, area: f64, sp: f64| {
+        rows.push(format!("{s},{l},{slice},{frame},{lv},{my},{area},{sp}"))
+    };
     for (f, (lv, my)) in [((30, 20), (10, 10)), ((100, 50), (5, 5)), ((50, 100), (20, 30)), ((25, 25), (0, 0))].iter().enumerate() {
         add("A", "m", 0, f as i32, lv.0, my.0, 2.0, 10.0);
         add("A", "m", 1, f as i32, lv.1, my.1, 2.0, 10.0);
@@ -101,12 +120,16 @@ async fn volumes_and_esed_agree_with_hand_computed_answers() {
     let counts = csv(dir.path(), "counts.csv", &(rows.join("\n") + "\n"));
     let truth = csv(dir.path(), "truth.csv", "study_id,systole_ml,diastole_ml\nA,1.25,3.0\nB,0.1,1.0\nC,1,2\nD,0.3,0.6\n");
     let opts = SessionOptions {
-        tables: vec![ExternalTable::parse(&format!("pixel_counts={counts}")).unwrap(), ExternalTable::parse(&format!("truth={truth}")).unwrap()],
+        tables: vec![
+            ExternalTable::parse(&format!("pixel_counts={counts}")).unwrap(),
+            ExternalTable::parse(&format!("truth={truth}")).unwrap(),
+        ],
         ..Default::default()
     };
     let session = Session::open(None, &opts).await.unwrap();
     let b = run_sql(&session, "SELECT * FROM volumes ORDER BY study_id, labeller").await;
-    let key: Vec<String> = strs(&b, "study_id").into_iter().zip(strs(&b, "labeller")).map(|(s, l)| format!("{}/{}", s.unwrap(), l.unwrap())).collect();
+    let key: Vec<String> =
+        strs(&b, "study_id").into_iter().zip(strs(&b, "labeller")).map(|(s, l)| format!("{}/{}", s.unwrap(), l.unwrap())).collect();
     assert_eq!(key, ["A/m", "A/x", "B/m", "C/m", "D/m"]);
     assert_eq!(i64s(&b, "ed_frame"), [2, 0, 0, 2, 0]);
     assert_eq!(i64s(&b, "es_frame"), [0, 1, 1, 0, 0]);
@@ -119,7 +142,10 @@ async fn volumes_and_esed_agree_with_hand_computed_answers() {
     assert_eq!(f64s(&b, "myo_mass_ed_g")[..3], [Some(1.05), Some(1.0 * 0.02 * 1.05), Some(0.2 * 1.05)]);
     let per_frame = b[0].column_by_name("lv_ml_per_frame").unwrap();
     let first = arrow::array::AsArray::as_list::<i32>(per_frame).value(0);
-    assert_eq!(f64s(&[arrow::array::RecordBatch::try_from_iter([("v", first)]).unwrap()], "v"), [Some(1.0), Some(3.0), Some(3.0), Some(1.0)]);
+    assert_eq!(
+        f64s(&[arrow::array::RecordBatch::try_from_iter([("v", first)]).unwrap()], "v"),
+        [Some(1.0), Some(3.0), Some(3.0), Some(1.0)]
+    );
 
     let e = run_sql(&session, "SELECT * FROM esed_frames ORDER BY study_id, labeller, phase").await;
     let got: Vec<String> = strs(&e, "study_id")
@@ -129,7 +155,10 @@ async fn volumes_and_esed_agree_with_hand_computed_answers() {
         .zip(i64s(&e, "frame_index"))
         .map(|(((s, l), p), f)| format!("{}/{}/{}={f}", s.unwrap(), l.unwrap(), p.unwrap()))
         .collect();
-    assert_eq!(got, ["A/m/ED=2", "A/m/ES=0", "A/x/ED=0", "A/x/ES=1", "B/m/ED=0", "B/m/ES=1", "C/m/ED=2", "C/m/ES=0", "D/m/ED=0", "D/m/ES=0"]);
+    assert_eq!(
+        got,
+        ["A/m/ED=2", "A/m/ES=0", "A/x/ED=0", "A/x/ES=1", "B/m/ED=0", "B/m/ES=1", "C/m/ED=2", "C/m/ES=0", "D/m/ED=0", "D/m/ES=0"]
+    );
     // Every tied frame, and which one `volumes` chose.
     let t = run_sql(&session, "SELECT * FROM esed_ties WHERE tied_frames > 1 ORDER BY study_id, labeller, phase, frame_index").await;
     let chosen = t.iter().flat_map(|b| {
@@ -146,7 +175,20 @@ async fn volumes_and_esed_agree_with_hand_computed_answers() {
         .collect();
     assert_eq!(
         got,
-        ["A/m/ED=1", "A/m/ED=2*", "A/m/ES=0*", "A/m/ES=3", "A/x/ES=1*", "A/x/ES=2", "C/m/ED=0", "C/m/ED=1", "C/m/ED=2*", "C/m/ES=0*", "C/m/ES=1", "C/m/ES=2"]
+        [
+            "A/m/ED=1",
+            "A/m/ED=2*",
+            "A/m/ES=0*",
+            "A/m/ES=3",
+            "A/x/ES=1*",
+            "A/x/ES=2",
+            "C/m/ED=0",
+            "C/m/ED=1",
+            "C/m/ED=2*",
+            "C/m/ES=0*",
+            "C/m/ES=1",
+            "C/m/ES=2"
+        ]
     );
 
     // The labeller parameter filters every view built on frame_volumes.
@@ -227,7 +269,11 @@ async fn every_saved_query_runs_and_volumes_match_the_phantom() {
         .collect();
     let mut compared = 0;
     for t in &report.studies {
-        let ids: Vec<String> = if t.defects.contains(&"repeated_stack") { vec![format!("{}_a", t.study_id), format!("{}_b", t.study_id)] } else { vec![t.study_id.clone()] };
+        let ids: Vec<String> = if t.defects.contains(&"repeated_stack") {
+            vec![format!("{}_a", t.study_id), format!("{}_b", t.study_id)]
+        } else {
+            vec![t.study_id.clone()]
+        };
         for id in ids {
             let (ed, es, edv, esv) = got[&id];
             assert_eq!((ed, es), (t.ed_frame as i64, t.es_frame as i64), "{id}: ED/ES frames");
@@ -236,12 +282,20 @@ async fn every_saved_query_runs_and_volumes_match_the_phantom() {
         }
     }
     assert_eq!(compared, got.len());
-    let e = run_sql(&session, "SELECT count(*) AS n FROM esed_frames e JOIN volumes v USING (study_id, labeller) \
-                               WHERE (e.phase = 'ED' AND e.frame_index = v.ed_frame) OR (e.phase = 'ES' AND e.frame_index = v.es_frame)").await;
+    let e = run_sql(
+        &session,
+        "SELECT count(*) AS n FROM esed_frames e JOIN volumes v USING (study_id, labeller) \
+                               WHERE (e.phase = 'ED' AND e.frame_index = v.ed_frame) OR (e.phase = 'ES' AND e.frame_index = v.es_frame)",
+    )
+    .await;
     assert_eq!(i64s(&e, "n"), [2 * got.len() as i64]);
 
-    let k = run_sql(&session, "SELECT count(*) AS n, max(abs(k.systole_ml - t.systole_ml) + abs(k.diastole_ml - t.diastole_ml)) AS d \
-                               FROM kaggle_truth k JOIN truth t ON t.study_id = k.study_id").await;
+    let k = run_sql(
+        &session,
+        "SELECT count(*) AS n, max(abs(k.systole_ml - t.systole_ml) + abs(k.diastole_ml - t.diastole_ml)) AS d \
+                               FROM kaggle_truth k JOIN truth t ON t.study_id = k.study_id",
+    )
+    .await;
     assert_eq!(i64s(&k, "n"), [report.studies.iter().filter(|t| !t.defects.contains(&"repeated_stack")).count() as i64]);
     assert_eq!(f64s(&k, "d"), [Some(0.0)]);
 
@@ -265,8 +319,10 @@ async fn metadata_queries_never_read_pixel_or_mask_bytes() {
     synth(raw, 5, 5, "none").await;
     ingest_phantom(raw, data).await;
     let (mut total, mut heavy, mut masks) = (0u64, 0u64, 0u64);
-    let parquet_files: Vec<PathBuf> =
-        crate::common::files_under(&dir.path().join("data")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    let parquet_files: Vec<PathBuf> = crate::common::files_under(&dir.path().join("data"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
     {
         for f in parquet_files {
             total += std::fs::metadata(&f).unwrap().len();
@@ -343,12 +399,23 @@ async fn selections_on_s3_record_lineage_and_refuse_bad_results() {
 
     // Prefix-stable subsets: for one seed, 1 ⊂ 2 ⊂ 5 volunteers (of 6 in train) and 10 ⊂ 40 images.
     let mut frames_of = Vec::new();
-    for (query, param, n) in [("subset_volunteers", "volunteers", 1), ("subset_volunteers", "volunteers", 2), ("subset_volunteers", "volunteers", 5), ("subset_images", "images", 10), ("subset_images", "images", 40)] {
+    for (query, param, n) in [
+        ("subset_volunteers", "volunteers", 1),
+        ("subset_volunteers", "volunteers", 2),
+        ("subset_volunteers", "volunteers", 5),
+        ("subset_images", "images", 10),
+        ("subset_images", "images", 40),
+    ] {
         let s = session_with(vec![format!("{param}={n}"), "seed=4".into()]).await;
         let name = format!("{query}_{n}");
         let r = selection::create(&s, &data, &name, &named(query), false).await.unwrap();
         let (_, b) = selection::load(&data, &name).await.unwrap();
-        let keys: BTreeSet<String> = strs(&b, "study_id").into_iter().zip(i64s(&b, "slice_index")).zip(i64s(&b, "frame_index")).map(|((s, k), f)| format!("{}/{k}/{f}", s.unwrap())).collect();
+        let keys: BTreeSet<String> = strs(&b, "study_id")
+            .into_iter()
+            .zip(i64s(&b, "slice_index"))
+            .zip(i64s(&b, "frame_index"))
+            .map(|((s, k), f)| format!("{}/{k}/{f}", s.unwrap()))
+            .collect();
         if query == "subset_images" {
             assert_eq!(r.rows, n as u64);
         } else {
@@ -365,9 +432,18 @@ async fn selections_on_s3_record_lineage_and_refuse_bad_results() {
 
     // Bad results are refused before anything is written.
     let inline = |sql: &str| QuerySource { label: "inline".into(), sql: sql.into() };
-    let dup = selection::create(&s, &data, "dup", &inline("SELECT study_id, slice_index, frame_index FROM frames UNION ALL SELECT study_id, slice_index, frame_index FROM frames"), false).await;
+    let dup = selection::create(
+        &s,
+        &data,
+        "dup",
+        &inline("SELECT study_id, slice_index, frame_index FROM frames UNION ALL SELECT study_id, slice_index, frame_index FROM frames"),
+        false,
+    )
+    .await;
     assert!(matches!(dup, Err(SelectionError::Duplicates { .. })), "{dup:?}");
-    let unknown = selection::create(&s, &data, "unknown", &inline("SELECT 'no_such_study' AS study_id, 0 AS slice_index, 0 AS frame_index"), false).await;
+    let unknown =
+        selection::create(&s, &data, "unknown", &inline("SELECT 'no_such_study' AS study_id, 0 AS slice_index, 0 AS frame_index"), false)
+            .await;
     assert!(matches!(unknown, Err(SelectionError::UnknownFrames { count: 1, .. })), "{unknown:?}");
     let missing = selection::create(&s, &data, "missing", &inline("SELECT study_id FROM studies"), false).await;
     assert!(matches!(missing, Err(SelectionError::MissingColumn { .. })), "{missing:?}");
@@ -391,9 +467,14 @@ async fn errors_suggest_and_help_teaches() {
     assert!(e.contains("did you mean `volumes`"), "{e}");
     let e = session.sql("SELECT edv FROM volumes").await.err().unwrap().to_string();
     assert!(e.contains("did you mean `edv_ml`"), "{e}");
-    let e = Session::open(None, &SessionOptions { params: vec!["treshold=0.1".into()], ..Default::default() }).await.err().unwrap().to_string();
+    let e =
+        Session::open(None, &SessionOptions { params: vec!["treshold=0.1".into()], ..Default::default() }).await.err().unwrap().to_string();
     assert!(e.contains("did you mean `threshold`"), "{e}");
-    let e = Session::open(None, &SessionOptions { params: vec!["volunteers=many".into()], ..Default::default() }).await.err().unwrap().to_string();
+    let e = Session::open(None, &SessionOptions { params: vec!["volunteers=many".into()], ..Default::default() })
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("integer"), "{e}");
 
     let (ok, _, err) = cli(&["sql", "--table", "t=/no/such.csv", "SELECT 1"]);
@@ -404,7 +485,10 @@ async fn errors_suggest_and_help_teaches() {
     let (ok, help, _) = cli(&["sql", "--help"]);
     assert!(ok);
     for name in ["frames", "labels", "studies", "curation_log"].into_iter().chain(Catalog::builtin().names()) {
-        let line = help.lines().position(|l| l.trim_start().starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} missing from sql --help"));
+        let line = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from sql --help"));
         assert!(help.lines().nth(line + 1).unwrap().contains("e.g."), "{name} has no example in sql --help");
     }
 }
@@ -422,26 +506,52 @@ async fn replacing_tables_is_done_or_refused() {
 
     // --view studies=… replaces the table, and the saved views built on it follow.
     let view = format!("studies=SELECT * FROM studies WHERE study_id <> '{gone}'");
-    let (ok, out, err) = cli(&["sql", "--data", data, "--view", &view, "--format", "csv", "SELECT (SELECT count(*) FROM studies) AS s, (SELECT count(*) FROM truth) AS t"]);
+    let (ok, out, err) = cli(&[
+        "sql",
+        "--data",
+        data,
+        "--view",
+        &view,
+        "--format",
+        "csv",
+        "SELECT (SELECT count(*) FROM studies) AS s, (SELECT count(*) FROM truth) AS t",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().nth(1), Some("2,2"), "{out}");
     // A replacement lacking required columns, or with text where numbers belong, is refused by name.
     let (ok, _, err) = cli(&["sql", "--data", data, "--view", "labels=SELECT study_id, labeller FROM labels", "SELECT 1"]);
     assert!(!ok && err.contains("replaces the table `labels`") && err.contains("`slice_index`") && err.contains("`mask`"), "{err}");
-    let bad = csv(dir.path(), "studies.csv", "study_id,source_study_id,n_slices,n_frames,height,width,pixel_spacing_row_mm,pixel_spacing_col_mm,slice_spacing_mm,slice_thickness_mm,scale_factor,source_files\n1,1,ten,30,256,256,1.4,1.4,10,8,1,300\n");
+    let bad = csv(
+        dir.path(),
+        "studies.csv",
+        "study_id,source_study_id,n_slices,n_frames,height,width,pixel_spacing_row_mm,pixel_spacing_col_mm,slice_spacing_mm,slice_thickness_mm,scale_factor,source_files\n1,1,ten,30,256,256,1.4,1.4,10,8,1,300\n",
+    );
     let (ok, _, err) = cli(&["sql", "--data", data, "--table", &format!("studies={bad}"), "SELECT 1"]);
     assert!(!ok && err.contains("`n_slices` is text"), "{err}");
     // … and a complete one (numbers as numbers; the other columns read as null) is used.
     let good = bad.replace("studies.csv", "studies2.csv");
     std::fs::write(&good, std::fs::read_to_string(&bad).unwrap().replace(",ten,", ",10,")).unwrap();
-    let (ok, out, err) = cli(&["sql", "--data", data, "--table", &format!("studies={good}"), "--format", "csv", "SELECT study_id, n_slices, truth_edv_ml FROM studies"]);
+    let (ok, out, err) = cli(&[
+        "sql",
+        "--data",
+        data,
+        "--table",
+        &format!("studies={good}"),
+        "--format",
+        "csv",
+        "SELECT study_id, n_slices, truth_edv_ml FROM studies",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().nth(1), Some("1,10,"), "{out}");
 
     // A saved query's own ORDER BY holds when it is run by name.
     let qdir = dir.path().join("queries");
     std::fs::create_dir_all(&qdir).unwrap();
-    std::fs::write(qdir.join("backwards.sql"), "-- Studies, last first.\n-- @example cinestream sql backwards\nSELECT study_id FROM studies ORDER BY study_id DESC\n").unwrap();
+    std::fs::write(
+        qdir.join("backwards.sql"),
+        "-- Studies, last first.\n-- @example cinestream sql backwards\nSELECT study_id FROM studies ORDER BY study_id DESC\n",
+    )
+    .unwrap();
     let q = qdir.to_str().unwrap();
     let mut ids: Vec<String> = report.studies.iter().map(|s| s.study_id.clone()).collect();
     ids.sort();
@@ -461,6 +571,13 @@ async fn replacing_tables_is_done_or_refused() {
     let (ok, _, err) = cli(&["sql", "--table", &format!("ids={ids}:study_id=int"), "SELECT * FROM ids"]);
     assert!(!ok && err.contains("1052_rot90") && err.contains(":column=text"), "{err}");
     // No truth: ef_error_stats says why it is empty.
-    let (ok, _, err) = cli(&["sql", "--data", data, "--view", "truth=SELECT study_id, truth_esv_ml AS systole_ml, truth_edv_ml AS diastole_ml FROM studies WHERE false", "ef_error_stats"]);
+    let (ok, _, err) = cli(&[
+        "sql",
+        "--data",
+        data,
+        "--view",
+        "truth=SELECT study_id, truth_esv_ml AS systole_ml, truth_edv_ml AS diastole_ml FROM studies WHERE false",
+        "ef_error_stats",
+    ]);
     assert!(ok && err.contains("returned no rows") && err.contains("truth volumes"), "{err}");
 }

@@ -59,8 +59,26 @@ async fn wrong_s3_credentials_fail_clearly_and_write_nothing() {
     let prefix = unique("wrong-creds");
     let wrong_secret = "definitely-not-the-secret-42";
     for (args, what) in [
-        (vec!["ingest".to_string(), "--input".into(), input.to_str().unwrap().into(), "--output".into(), format!("s3://{bucket}/{prefix}/out")], "output"),
-        (vec!["ingest".into(), "--input".into(), format!("s3://{bucket}/{prefix}/in"), "--output".into(), dir.path().join("out").to_str().unwrap().into()], "input"),
+        (
+            vec![
+                "ingest".to_string(),
+                "--input".into(),
+                input.to_str().unwrap().into(),
+                "--output".into(),
+                format!("s3://{bucket}/{prefix}/out"),
+            ],
+            "output",
+        ),
+        (
+            vec![
+                "ingest".into(),
+                "--input".into(),
+                format!("s3://{bucket}/{prefix}/in"),
+                "--output".into(),
+                dir.path().join("out").to_str().unwrap().into(),
+            ],
+            "input",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"))
             .args(&args)
@@ -70,11 +88,15 @@ async fn wrong_s3_credentials_fail_clearly_and_write_nothing() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "wrong credentials on the {what} must fail: {stdout} {stderr}");
-        assert!(stderr.contains("credentials") || stderr.contains("SignatureDoesNotMatch") || stderr.contains("denied"), "{what}: {stderr}");
+        assert!(
+            stderr.contains("credentials") || stderr.contains("SignatureDoesNotMatch") || stderr.contains("denied"),
+            "{what}: {stderr}"
+        );
         assert!(stderr.contains(&format!("s3://{bucket}/{prefix}")), "the error names the location: {stderr}");
         assert!(!stderr.contains(wrong_secret) && !stdout.contains(wrong_secret), "secret printed");
     }
-    let written: Vec<_> = open(&format!("s3://{bucket}/{prefix}")).store.list(Some(&Path::from(prefix.as_str()))).try_collect().await.unwrap();
+    let written: Vec<_> =
+        open(&format!("s3://{bucket}/{prefix}")).store.list(Some(&Path::from(prefix.as_str()))).try_collect().await.unwrap();
     assert!(written.is_empty(), "nothing may be written with wrong credentials: {written:?}");
     assert!(!dir.path().join("out/frames/_delta_log").exists());
 }

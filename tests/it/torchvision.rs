@@ -17,7 +17,9 @@ use cinestream::store::StoreOptions;
 fn parity_dir(test: &str) -> Option<PathBuf> {
     match std::env::var("CINESTREAM_TORCHVISION_PARITY") {
         Ok(dir) => Some(PathBuf::from(dir)),
-        Err(_) if std::env::var("CINESTREAM_REQUIRE_TOOLS").is_ok() => panic!("{test}: CINESTREAM_TORCHVISION_PARITY is not set (scripts/test.sh sets it)"),
+        Err(_) if std::env::var("CINESTREAM_REQUIRE_TOOLS").is_ok() => {
+            panic!("{test}: CINESTREAM_TORCHVISION_PARITY is not set (scripts/test.sh sets it)")
+        }
         Err(_) => {
             eprintln!("SKIPPED {test}: set CINESTREAM_TORCHVISION_PARITY to the folder benches/torchvision_parity.py wrote");
             None
@@ -41,7 +43,9 @@ async fn the_resnet34_encoder_matches_torchvision() {
     let dev = Default::default();
     for state in ["resnet34.safetensors", "resnet34.pth"] {
         let mut model: SegModel<Flex> = cfg.init(&dev);
-        let loaded = weights::load_imagenet(&mut model, &cfg, dir.join(state).to_str().unwrap(), &StoreOptions::default()).await.unwrap_or_else(|e| panic!("{state}: {e}"));
+        let loaded = weights::load_imagenet(&mut model, &cfg, dir.join(state).to_str().unwrap(), &StoreOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{state}: {e}"));
         // 218 torchvision keys less fc (2) and the 36 BatchNorm num_batches_tracked counters.
         assert_eq!(loaded, 180, "{state}: tensors loaded");
         let (x, s) = tensor(&file, "input");

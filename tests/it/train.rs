@@ -68,7 +68,11 @@ async fn a_tiny_model_learns_the_phantom() {
     let train = &card.lineage.selections[0];
     assert_eq!((train.role.as_str(), train.name.as_str()), ("train", "tiny_train_480"));
     assert!(train.tables.iter().any(|t| t.table == "frames" && t.version.is_some()), "{:?}", train.tables);
-    assert_eq!((card.input.size, card.classes.as_slice(), card.architecture.width), (96, &[0u8, 1, 2][..], 8), "the card says how to use the model");
+    assert_eq!(
+        (card.input.size, card.classes.as_slice(), card.architecture.width),
+        (96, &[0u8, 1, 2][..], 8),
+        "the card says how to use the model"
+    );
     assert_eq!(&std::fs::read(run.join("learning_curve.png")).unwrap()[1..4], b"PNG");
     let log = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(run.join("training_log.parquet")).unwrap()).unwrap();
     assert_eq!(parquet::file::reader::FileReader::metadata(&log).file_metadata().num_rows(), 6);
@@ -87,7 +91,10 @@ impl ModuleVisitor<NdArray<f32>> for Values {
 
 async fn weights(run: &Path) -> Vec<Vec<f32>> {
     // The card builds the network: no configuration by hand.
-    let (m, _card): (SegModel<NdArray<f32>>, _) = cinestream::train::checkpoint::load_model(run.join("model").to_str().unwrap(), &Default::default(), &Default::default()).await.unwrap();
+    let (m, _card): (SegModel<NdArray<f32>>, _) =
+        cinestream::train::checkpoint::load_model(run.join("model").to_str().unwrap(), &Default::default(), &Default::default())
+            .await
+            .unwrap();
     let mut v = Values(Vec::new());
     m.visit(&mut v);
     v.0
@@ -112,7 +119,10 @@ async fn a_killed_run_resumes_to_the_same_weights() {
         .unwrap();
     let t = std::time::Instant::now();
     loop {
-        let step = std::fs::read(&latest).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).and_then(|v| v["global_step"].as_u64());
+        let step = std::fs::read(&latest)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["global_step"].as_u64());
         if step.is_some_and(|s| s >= 3) {
             break;
         }

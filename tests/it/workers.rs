@@ -30,7 +30,10 @@ async fn workers_split_ingest_and_labelling_by_study_and_repeats_are_harmless() 
         let r = ingest::run(&cfg, Arc::new(Quiet)).await.unwrap();
         r.reconcile().unwrap();
         assert_eq!(r.image_files, full.image_files, "every worker lists everything");
-        assert_eq!(r.files_other_workers + r.frames_from_files + r.files_quarantined + r.files_excluded + r.files_skipped, full.image_files);
+        assert_eq!(
+            r.files_other_workers + r.frames_from_files + r.files_quarantined + r.files_excluded + r.files_skipped,
+            full.image_files
+        );
         if i == 2 {
             assert_eq!(r.sources_new, 0, "a repeated worker finds its studies present: {r:?}");
             assert!(!r.sources_present.is_empty());
@@ -58,11 +61,14 @@ async fn workers_split_ingest_and_labelling_by_study_and_repeats_are_harmless() 
     let (ok, _, err) = cli(&["-q", "label", "--data", &whole, "--model", &model, "--labeller", "tiny", "--where", "split = 'test'"]);
     assert!(ok, "{err}");
     for s in ["1/2", "1/2", "0/2"] {
-        let (ok, out, err) = cli(&["label", "--data", &split, "--model", &model, "--labeller", "tiny", "--where", "split = 'test'", "--shard", s]);
+        let (ok, out, err) =
+            cli(&["label", "--data", &split, "--model", &model, "--labeller", "tiny", "--where", "split = 'test'", "--shard", s]);
         assert!(ok, "{err}");
         assert!(out.contains(&format!("worker {s}")), "{out}");
     }
-    let labelled = |data: String| async move { table_rows(&data, "labels", RUN_COLUMNS).await.into_iter().filter(|l| l.contains("|tiny|")).collect::<Vec<_>>() };
+    let labelled = |data: String| async move {
+        table_rows(&data, "labels", RUN_COLUMNS).await.into_iter().filter(|l| l.contains("|tiny|")).collect::<Vec<_>>()
+    };
     let (a, b) = (labelled(whole.clone()).await, labelled(split.clone()).await);
     assert!(!a.is_empty());
     assert_eq!(a, b, "the workers' labels equal one run's, none twice");
