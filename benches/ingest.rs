@@ -1,6 +1,6 @@
 //! Ingest benchmark: images/s and peak RSS of `cinestream ingest` on a generated phantom data set
-//! of ≥ 20,000 images, against the Python baseline (`benches/baseline_ingest.py`: pydicom + numpy
-//! + pyarrow doing the same listing, parsing, orientation/scaling fixes and Parquet writing) on
+//! of ≥ 20,000 images, against the Python baseline (`benches/baseline_ingest.py`: pydicom, numpy
+//! and pyarrow doing the same listing, parsing, orientation/scaling fixes and Parquet writing) on
 //! the same data in the same run; the floors (listing + reading, and reading + parsing, every
 //! input file on all cores); and peak RSS on a data set
 //! 10× smaller, to show memory stays flat as data grows.

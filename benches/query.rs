@@ -81,7 +81,7 @@ fn study(i: usize) -> (RecordBatch, RecordBatch) {
         // Slice 0 is the apex: the cavity tapers like a half-ellipsoid towards it.
         let z = 1.0 - (s as f64 + 0.5) / slices as f64;
         let taper = (1.0 - z * z).max(0.0).sqrt();
-        for f in 0..frames {
+        for (f, lv_frame) in lv_per_frame.iter_mut().enumerate() {
             let k = contraction(f as f64 / frames as f64);
             let r = (1.0 - 0.27 * k) * taper * a_mm / spacing;
             let (m, l, y) = mask(r, r * 0.92, wall_mm * (1.0 + 0.35 * k) / spacing * taper.max(0.5), 96.0, 100.0);
@@ -89,7 +89,7 @@ fn study(i: usize) -> (RecordBatch, RecordBatch) {
             frame_idx.push(f as i32);
             lv.push(l);
             my.push(y);
-            lv_per_frame[f] += l;
+            *lv_frame += l;
             masks.push(m);
             keys.push(format!("train/{base}/study/sax_{}/IM-{:04}-{:04}.dcm", s + 5, s + 5, f + 1));
         }

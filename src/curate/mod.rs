@@ -34,6 +34,9 @@ use crate::geometry::{APEX_DIRECTION_LPS, Grid, add, dot, scale};
 use crate::findings::{Finding, Log, Problem, Resolution};
 pub use crate::source::study::{SourceImage, StudyInput};
 
+/// An image after its slice's correction, and its mask.
+type Corrected = (Arc<Vec<u16>>, Option<Arc<Vec<u8>>>);
+
 /// Curation settings (`[curation]` in a pipeline file).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -235,7 +238,7 @@ fn build_stack(
         let refs = frames::order(&mut acq, t, dt, sid, log);
         let (target, resample) = grid::correction(&acq, &study_grid, sid, log);
         source_files += acq.images.len();
-        let corrected: Vec<(Arc<Vec<u16>>, Option<Arc<Vec<u8>>>)> = acq
+        let corrected: Vec<Corrected> = acq
             .images
             .iter()
             .map(|img| {

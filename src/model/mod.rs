@@ -64,7 +64,7 @@ impl Default for ModelConfig {
 impl ModelConfig {
     /// Checks the values (no I/O).
     pub fn validate(&self) -> Result<(), String> {
-        if self.width == 0 || self.width % 2 != 0 {
+        if self.width == 0 || !self.width.is_multiple_of(2) {
             return Err(format!("model.width = {} must be even and positive (64 for ImageNet weights)", self.width));
         }
         if self.blocks.contains(&0) {

@@ -152,7 +152,7 @@ pub async fn inventory(
         }
     }
     let mut studies: Vec<StudyPlan> = kaggle.into_values().collect();
-    studies.sort_by(|a, b| natural(&a.study_id).cmp(&natural(&b.study_id)));
+    studies.sort_by_key(|s| natural(&s.study_id));
     if !generic.is_empty() {
         let Some(key) = key else {
             let example = generic[0].key.clone();
@@ -252,6 +252,9 @@ pub struct LoadedStudy {
     pub digests: Vec<(String, [u8; 32])>,
 }
 
+/// One fetched file: its plan, size, SHA-256 and what parsing made of it.
+type Fetched = (PlannedFile, u64, [u8; 32], Result<parse::ParsedImage, Unreadable>);
+
 /// Fetches and parses one study's files, and attaches label masks where given.
 pub async fn load_study(
     input: &StoreLocation,
@@ -260,7 +263,7 @@ pub async fn load_study(
     cfg: &SourceConfig,
 ) -> Result<LoadedStudy, SourceError> {
     let store = input.store.clone();
-    let results: Vec<(PlannedFile, u64, [u8; 32], Result<parse::ParsedImage, Unreadable>)> = futures::stream::iter(plan.files)
+    let results: Vec<Fetched> = futures::stream::iter(plan.files)
         .map(|f| {
             let store = store.clone();
             async move {

@@ -197,11 +197,14 @@ fn spec(seed: u64, index: usize, defects: Vec<Defect>) -> Spec {
     }
 }
 
+/// A truth mask: rows, columns, classes.
+type Mask = (u32, u32, Vec<u8>);
+
 /// One rendered object.
 struct OutFile {
     key: String,
     bytes: Vec<u8>,
-    mask: Option<(u32, u32, Vec<u8>)>,
+    mask: Option<Mask>,
 }
 
 /// One acquisition to render.
@@ -399,7 +402,7 @@ pub fn ed_es(vols: &[f64]) -> (usize, usize) {
 }
 
 fn truth_batch(study_id: &str, files: &[OutFile]) -> Result<RecordBatch, SynthError> {
-    let rows: Vec<(&str, &(u32, u32, Vec<u8>))> = files.iter().filter_map(|f| f.mask.as_ref().map(|m| (f.key.as_str(), m))).collect();
+    let rows: Vec<(&str, &Mask)> = files.iter().filter_map(|f| f.mask.as_ref().map(|m| (f.key.as_str(), m))).collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("object_key", DataType::Utf8, false),
         Field::new("study_id", DataType::Utf8, false),

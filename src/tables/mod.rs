@@ -11,6 +11,7 @@
 //! (delta-rs' write/commit split). The last commit, to `sources`, publishes the run to
 //! cinestream's readers ([`publish`]).
 
+pub mod as_of;
 pub mod delta;
 pub mod label_rows;
 pub mod legacy;
@@ -135,10 +136,10 @@ pub async fn committed_tables(
 ) -> Result<BTreeSet<&'static str>, ShardError> {
     let mut done = BTreeSet::new();
     for spec in specs {
-        if let Some(t) = delta::open(out, spec.name, &delta::AsOf::Latest).await? {
-            if delta::has_transaction(&t, app_id).await? {
-                done.insert(spec.name);
-            }
+        if let Some(t) = delta::open(out, spec.name, &delta::AsOf::Latest).await?
+            && delta::has_transaction(&t, app_id).await?
+        {
+            done.insert(spec.name);
         }
     }
     Ok(done)

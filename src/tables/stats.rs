@@ -94,15 +94,15 @@ impl FileStats {
                 }
                 _ => (None, None),
             };
-            if let Some(lo) = lo {
-                if c.min.as_ref().is_none_or(|m| lo < *m) {
-                    c.min = Some(lo);
-                }
+            if let Some(lo) = lo
+                && c.min.as_ref().is_none_or(|m| lo < *m)
+            {
+                c.min = Some(lo);
             }
-            if let Some(hi) = hi {
-                if c.max.as_ref().is_none_or(|m| hi > *m) {
-                    c.max = Some(hi);
-                }
+            if let Some(hi) = hi
+                && c.max.as_ref().is_none_or(|m| hi > *m)
+            {
+                c.max = Some(hi);
             }
         }
     }

@@ -201,7 +201,7 @@ impl TrainConfig {
         if let Some(s) = self.stages.iter().find(|s| s.epochs == 0 || !(s.lr_max > 0.0 && s.lr_max < 1.0)) {
             return bad(format!("train.stages: {s:?} needs epochs ≥ 1 and 0 < lr_max < 1"));
         }
-        if self.batch_size == 0 || self.image_size < 32 || self.image_size % 32 != 0 {
+        if self.batch_size == 0 || self.image_size < 32 || !self.image_size.is_multiple_of(32) {
             return bad(format!(
                 "train.batch_size ({}) must be ≥ 1 and train.image_size ({}) a multiple of 32",
                 self.batch_size, self.image_size

@@ -28,8 +28,11 @@ impl Canvas {
     }
 }
 
+/// A line: its points and colour.
+type Series<'a> = (&'a [(f64, f64)], [u8; 3]);
+
 /// One panel: series of (x, y) with colours, y range fixed or from the data.
-fn panel(c: &mut Canvas, top: usize, height: usize, x_max: f64, series: &[(&[(f64, f64)], [u8; 3])], y_range: Option<(f64, f64)>) {
+fn panel(c: &mut Canvas, top: usize, height: usize, x_max: f64, series: &[Series<'_>], y_range: Option<(f64, f64)>) {
     let (x0, x1) = (MARGIN as f64, (W - MARGIN / 2) as f64);
     let (y0, y1) = ((top + height) as f64, (top + MARGIN / 2) as f64);
     let (lo, hi) = y_range.unwrap_or_else(|| {

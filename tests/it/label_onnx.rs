@@ -148,8 +148,8 @@ async fn the_onnx_engine_applies_the_contract_exactly() {
         let rows = sql(&data, &format!("SELECT study_id, frame_index, height, width, lv_pixels, my_pixels, rv_pixels, mask FROM labels WHERE labeller = '{labeller}'")).await;
         let mut n = 0;
         for b in &rows {
-            let ids = strs(&[b.clone()], "study_id");
-            let ints = |name: &str| i64s(&[b.clone()], name);
+            let ids = strs(std::slice::from_ref(b), "study_id");
+            let ints = |name: &str| i64s(std::slice::from_ref(b), name);
             let (t, h, w, lv, my, rv) =
                 (ints("frame_index"), ints("height"), ints("width"), ints("lv_pixels"), ints("my_pixels"), ints("rv_pixels"));
             let masks = b.column_by_name("mask").unwrap().as_binary::<i32>();
