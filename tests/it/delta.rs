@@ -258,7 +258,7 @@ async fn sigkill_then_rerun_on_file_urls() {
     let raw = dir.path().join("raw");
     synth(raw.to_str().unwrap(), 3, 21, "broken_files").await;
     let base = dir.path().to_path_buf();
-    kill_and_rerun(raw.to_str().unwrap(), |i| base.join(format!("data{i}")).to_str().unwrap().to_string(), 20261201, 10).await;
+    kill_and_rerun(raw.to_str().unwrap(), |i| base.join(format!("data{i}")).to_str().unwrap().to_string(), 20261201, sized(4, 10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +268,7 @@ async fn sigkill_then_rerun_on_s3() {
     let raw = dir.path().join("raw");
     synth(raw.to_str().unwrap(), 3, 22, "none").await;
     let p = unique("kills");
-    kill_and_rerun(raw.to_str().unwrap(), |i| format!("s3://{bucket}/{p}/data{i}"), 20261202, 10).await;
+    kill_and_rerun(raw.to_str().unwrap(), |i| format!("s3://{bucket}/{p}/data{i}"), 20261202, sized(3, 10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,7 +139,7 @@ async fn check_all_done(output: &str, state: &str, studies: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_schedulers_on_one_inbox_label_every_study_exactly_once() {
-    let n = sized(12, 50);
+    let n = sized(8, 50);
     let dir = tempfile::tempdir().unwrap();
     let (inbox, output) = (dir.path().join("inbox").display().to_string(), dir.path().join("data").display().to_string());
     let model = inbox_and_model(dir.path(), n, &inbox).await;
@@ -216,7 +216,7 @@ async fn if_match_on_the_s3_server_and_the_lease_probe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
     let Some(bucket) = s3_bucket("schedulers_on_s3_label_once_move_folders_and_serve_metrics") else { return };
-    let studies = sized(4, 8);
+    let studies = sized(3, 8);
     let dir = tempfile::tempdir().unwrap();
     let base = format!("s3://{bucket}/{}", unique("schedule"));
     let (inbox, output, done) = (format!("{base}/inbox"), format!("{base}/data"), format!("{base}/done"));

@@ -8,7 +8,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use cinestream::model::SegModel;
 
-use crate::common::{cli, ingest_phantom, synth};
+use crate::common::{cli, ingest_phantom, soak, synth};
 
 /// A pipeline file for a tiny model.
 pub fn pipeline(dir: &Path, name: &str, images: usize, epochs: usize, size: usize, checkpoint_every: usize) -> String {
@@ -50,23 +50,26 @@ pub async fn phantom_data(dir: &Path, studies: usize) -> String {
     data.display().to_string()
 }
 
-/// Width 8, one block per stage, 480 images of 3 studies at 96², 6 epochs (360 steps, about
-/// 4 minutes on 2 cores); validated on the 325 images of the validate study, apical slices
-/// included (26% of them have no LV: a stray LV pixel there scores 0).
+/// Width 8, one block per stage, validated on the 325 images of the validate study, apical
+/// slices included (26% of them have no LV: a stray LV pixel there scores 0). In the test
+/// command: 240 images of 3 studies at 64², 3 epochs (90 steps; Dice LV 0.81, MY 0.54 after
+/// 66 s, 2026-12-06), enough to show that training learns. In a soak run (`scripts/soak.sh`):
+/// 480 images at 96², 6 epochs (360 steps, about 5 minutes), which reaches LV 0.90, MY 0.75.
 #[tokio::test]
 async fn a_tiny_model_learns_the_phantom() {
     let dir = tempfile::tempdir().unwrap();
     let data = phantom_data(dir.path(), 5).await;
-    let p = pipeline(dir.path(), "tiny", 480, 6, 96, 0);
+    let (images, epochs, size, min_lv, min_my) = if soak() { (480, 6, 96, 0.90, 0.75) } else { (240, 3, 64, 0.75, 0.45) };
+    let p = pipeline(dir.path(), "tiny", images, epochs, size, 0);
     let (ok, out, err) = cli(&["-q", "train", &p, "--data", &data]);
     assert!(ok, "{err}");
     let (lv, my) = dice_of(&out);
-    assert!(lv >= 0.90 && my >= 0.75, "held-out Dice LV {lv}, MY {my}");
+    assert!(lv >= min_lv && my >= min_my, "held-out Dice LV {lv}, MY {my}");
     // Outputs: weights with lineage, the log, the curve.
     let run = Path::new(&data).join("models/tiny");
     let card = cinestream::model::card::ModelCard::parse(&std::fs::read(run.join("model/model.json")).unwrap(), "model.json").unwrap();
     let train = &card.lineage.selections[0];
-    assert_eq!((train.role.as_str(), train.name.as_str()), ("train", "tiny_train_480"));
+    assert_eq!((train.role.as_str(), train.name.as_str()), ("train", format!("tiny_train_{images}").as_str()));
     assert!(train.tables.iter().any(|t| t.table == "frames" && t.version.is_some()), "{:?}", train.tables);
     assert_eq!(
         (card.input.size, card.classes.as_slice(), card.architecture.width),
@@ -75,7 +78,7 @@ async fn a_tiny_model_learns_the_phantom() {
     );
     assert_eq!(&std::fs::read(run.join("learning_curve.png")).unwrap()[1..4], b"PNG");
     let log = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(run.join("training_log.parquet")).unwrap()).unwrap();
-    assert_eq!(parquet::file::reader::FileReader::metadata(&log).file_metadata().num_rows(), 6);
+    assert_eq!(parquet::file::reader::FileReader::metadata(&log).file_metadata().num_rows(), epochs as i64);
     // A second run of the same name is refused (it would overwrite the first).
     let (ok, _, err) = cli(&["-q", "train", &p, "--data", &data]);
     assert!(!ok && err.contains("--resume"), "{err}");
