@@ -202,7 +202,7 @@ async fn ingest_and_labelling_through_a_faulty_network_write_what_a_clean_run_wr
     let upstream = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");
-    synth(raw.to_str().unwrap(), sized(3, 6), 17, "missing_time_point,rotated_90,broken_files,repeated_slice").await;
+    synth(raw.to_str().unwrap(), sized(4, 6), 17, "missing_time_point,rotated_90,broken_files,repeated_slice").await;
     let base = format!("s3://{bucket}/{}", unique("faults"));
     upload(&raw, &format!("{base}/raw"), |_| true).await;
     // A tiny model, trained locally on the clean data.

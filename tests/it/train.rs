@@ -73,7 +73,7 @@ async fn a_tiny_model_learns_the_phantom() {
     assert!(train.tables.iter().any(|t| t.table == "frames" && t.version.is_some()), "{:?}", train.tables);
     assert_eq!(
         (card.input.size, card.classes.as_slice(), card.architecture.width),
-        (96, &[0u8, 1, 2][..], 8),
+        (size, &[0u8, 1, 2][..], 8),
         "the card says how to use the model"
     );
     assert_eq!(&std::fs::read(run.join("learning_curve.png")).unwrap()[1..4], b"PNG");
