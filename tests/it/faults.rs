@@ -279,13 +279,7 @@ async fn a_storage_failure_in_the_middle_of_a_read_exits_75() {
     let data = format!("s3://{bucket}/{}", unique("midread"));
     ingest_phantom(raw.to_str().unwrap(), &data).await;
     let model = dir.path().join("levels.onnx");
-    assert!(
-        std::process::Command::new("python3")
-            .args(["scripts/onnx_level_model.py", model.to_str().unwrap(), "nchw"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::label_onnx::level_model(&model, "nchw");
     std::fs::write(
         dir.path().join("levels.toml"),
         crate::label_onnx::contract("nchw", "{ kind = \"pad_multiple\", multiple = 16 }", false),

@@ -103,6 +103,12 @@ fn expected(h: usize, w: usize, t: usize, crop: Option<usize>) -> Vec<u8> {
         .collect()
 }
 
+/// Writes the level model (`scripts/onnx_level_model.py`) in `layout` to `path`.
+pub fn level_model(path: &Path, layout: &str) {
+    let st = std::process::Command::new("python3").args(["scripts/onnx_level_model.py", path.to_str().unwrap(), layout]).status().unwrap();
+    assert!(st.success(), "scripts/onnx_level_model.py {layout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_onnx_engine_applies_the_contract_exactly() {
     let Some(()) = onnx_tools("the_onnx_engine_applies_the_contract_exactly") else { return };
@@ -111,8 +117,7 @@ async fn the_onnx_engine_applies_the_contract_exactly() {
     synthetic_frames(&data).await;
     let model = |layout: &str| {
         let p = dir.path().join(format!("levels_{layout}.onnx"));
-        let st = std::process::Command::new("python3").args(["scripts/onnx_level_model.py", p.to_str().unwrap(), layout]).status().unwrap();
-        assert!(st.success());
+        level_model(&p, layout);
         p.display().to_string()
     };
     let models: HashMap<&str, String> = [("nchw", model("nchw")), ("nhwc", model("nhwc"))].into();
@@ -179,13 +184,7 @@ async fn onnx_contract_errors_and_a_missing_runtime_fail_clearly() {
     let data = dir.path().join("data").display().to_string();
     synthetic_frames(&data).await;
     let model = dir.path().join("levels.onnx");
-    assert!(
-        std::process::Command::new("python3")
-            .args(["scripts/onnx_level_model.py", model.to_str().unwrap(), "nchw"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    level_model(&model, "nchw");
     let model = model.display().to_string();
     let good = contract("nchw", "{ kind = \"pad_multiple\", multiple = 16 }", false);
     let attempt = |text: &str, env: Option<(&str, &str)>| {
