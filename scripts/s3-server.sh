@@ -89,7 +89,7 @@ keyring = $DIR/admin.keyring
 keyring = \$osd_data/keyring
 [client.rgw.a]
 keyring = $DIR/rgw.keyring
-rgw frontends = beast endpoint=127.0.0.1:$PORT
+rgw frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
 rgw data = $DIR/rgw
 CONF
   ceph-authtool --create-keyring "$DIR/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
