@@ -53,12 +53,19 @@ pub enum EvaluateError {
     Nothing(String),
     #[error("{0}")]
     Data(String),
-    #[error("writing `{url}`: {message}")]
-    Write { url: String, message: String },
+    /// Building an in-memory table of this evaluation's rows for SQL.
+    #[error("building the table of {what}: {source}")]
+    Rows { what: &'static str, source: datafusion::error::DataFusionError },
+    #[error("writing `{url}`: {source}")]
+    Write { url: String, source: parquet::errors::ParquetError },
     #[error("reading the figure to attach `{url}`: {source}")]
     Attachment { url: String, source: crate::store::ReadError },
     #[error("writing `{url}`: {}", crate::store::explain(.source))]
     Put { url: String, source: object_store::Error },
+}
+
+fn rows_err(what: &'static str) -> impl FnOnce(datafusion::error::DataFusionError) -> EvaluateError {
+    move |source| EvaluateError::Rows { what, source }
 }
 
 pub(super) fn query_err(context: &str) -> impl FnOnce(QueryError) -> EvaluateError + '_ {
@@ -191,14 +198,14 @@ async fn scope(session: &Session, data: Option<&StoreLocation>, cfg: &EvaluateCo
             let (z, t) = (col(b, "slice_index", &DataType::Int32, &context)?, col(b, "frame_index", &DataType::Int32, &context)?);
             keys.push(
                 RecordBatch::try_from_iter([("study_id", id), ("slice_index", z), ("frame_index", t)])
-                    .map_err(|e| EvaluateError::Data(e.to_string()))?,
+                    .map_err(|e| rows_err("the selection's frames")(e.into()))?,
             );
         }
         if let Some(first) = keys.first() {
-            let table = MemTable::try_new(first.schema(), vec![keys.clone()]).map_err(|e| EvaluateError::Data(e.to_string()))?;
+            let table = MemTable::try_new(first.schema(), vec![keys.clone()]).map_err(rows_err("the selection's frames"))?;
             let ctx = session.context();
             let _ = ctx.deregister_table(KEYS);
-            ctx.register_table(KEYS, Arc::new(table)).map_err(|e| EvaluateError::Data(e.to_string()))?;
+            ctx.register_table(KEYS, Arc::new(table)).map_err(rows_err("the selection's frames"))?;
         }
         ids = Some(s);
     }
@@ -369,13 +376,13 @@ async fn ef_error_stats(session: &Session, rows: &[StudyRow]) -> Result<EfErrorS
         ("not_computable", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.not_computable))))),
         ("no_volumes", Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.edv_ml.is_none() && r.esv_ml.is_none()))))),
     ])
-    .map_err(|e| EvaluateError::Data(e.to_string()))?;
+    .map_err(|e| rows_err("EF errors")(e.into()))?;
     let ctx = session.context();
-    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| EvaluateError::Data(e.to_string()))?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(rows_err("EF errors"))?;
     for t in ["ef_errors", "ef_error_stats"] {
         let _ = ctx.deregister_table(t);
     }
-    ctx.register_table("ef_errors", Arc::new(table)).map_err(|e| EvaluateError::Data(e.to_string()))?;
+    ctx.register_table("ef_errors", Arc::new(table)).map_err(rows_err("EF errors"))?;
     let context = "the saved query `ef_error_stats` over this evaluation";
     let b = collect(session, "SELECT * FROM ef_error_stats", context).await?;
     let Some(b) = b.iter().find(|b| b.num_rows() > 0) else {

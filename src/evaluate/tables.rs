@@ -22,7 +22,7 @@ fn properties() -> WriterProperties {
 }
 
 fn write_err(url: String) -> impl FnOnce(parquet::errors::ParquetError) -> EvaluateError {
-    move |e| EvaluateError::Write { url, message: e.to_string() }
+    move |source| EvaluateError::Write { url, source }
 }
 
 /// A Parquet file written to a store as rows arrive (bounded memory).

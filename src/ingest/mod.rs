@@ -65,8 +65,8 @@ pub enum IngestError {
     Legacy(#[from] LegacyError),
     #[error(transparent)]
     Key(#[from] pseudonym::KeyError),
-    #[error("curating study `{study}` failed: {message}")]
-    Task { study: String, message: String },
+    #[error("curating study `{study}` failed: {source}")]
+    Task { study: String, source: tokio::task::JoinError },
     #[error("counts do not reconcile (a bug, please report): {0}")]
     Reconcile(String),
 }
@@ -419,7 +419,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
                 let object = format!("study {} (curation)", loaded.input.study_id);
                 let out = tokio::task::spawn_blocking(move || curate::curate(loaded.input, &cur_cfg))
                     .await
-                    .map_err(|e| SourceError::Task { object, message: e.to_string() })?;
+                    .map_err(|source| SourceError::Task { object, source })?;
                 Ok(Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace: decision == Decision::Changed })
             });
             async move { (study, listing, handle.await) }
@@ -429,7 +429,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
     let mut sources: Vec<SourceRow> = Vec::new();
     let mut replaced: BTreeMap<String, Vec<String>> = BTreeMap::new();
     while let Some((study, listing, joined)) = studies.next().await {
-        let outcome = joined.map_err(|e| IngestError::Task { study: study.clone(), message: e.to_string() })??;
+        let outcome = joined.map_err(|source| IngestError::Task { study: study.clone(), source })??;
         let (quarantined, out, files, bytes, fingerprint, replace) = match outcome {
             Outcome::Skipped { why, refused, files } => {
                 report.files_skipped += files;

@@ -24,6 +24,6 @@ impl<B: Backend> Engine for BurnEngine<B> {
     fn run(&mut self, input: Vec<f32>, shape: [usize; 4]) -> Result<Vec<f32>, InferError> {
         let x = Tensor::<B, 4>::from_data(TensorData::new(input, shape), &self.device);
         let y = self.model.forward(x);
-        y.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| InferError::Engine(format!("reading the model's output: {e:?}")))
+        y.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| InferError::Output(format!("{e:?}")))
     }
 }

@@ -64,16 +64,25 @@ pub enum InferError {
         "model `{model}`: its contract `{contract}` cannot be read ({source}): write one (see pipelines/models/) or give --contract URL"
     )]
     ReadContract { model: String, contract: String, source: Box<store::ReadError> },
-    #[error("running the model: {0}")]
-    Engine(String),
-    #[error("{0}")]
-    Runtime(String),
+    #[error("model `{url}`: ONNX Runtime cannot load it: {source}")]
+    LoadModel { url: String, source: ort::Error },
+    #[error("{what}: {source}")]
+    Onnx { what: &'static str, source: ort::Error },
+    /// The model's output does not have the shape or type the contract promised.
+    #[error("the model's output: {0}")]
+    Output(String),
+    #[error(transparent)]
+    Runtime(std::sync::Arc<onnx::RuntimeError>),
     #[error("no frames to label: {0}")]
     NoFrames(String),
     #[error(transparent)]
     Shard(#[from] ShardError),
-    #[error("a labelling stage stopped: {0}")]
-    Stage(String),
+    #[error("the labelling stage `{stage}` stopped: {source}")]
+    Join { stage: &'static str, source: tokio::task::JoinError },
+    #[error("the {thread} thread panicked: {message}")]
+    Panicked { thread: &'static str, message: String },
+    #[error("{came} of {planned} planned studies came through the model")]
+    Lost { came: usize, planned: usize },
 }
 
 impl From<delta::DeltaError> for InferError {
@@ -298,7 +307,7 @@ pub async fn preflight(cfg: &LabelConfig) -> Result<String, InferError> {
         run_engine(loaded, device, &contract, rx, out_tx).map(|_| ())
     })
     .await
-    .map_err(|e| InferError::Stage(format!("checking the model: {e}")))??;
+    .map_err(|source| InferError::Join { stage: "checking the model", source })??;
     Ok(sha)
 }
 
@@ -431,11 +440,9 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
             Ok::<_, InferError>(())
         };
         let (read, written) = tokio::join!(reader, writer);
-        let joined = |name: &str, e: Box<dyn std::any::Any + Send>| {
-            InferError::Stage(format!(
-                "the {name} thread panicked: {:?}",
-                e.downcast_ref::<String>().map(String::as_str).or(e.downcast_ref::<&str>().copied())
-            ))
+        let joined = |thread: &'static str, e: Box<dyn std::any::Any + Send>| InferError::Panicked {
+            thread,
+            message: e.downcast_ref::<String>().cloned().or(e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default(),
         };
         prep.join().map_err(|e| joined("pre-processing", e))?;
         let busy = infer.join().map_err(|e| joined("inference", e))?;
@@ -445,11 +452,7 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
         busy?
     };
     if done.len() < tables::LABEL.len() && report.studies.len() != planned.frames.len() {
-        return Err(InferError::Stage(format!(
-            "{} of {} planned studies came through the model",
-            report.studies.len(),
-            planned.frames.len()
-        )));
+        return Err(InferError::Lost { came: report.studies.len(), planned: planned.frames.len() });
     }
     if !qc_rows.is_empty() {
         shards.write(&tables::LABEL_QC, qc_batch(&qc_rows, &cfg.labeller, &model_sha, &run_id)).await?;

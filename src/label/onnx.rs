@@ -6,7 +6,7 @@
 //! environment is made once, on first use, and kept.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -23,11 +23,24 @@ pub const RUNTIME_VERSION: &str = "1.31";
 
 const INSTALL: &str = "pip install onnxruntime==1.31.1 (cinestream then finds it), or set ORT_DYLIB_PATH to its libonnxruntime.so.1.31.1";
 
-static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<Result<Environment, Arc<RuntimeError>>> = OnceLock::new();
+
+/// Why ONNX Runtime did not start. Kept for the rest of the process (one environment per
+/// process), so it is shared rather than cloned.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No runtime library was found; the message says where we looked and how to install it.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("loading ONNX Runtime from {path}: {source}; this build needs version {RUNTIME_VERSION}: {INSTALL}")]
+    Load { path: String, source: ort::LoadDynamicError },
+    #[error("starting ONNX Runtime ({path}): {source}")]
+    Start { path: String, source: ort::Error },
+}
 
 /// The runtime library: `ORT_DYLIB_PATH`, else the `onnxruntime` Python package's
 /// `capi/libonnxruntime.so.<version>` (the wheel has no unversioned name).
-pub fn find_runtime() -> Result<PathBuf, String> {
+fn find_runtime() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         let p = PathBuf::from(p);
         return if p.is_file() { Ok(p) } else { Err(format!("ORT_DYLIB_PATH={} is not a file: {INSTALL}", p.display())) };
@@ -52,11 +65,10 @@ pub fn find_runtime() -> Result<PathBuf, String> {
 /// The process's ONNX Runtime environment, made on first use.
 pub fn environment() -> Result<&'static Environment, InferError> {
     let env = ENVIRONMENT.get_or_init(|| {
-        let path = find_runtime()?;
-        let builder = ort::init_from(&path).map_err(|e| {
-            format!("loading ONNX Runtime from {}: {e}; this build needs version {RUNTIME_VERSION}: {INSTALL}", path.display())
-        })?;
-        builder.with_name("cinestream").build().map_err(|e| format!("starting ONNX Runtime ({}): {e}", path.display()))
+        let path = find_runtime().map_err(|m| Arc::new(RuntimeError::NotFound(m)))?;
+        let shown = path.display().to_string();
+        let builder = ort::init_from(&path).map_err(|source| Arc::new(RuntimeError::Load { path: shown.clone(), source }))?;
+        builder.with_name("cinestream").build().map_err(|source| Arc::new(RuntimeError::Start { path: shown, source }))
     });
     env.as_ref().map_err(|e| InferError::Runtime(e.clone()))
 }
@@ -75,13 +87,13 @@ impl OnnxEngine {
     pub fn new(bytes: &[u8], url: &str, contract: &Contract, threads: usize) -> Result<OnnxEngine, InferError> {
         let env = environment()?;
         let fail = |message: String| InferError::Model { url: url.to_string(), message };
-        let cannot = |e: &dyn std::fmt::Display| fail(format!("ONNX Runtime cannot load it: {e}"));
-        let builder = Session::builder(env).map_err(|e| cannot(&e))?;
+        let cannot = |source: ort::Error| InferError::LoadModel { url: url.to_string(), source };
+        let builder = Session::builder(env).map_err(cannot)?;
         // No spinning: the pre- and post-processing threads share the cores with the model's,
         // and a spinning idle worker takes their time.
-        let builder = builder.with_intra_threads(threads.max(1)).map_err(|e| cannot(&e))?;
-        let mut builder = builder.with_intra_op_spinning(false).map_err(|e| cannot(&e))?;
-        let session = builder.commit_from_memory(bytes).map_err(|e| cannot(&e))?;
+        let builder = builder.with_intra_threads(threads.max(1)).map_err(|e| cannot(e.into()))?;
+        let mut builder = builder.with_intra_op_spinning(false).map_err(|e| cannot(e.into()))?;
+        let session = builder.commit_from_memory(bytes).map_err(cannot)?;
         let names = |outlets: &[ort::value::Outlet]| outlets.iter().map(|o| o.name().to_string()).collect::<Vec<_>>();
         let (inputs, outputs) = (names(session.inputs()), names(session.outputs()));
         let Some(input) = session.inputs().iter().find(|o| o.name() == contract.input) else {
@@ -133,9 +145,11 @@ fn check_input(dtype: &ValueType, contract: &Contract) -> Result<(), String> {
 
 impl Engine for OnnxEngine {
     fn run(&mut self, input: Vec<f32>, shape: [usize; 4]) -> Result<Vec<f32>, InferError> {
-        let err = |e: ort::Error| InferError::Engine(e.to_string());
-        let tensor = Tensor::from_array((shape, input)).map_err(err)?;
-        let outputs = self.session.run(ort::inputs![self.input.as_str() => tensor]).map_err(err)?;
+        let tensor = Tensor::from_array((shape, input)).map_err(|source| InferError::Onnx { what: "making the input tensor", source })?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input.as_str() => tensor])
+            .map_err(|source| InferError::Onnx { what: "running the model", source })?;
         let out = &outputs[self.output.as_str()];
         // Probabilities and logits are float; label outputs are often integers.
         if let Ok((_, v)) = out.try_extract_tensor::<f32>() {
@@ -149,7 +163,7 @@ impl Engine for OnnxEngine {
         }
         let (_, v) = out
             .try_extract_tensor::<u8>()
-            .map_err(|e| InferError::Engine(format!("output `{}` is neither float, int64, int32 nor uint8: {e}", self.output)))?;
+            .map_err(|source| InferError::Onnx { what: "reading the output (it must be float, int64, int32 or uint8)", source })?;
         Ok(v.iter().map(|x| f32::from(*x)).collect())
     }
 }

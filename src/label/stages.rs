@@ -157,7 +157,7 @@ pub fn infer(
                 busy += started.elapsed();
                 result.and_then(|output| {
                     if output.len() != n * classes * oh * ow {
-                        return Err(InferError::Engine(format!(
+                        return Err(InferError::Output(format!(
                             "the model returned {} values for a batch of {n} at {oh}×{ow}; its contract expects {classes} value(s) per pixel ({:?} output)",
                             output.len(),
                             contract.output_kind

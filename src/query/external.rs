@@ -116,11 +116,10 @@ impl ExternalTable {
         }
         let ext = self.urls[0].rsplit_once('.').map(|(_, e)| format!(".{e}")).unwrap_or_default();
         let options = ListingOptions::new(fmt.format()).with_file_extension(ext);
-        let mut config = ListingTableConfig::new_with_multi_paths(paths)
-            .with_listing_options(options)
-            .infer_schema(&ctx.state())
-            .await
-            .map_err(|e| err(format!("reading {}: {}", self.urls.join(", "), e.find_root())))?;
+        let mut config =
+            ListingTableConfig::new_with_multi_paths(paths).with_listing_options(options).infer_schema(&ctx.state()).await.map_err(
+                |e| QueryError::ExternalRead { table: self.name.clone(), urls: self.urls.join(", "), source: super::suggest::Root(e) },
+            )?;
         if !self.types.is_empty() {
             let inferred = config.file_schema.clone().ok_or_else(|| err("no schema inferred".into()))?;
             let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -133,9 +132,10 @@ impl ExternalTable {
             }
             config = config.with_schema(Arc::new(Schema::new(fields)));
         }
-        let table = ListingTable::try_new(config).map_err(|e| err(e.to_string()))?;
-        ctx.deregister_table(self.name.as_str()).map_err(|e| err(e.to_string()))?;
-        ctx.register_table(self.name.as_str(), Arc::new(table)).map_err(|e| err(e.to_string()))?;
+        let register = |source| QueryError::Register { table: self.name.clone(), source };
+        let table = ListingTable::try_new(config).map_err(register)?;
+        ctx.deregister_table(self.name.as_str()).map_err(register)?;
+        ctx.register_table(self.name.as_str(), Arc::new(table)).map_err(register)?;
         Ok(())
     }
 }

@@ -62,6 +62,8 @@ pub enum QueryError {
     Register { table: String, source: DataFusionError },
     #[error("external table `{table}`: {message}")]
     External { table: String, message: String },
+    #[error("external table `{table}`: reading {urls}: {source}")]
+    ExternalRead { table: String, urls: String, source: suggest::Root },
     #[error("saved query `{name}` ({origin}): {message}")]
     SavedQuery { name: String, origin: String, message: String },
     #[error("saved query `{name}` uses itself (through {chain}); a view cannot depend on itself")]

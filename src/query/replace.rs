@@ -50,8 +50,8 @@ pub fn register(ctx: &SessionContext, name: &str, origin: &str, df: DataFrame) -
                 f.data_type()
             )),
             None if f.is_nullable() => {
-                let null =
-                    ScalarValue::try_from(f.data_type()).map_err(|e| QueryError::Sql { context: origin.into(), message: e.to_string() })?;
+                let null = ScalarValue::try_from(f.data_type())
+                    .map_err(|e| QueryError::Execute { context: origin.into(), source: super::suggest::Root(e) })?;
                 exprs.push(lit(null).alias(f.name()));
             }
             None => missing.push(format!("`{}` ({})", f.name(), f.data_type())),
@@ -68,7 +68,7 @@ pub fn register(ctx: &SessionContext, name: &str, origin: &str, df: DataFrame) -
         return Err(QueryError::Replacement { table: name.into(), origin: origin.into(), message: why.join("; ") });
     }
     exprs.extend(have.fields().iter().filter(|h| want.field_with_name(h.name()).is_err()).map(|h| ident(h.name())));
-    let conformed = df.select(exprs).map_err(|e| QueryError::Sql { context: origin.into(), message: e.to_string() })?;
+    let conformed = df.select(exprs).map_err(|e| QueryError::Execute { context: origin.into(), source: super::suggest::Root(e) })?;
     let register = |e| QueryError::Register { table: name.to_string(), source: e };
     ctx.deregister_table(name).map_err(register)?;
     ctx.register_table(name, conformed.into_view()).map_err(register)?;

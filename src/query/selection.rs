@@ -100,8 +100,13 @@ pub enum SelectionError {
     Read { url: String, source: object_store::Error },
     #[error("selection `{url}`: {message}")]
     Invalid { url: String, message: String },
-    #[error("encoding the selection for `{url}`: {message}")]
-    Encode { url: String, message: String },
+    #[error("selection `{url}`: its Parquet file cannot be read ({source}); make it again (`cinestream select … --replace`)")]
+    Unreadable { url: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("encoding the selection for `{url}`: {source}")]
+    Encode { url: String, source: parquet::errors::ParquetError },
+    /// Reshaping the query's rows into a selection (concatenating, casting the columns).
+    #[error("the query's result as a selection: {0}")]
+    Rows(#[from] arrow::error::ArrowError),
 }
 
 /// Where a selection's query came from.
@@ -149,7 +154,7 @@ pub async fn create(
         v.dedup();
         v.len() as u64
     };
-    let bytes = encode(&batch).map_err(|message| SelectionError::Encode { url: folder.url().to_string(), message })?;
+    let bytes = encode(&batch).map_err(|source| SelectionError::Encode { url: folder.url().to_string(), source })?;
     let file = FileEntry {
         path: FRAMES.into(),
         rows: batch.num_rows() as u64,
@@ -227,10 +232,10 @@ pub async fn load(data: &StoreLocation, name: &str) -> Result<(SelectionRecord, 
     }
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
-        .map_err(|e| SelectionError::Invalid { url: folder.url().to_string(), message: e.to_string() })?;
+        .map_err(|e| SelectionError::Unreadable { url: folder.url().to_string(), source: e.into() })?;
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SelectionError::Invalid { url: folder.url().to_string(), message: e.to_string() })?;
+        .map_err(|e| SelectionError::Unreadable { url: folder.url().to_string(), source: e.into() })?;
     Ok((record, batches))
 }
 
@@ -238,8 +243,7 @@ pub async fn load(data: &StoreLocation, name: &str) -> Result<(SelectionRecord, 
 fn normalise(batches: &[RecordBatch]) -> Result<RecordBatch, SelectionError> {
     let Some(first) = batches.first() else { return Err(SelectionError::Empty) };
     let schema = first.schema();
-    let all = arrow::compute::concat_batches(&schema, batches)
-        .map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
+    let all = arrow::compute::concat_batches(&schema, batches).map_err(SelectionError::Rows)?;
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     for (key, ty) in KEY_COLUMNS.iter().zip([DataType::Utf8, DataType::Int32, DataType::Int32]) {
@@ -254,14 +258,11 @@ fn normalise(batches: &[RecordBatch]) -> Result<RecordBatch, SelectionError> {
     for (f, c) in schema.fields().iter().zip(all.columns()) {
         if !KEY_COLUMNS.contains(&f.name().as_str()) {
             let ty = if matches!(f.data_type(), DataType::Utf8View | DataType::LargeUtf8) { DataType::Utf8 } else { f.data_type().clone() };
-            columns.push(
-                arrow::compute::cast(c, &ty).map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?,
-            );
+            columns.push(arrow::compute::cast(c, &ty).map_err(SelectionError::Rows)?);
             fields.push(Field::new(f.name(), ty, f.is_nullable()));
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(SelectionError::Rows)
 }
 
 /// Duplicate keys and keys not in `frames` are errors.
@@ -306,10 +307,8 @@ async fn count_and_example(session: &Session, sql: &str) -> Result<(u64, String)
         .await
         .map_err(|e| QueryError::Execute { context: "checking the selection".into(), source: Root(e) })?;
     let b = &batches[0];
-    let n = arrow::compute::cast(b.column(0), &DataType::Int64)
-        .map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
-    let ex = arrow::compute::cast(b.column(1), &DataType::Utf8)
-        .map_err(|e| SelectionError::Encode { url: "selection".into(), message: e.to_string() })?;
+    let n = arrow::compute::cast(b.column(0), &DataType::Int64).map_err(SelectionError::Rows)?;
+    let ex = arrow::compute::cast(b.column(1), &DataType::Utf8).map_err(SelectionError::Rows)?;
     let ex = ex.as_string::<i32>();
     Ok((
         n.as_primitive::<arrow::datatypes::Int64Type>().value(0) as u64,
@@ -326,12 +325,12 @@ fn sort_by_key(batch: &RecordBatch) -> RecordBatch {
     take_record_batch(batch, &idx).expect("indices in range")
 }
 
-fn encode(batch: &RecordBatch) -> Result<Bytes, String> {
+fn encode(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
     let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level"))).build();
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(|e| e.to_string())?;
-    w.write(batch).map_err(|e| e.to_string())?;
-    w.close().map_err(|e| e.to_string())?;
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
+    w.write(batch)?;
+    w.close()?;
     Ok(Bytes::from(buf))
 }
 

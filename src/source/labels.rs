@@ -29,8 +29,12 @@ pub enum LabelError {
     List { url: String, source: object_store::Error },
     #[error("no Parquet label files under `{url}`: give the folder that holds them (e.g. <synth output>/truth)")]
     Empty { url: String },
-    #[error("label file `{object}`: {message}")]
-    Read { object: String, message: String },
+    #[error("label file `{object}`: {source}")]
+    Read { object: String, source: parquet::errors::ParquetError },
+    #[error("label file `{object}`: {source}")]
+    Cast { object: String, source: arrow::error::ArrowError },
+    #[error("label file `{object}`: the mask of `{key}` holds {bytes} bytes, but height×width = {pixels}")]
+    MaskSize { object: String, key: String, bytes: usize, pixels: u32 },
     #[error("label file `{object}` lacks column `{column}` (needs object_key, height, width, mask)")]
     Column { object: String, column: &'static str },
 }
@@ -58,7 +62,7 @@ async fn builder(
     name: &str,
 ) -> Result<ParquetRecordBatchStreamBuilder<StoreReader>, LabelError> {
     let reader = StoreReader::new(store.clone(), path.clone());
-    ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| LabelError::Read { object: name.to_string(), message: e.to_string() })
+    ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|source| LabelError::Read { object: name.to_string(), source })
 }
 
 fn projection(b: &ParquetRecordBatchStreamBuilder<StoreReader>, cols: &[&'static str], name: &str) -> Result<ProjectionMask, LabelError> {
@@ -94,14 +98,11 @@ impl LabelIndex {
             let b = builder(&loc.store, &path, &name).await?;
             projection(&b, &COLUMNS, &name)?;
             let mask = projection(&b, &COLUMNS[..1], &name)?;
-            let mut stream =
-                b.with_projection(mask).build().map_err(|e| LabelError::Read { object: name.clone(), message: e.to_string() })?;
+            let mut stream = b.with_projection(mask).build().map_err(|source| LabelError::Read { object: name.clone(), source })?;
             let mut row = 0u32;
-            while let Some(batch) =
-                stream.try_next().await.map_err(|e| LabelError::Read { object: name.clone(), message: e.to_string() })?
-            {
+            while let Some(batch) = stream.try_next().await.map_err(|source| LabelError::Read { object: name.clone(), source })? {
                 let keys = arrow::compute::cast(batch.column(0), &DataType::Utf8)
-                    .map_err(|e| LabelError::Read { object: name.clone(), message: e.to_string() })?;
+                    .map_err(|source| LabelError::Cast { object: name.clone(), source })?;
                 for k in keys.as_string::<i32>().iter() {
                     if let Some(k) = k {
                         by_key.insert(k.to_string(), (fi as u32, row));
@@ -135,17 +136,17 @@ impl LabelIndex {
         for (fi, mut rows) in per_file {
             rows.sort_unstable();
             let (path, name) = &self.files[fi as usize];
-            let read_err = |e: &dyn std::fmt::Display| LabelError::Read { object: name.clone(), message: e.to_string() };
+            let read_err = |source| LabelError::Read { object: name.clone(), source };
             let b = builder(&self.store, path, name).await?;
             let total = b.metadata().file_metadata().num_rows() as usize;
             let ranges = rows.iter().map(|r| *r as usize..*r as usize + 1);
             let selection = RowSelection::from_consecutive_ranges(ranges, total);
             let mask = projection(&b, &COLUMNS, name)?;
-            let mut stream = b.with_projection(mask).with_row_selection(selection).build().map_err(|e| read_err(&e))?;
-            while let Some(batch) = stream.try_next().await.map_err(|e| read_err(&e))? {
+            let mut stream = b.with_projection(mask).with_row_selection(selection).build().map_err(read_err)?;
+            while let Some(batch) = stream.try_next().await.map_err(read_err)? {
                 let col = |n: &str, t: &DataType| {
                     let c = batch.column_by_name(n).expect("projected");
-                    arrow::compute::cast(c, t).map_err(|e| read_err(&e))
+                    arrow::compute::cast(c, t).map_err(|source| LabelError::Cast { object: name.clone(), source })
                 };
                 let keys = col("object_key", &DataType::Utf8)?;
                 let hs = col("height", &DataType::Int32)?;
@@ -160,9 +161,11 @@ impl LabelIndex {
                     let (h, w) = (hs.value(i).max(0) as u32, ws.value(i).max(0) as u32);
                     let data = ms.value(i).to_vec();
                     if data.len() != h as usize * w as usize {
-                        return Err(LabelError::Read {
+                        return Err(LabelError::MaskSize {
                             object: name.clone(),
-                            message: format!("mask of `{}` holds {} bytes, height×width = {}", keys.value(i), data.len(), h * w),
+                            key: keys.value(i).into(),
+                            bytes: data.len(),
+                            pixels: h * w,
                         });
                     }
                     out.insert(keys.value(i).to_string(), Mask { height: h, width: w, data });

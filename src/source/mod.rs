@@ -39,8 +39,8 @@ pub enum SourceError {
     Fetch { object: String, source: object_store::Error },
     #[error("no input objects under `{url}`: check the URL (and the bucket/prefix)")]
     Empty { url: String },
-    #[error("a parsing task failed for `{object}`: {message}")]
-    Task { object: String, message: String },
+    #[error("a parsing task failed for `{object}`: {source}")]
+    Task { object: String, source: tokio::task::JoinError },
     #[error(transparent)]
     Labels(#[from] labels::LabelError),
     #[error(
@@ -239,7 +239,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(bytes::Bytes) -> T + Send + 'static,
     bytes: bytes::Bytes,
 ) -> Result<T, SourceError> {
-    tokio::task::spawn_blocking(move || f(bytes)).await.map_err(|e| SourceError::Task { object: key.to_string(), message: e.to_string() })
+    tokio::task::spawn_blocking(move || f(bytes)).await.map_err(|source| SourceError::Task { object: key.to_string(), source })
 }
 
 /// A loaded study: the input for curation, and the files quarantined while reading it.

@@ -38,9 +38,11 @@ pub enum SynthError {
     #[error("writing `{object}`: {}", explain(source))]
     Write { object: String, source: object_store::Error },
     #[error("a rendering task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
     #[error("encoding the truth table: {0}")]
-    Truth(String),
+    Truth(#[from] arrow::error::ArrowError),
+    #[error("encoding the truth table: {0}")]
+    TruthParquet(#[from] parquet::errors::ParquetError),
 }
 
 /// What to generate.
@@ -425,17 +427,16 @@ fn truth_batch(study_id: &str, files: &[OutFile]) -> Result<RecordBatch, SynthEr
         count(2),
         Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| r.1.2.as_slice()))),
     ];
-    RecordBatch::try_new(schema, cols).map_err(|e| SynthError::Truth(e.to_string()))
+    Ok(RecordBatch::try_new(schema, cols)?)
 }
 
 fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, SynthError> {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
         .build();
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(|e| SynthError::Truth(e.to_string()))?;
-    w.write(batch).map_err(|e| SynthError::Truth(e.to_string()))?;
-    w.into_inner().map_err(|e| SynthError::Truth(e.to_string()))
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
+    w.write(batch)?;
+    Ok(w.into_inner()?)
 }
 
 async fn put(out: &StoreLocation, key: &str, bytes: Vec<u8>) -> Result<u64, SynthError> {
@@ -470,7 +471,7 @@ pub async fn run(out: &StoreLocation, cfg: &SynthConfig, progress: &dyn Progress
         .buffered(2);
     let mut report = SynthReport { studies: Vec::new(), files: 0, bytes: 0 };
     while let Some(r) = rendered.next().await {
-        let (files, truth, table) = r.map_err(|e| SynthError::Task(e.to_string()))?;
+        let (files, truth, table) = r?;
         let table = table?;
         report.bytes += put(out, &format!("truth/{}.parquet", truth.study_id), table).await?;
         let bytes: Vec<u64> = futures::stream::iter(files)

@@ -52,8 +52,12 @@ pub enum LegacyError {
     List { url: String, source: object_store::Error },
     #[error("reading manifest `{object}`: {}", explain(source))]
     Read { object: String, source: object_store::Error },
-    #[error("`{object}` is not what the manifest format promises ({message}); restore it or drop that run's manifest before upgrading")]
-    Corrupt { object: String, message: String },
+    #[error("`{object}` is not what the manifest format promises ({source}); restore it or drop that run's manifest before upgrading")]
+    Corrupt { object: String, source: serde_json::Error },
+    #[error("`{object}` cannot be read as Parquet ({source}); restore it or drop that run's manifest before upgrading")]
+    Parquet { object: String, source: parquet::errors::ParquetError },
+    #[error("`{object}` cannot be read as Parquet ({source}); restore it or drop that run's manifest before upgrading")]
+    Arrow { object: String, source: arrow::error::ArrowError },
     #[error(
         "`{object}` has SHA-256 {found}, its manifest says {expected}: the file changed after it was written; restore it or drop that run's manifest before upgrading"
     )]
@@ -98,7 +102,7 @@ impl Manifest {
                 .await
                 .map_err(|source| LegacyError::Read { object: object.clone(), source })?;
             let manifest: Manifest =
-                serde_json::from_slice(&bytes).map_err(|e| LegacyError::Corrupt { object: object.clone(), message: e.to_string() })?;
+                serde_json::from_slice(&bytes).map_err(|source| LegacyError::Corrupt { object: object.clone(), source })?;
             out_list.push((manifest, hex::encode(Sha256::digest(&bytes))));
         }
         Ok(out_list)
@@ -222,12 +226,12 @@ fn unknown_source(source: &str, image_files: usize) -> registry::SourceRow {
 fn read_objects_bytes(bytes: bytes::Bytes, object: &str) -> Result<Vec<arrow::array::RecordBatch>, LegacyError> {
     use parquet::arrow::ProjectionMask;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let err = |e: parquet::errors::ParquetError| LegacyError::Corrupt { object: object.to_string(), message: e.to_string() };
+    let err = |source| LegacyError::Parquet { object: object.to_string(), source };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(err)?;
     let wanted: Vec<&str> = registry::STATS_COLUMNS.iter().copied().chain(["source_files"]).collect();
     let mask = ProjectionMask::columns(builder.parquet_schema(), wanted.iter().copied());
     let reader = builder.with_projection(mask).build().map_err(err)?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| LegacyError::Corrupt { object: object.to_string(), message: e.to_string() })
+    reader.collect::<Result<Vec<_>, _>>().map_err(|source| LegacyError::Arrow { object: object.to_string(), source })
 }
 
 /// Notes which source study each study came from (`studies`) and which studies left findings.

@@ -48,8 +48,12 @@ pub enum ShardError {
     Write(#[from] WriteError),
     #[error(transparent)]
     Delta(#[from] DeltaError),
-    #[error("a writer task of table `{table}` failed: {message}")]
-    Lane { table: String, message: String },
+    #[error("a writer task of table `{table}` failed: {source}")]
+    Lane { table: String, source: tokio::task::JoinError },
+    #[error("the writer of table `{table}` stopped early")]
+    Stopped { table: String },
+    #[error("`{object}` has no column `{column}`")]
+    NoColumn { object: String, column: String },
     #[error("reading `{object}`: {source}")]
     Read { object: String, source: parquet::errors::ParquetError },
 }
@@ -75,7 +79,7 @@ impl Lane {
 
     async fn join(self, table: &str) -> Result<Vec<DataFile>, ShardError> {
         drop(self.tx);
-        let joined = self.handle.await.map_err(|e| ShardError::Lane { table: table.to_string(), message: e.to_string() })?;
+        let joined = self.handle.await.map_err(|source| ShardError::Lane { table: table.to_string(), source })?;
         Ok(joined?)
     }
 }
@@ -108,7 +112,7 @@ impl ShardSet {
             // The lane stopped: report why.
             let lane = lanes.remove(i);
             lane.join(table).await?;
-            return Err(ShardError::Lane { table: table.to_string(), message: "writer stopped early".into() });
+            return Err(ShardError::Stopped { table: table.to_string() });
         }
         Ok(())
     }

@@ -42,9 +42,8 @@ pub async fn without_rows(
         let mut removed = 0u64;
         let mut kept = Vec::with_capacity(batches.len());
         for b in batches {
-            let col = b
-                .column_by_name(column)
-                .ok_or_else(|| ShardError::Lane { table: table.into(), message: format!("{object} has no column `{column}`") })?;
+            let col =
+                b.column_by_name(column).ok_or_else(|| ShardError::NoColumn { object: object.clone(), column: column.to_string() })?;
             let keep: BooleanArray = col.as_string::<i32>().iter().map(|v| Some(!v.is_some_and(|v| values.contains(v)))).collect();
             removed += (keep.len() - keep.true_count()) as u64;
             kept.push(

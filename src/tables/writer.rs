@@ -47,8 +47,8 @@ pub enum WriteError {
     Encode { table: String, source: parquet::errors::ParquetError },
     #[error("uploading `{object}`: {}", explain(source))]
     Upload { object: String, source: object_store::Error },
-    #[error("an encoding task for table `{table}` failed: {message}")]
-    Task { table: String, message: String },
+    #[error("an encoding task for table `{table}` failed: {source}")]
+    Task { table: String, source: tokio::task::JoinError },
 }
 
 /// Compression of shard files.
@@ -161,7 +161,7 @@ impl TableWriter {
             (w, res)
         })
         .await
-        .map_err(|e| WriteError::Task { table: self.table.clone(), message: e.to_string() })?;
+        .map_err(|source| WriteError::Task { table: self.table.clone(), source })?;
         res.map_err(|source| WriteError::Encode { table: self.table.clone(), source })?;
         let full = w.bytes_written() + w.in_progress_size() >= self.cfg.max_file_mib << 20;
         self.current = Some((w, stats));
@@ -176,7 +176,7 @@ impl TableWriter {
         let table = self.table.clone();
         let bytes = tokio::task::spawn_blocking(move || w.into_inner())
             .await
-            .map_err(|e| WriteError::Task { table: table.clone(), message: e.to_string() })?
+            .map_err(|source| WriteError::Task { table: table.clone(), source })?
             .map_err(|source| WriteError::Encode { table: table.clone(), source })?;
         let name = format!("part-{}-{:05}.parquet", self.run_id, self.files.len());
         let path = self.out.child(&format!("{}/{name}", self.table));

@@ -97,10 +97,10 @@ impl Checkpoint {
         match self.root.store.get(&path).await {
             Ok(r) => {
                 let bytes = r.bytes().await.map_err(|e| self.err("reading checkpoint", &path, e))?;
-                let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| TrainError::Corrupt {
+                let saved: Saved = serde_json::from_slice(&bytes).map_err(|source| TrainError::Corrupt {
                     what: "reading checkpoint",
                     url: self.root.object_url(&path),
-                    message: e.to_string(),
+                    source,
                 })?;
                 Ok(Some(saved))
             }
@@ -114,9 +114,9 @@ impl Checkpoint {
         let dir = format!("checkpoints/step-{:08}", progress.global_step);
         let rec = recorder();
         let model_bytes = Recorder::<B>::record(&rec, model.clone().into_record(), ())
-            .map_err(|e| TrainError::Config(format!("encoding the model: {e}")))?;
-        let optim_bytes =
-            Recorder::<B>::record(&rec, optim.to_record(), ()).map_err(|e| TrainError::Config(format!("encoding the optimizer: {e}")))?;
+            .map_err(|source| TrainError::Record { what: "encoding the model", source })?;
+        let optim_bytes = Recorder::<B>::record(&rec, optim.to_record(), ())
+            .map_err(|source| TrainError::Record { what: "encoding the optimizer", source })?;
         self.put(&format!("{dir}/model.bin"), "writing checkpoint", model_bytes).await?;
         self.put(&format!("{dir}/optim.bin"), "writing checkpoint", optim_bytes).await?;
         let previous = self.latest().await?;
@@ -166,9 +166,9 @@ impl Checkpoint {
         let m = self.get(&format!("{}/model.bin", saved.dir), "reading checkpoint").await?;
         let o = self.get(&format!("{}/optim.bin", saved.dir), "reading checkpoint").await?;
         let model_record = Recorder::<B>::load(&rec, m.to_vec(), device)
-            .map_err(|e| TrainError::Config(format!("decoding the checkpoint's model: {e}")))?;
+            .map_err(|source| TrainError::Record { what: "decoding the checkpoint's model", source })?;
         let optim_record = Recorder::<B>::load(&rec, o.to_vec(), device)
-            .map_err(|e| TrainError::Config(format!("decoding the checkpoint's optimizer: {e}")))?;
+            .map_err(|source| TrainError::Record { what: "decoding the checkpoint's optimizer", source })?;
         Ok((model.load_record(model_record), optim.load_record(optim_record), saved.progress.clone()))
     }
 
@@ -181,7 +181,7 @@ impl Checkpoint {
         report: &TrainReport,
     ) -> Result<(), TrainError> {
         let bytes = Recorder::<B>::record(&recorder(), model.clone().into_record(), ())
-            .map_err(|e| TrainError::Config(format!("encoding the model: {e}")))?;
+            .map_err(|source| TrainError::Record { what: "encoding the model", source })?;
         let weights_sha256 = hex::encode(Sha256::digest(&bytes));
         self.put(&format!("model/{}", card::WEIGHTS_FILE), "writing the model", bytes).await?;
         let card = ModelCard {

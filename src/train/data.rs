@@ -47,6 +47,7 @@ use crate::model::augment::{self, Preset};
 use crate::model::scaling::{Intensity, Percentile, image_scale, to_unit};
 use crate::pixels::pixel_values;
 use crate::query::Session;
+use crate::query::read::{ReadError, collect, column};
 use crate::query::selection::{self, SelectionRecord};
 use crate::store::StoreLocation;
 
@@ -109,7 +110,7 @@ pub async fn prepare(
         record.as_of()
     )));
     let dir = cache.dir.join(&key[..24]);
-    let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), message: e.to_string() };
+    let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), source: e.into() };
     if let Ok(text) = std::fs::read_to_string(dir.join(READY)) {
         let mut p: Prepared = serde_json::from_str(&text).map_err(|e| io(std::io::Error::other(e)))?;
         p.dir = dir.clone();
@@ -129,12 +130,13 @@ pub async fn prepare(
             )));
         }
     };
-    let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(|e| TrainError::QueryText(e.to_string()))?;
+    let keys_err = ReadError::execute("the selection's frames, as a table to join");
+    let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(keys_err)?;
     let ctx = session.context();
     // Rows carry whole images (~100 KB each): with 64-row batches, preparing the demo's two sets
     // from scratch plus an epoch peaked at 720 MB RSS; it was 1,509 MB before (BENCHMARKS.md).
-    session.for_images().await.map_err(|e| TrainError::QueryText(e.to_string()))?;
-    ctx.register_table("_train_keys", Arc::new(table)).map_err(|e| TrainError::QueryText(e.to_string()))?;
+    session.for_images().await?;
+    ctx.register_table("_train_keys", Arc::new(table)).map_err(ReadError::execute("the selection's frames, as a table to join"))?;
     let sql = format!(
         "SELECT s.study_id, s.slice_index, s.frame_index, f.height, f.width, f.pixels, l.height AS mask_height, l.width AS mask_width, l.mask \
          FROM _train_keys s \
@@ -180,14 +182,12 @@ pub async fn prepare(
 /// studies are.
 async fn study_scales(session: &Session) -> Result<HashMap<String, f32>, TrainError> {
     let studies = "study_id IN (SELECT DISTINCT study_id FROM _train_keys)";
-    let counts = session
-        .sql(&format!(
-            "SELECT study_id, SUM(CAST(height AS BIGINT) * CAST(width AS BIGINT)) AS n FROM frames WHERE {studies} GROUP BY study_id"
-        ))
-        .await?
-        .collect()
-        .await
-        .map_err(|e| TrainError::QueryText(e.to_string()))?;
+    let counts = collect(
+        session,
+        &format!("SELECT study_id, SUM(CAST(height AS BIGINT) * CAST(width AS BIGINT)) AS n FROM frames WHERE {studies} GROUP BY study_id"),
+        "the pixel count of each training study",
+    )
+    .await?;
     let mut acc: HashMap<String, Percentile> = HashMap::new();
     for b in &counts {
         let ids = study_ids(b)?;
@@ -196,10 +196,11 @@ async fn study_scales(session: &Session) -> Result<HashMap<String, f32>, TrainEr
             acc.insert(ids.value(i).to_string(), Percentile::new(n.value(i).max(1) as u64));
         }
     }
+    let context = "the pixels of each training study (for its intensity scale)";
     let df = session.sql(&format!("SELECT study_id, pixels FROM frames WHERE {studies}")).await?;
-    let mut stream = df.execute_stream().await.map_err(|e| TrainError::QueryText(e.to_string()))?;
+    let mut stream = df.execute_stream().await.map_err(ReadError::execute(context))?;
     while let Some(batch) = stream.next().await {
-        let b = batch.map_err(|e| TrainError::QueryText(e.to_string()))?;
+        let b = batch.map_err(ReadError::execute(context))?;
         let ids = study_ids(&b)?;
         let (ids, px) = (ids.as_string::<i32>(), b.column(1).as_binary::<i32>());
         for i in 0..b.num_rows() {
@@ -213,8 +214,7 @@ async fn study_scales(session: &Session) -> Result<HashMap<String, f32>, TrainEr
 
 /// The `study_id` column of a result as plain strings (whatever string type the scan chose).
 fn study_ids(b: &RecordBatch) -> Result<arrow::array::ArrayRef, TrainError> {
-    let col = b.column_by_name("study_id").ok_or_else(|| TrainError::QueryText("a training query returned no study_id column".into()))?;
-    arrow::compute::cast(col, &DataType::Utf8).map_err(|e| TrainError::QueryText(e.to_string()))
+    Ok(column(b, "study_id", &DataType::Utf8, "a training query")?)
 }
 
 async fn write_cache(
@@ -223,8 +223,9 @@ async fn write_cache(
     dir: &Path,
     study_scales: Option<&HashMap<String, f32>>,
 ) -> Result<(Vec<Block>, usize, u64), TrainError> {
+    let context = "the training images and masks";
     let df = session.sql(sql).await?;
-    let mut stream = df.execute_stream().await.map_err(|e| TrainError::QueryText(e.to_string()))?;
+    let mut stream = df.execute_stream().await.map_err(ReadError::execute(context))?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("height", DataType::Int32, false),
         Field::new("width", DataType::Int32, false),
@@ -233,13 +234,13 @@ async fn write_cache(
         Field::new("scale", DataType::Float32, false),
     ]));
     let props = WriterProperties::builder().set_max_row_group_row_count(Some(BLOCK_ROWS)).build();
-    let io = |e: String| TrainError::Cache { dir: dir.display().to_string(), message: e };
+    let io = |e: Box<dyn std::error::Error + Send + Sync>| TrainError::Cache { dir: dir.display().to_string(), source: e };
     let file_name = "samples-0.parquet".to_string();
-    let file = std::fs::File::create(dir.join(&file_name)).map_err(|e| io(e.to_string()))?;
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| io(e.to_string()))?;
+    let file = std::fs::File::create(dir.join(&file_name)).map_err(|e| io(e.into()))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| io(e.into()))?;
     let mut samples = 0;
     while let Some(batch) = stream.next().await {
-        let b = batch.map_err(|e| TrainError::QueryText(e.to_string()))?;
+        let b = batch.map_err(ReadError::execute(context))?;
         let col = |n: &str| b.column_by_name(n).expect("selected column").clone();
         let (h, w, mh, mw) = (col("height"), col("width"), col("mask_height"), col("mask_width"));
         let (h, w, mh, mw) =
@@ -271,11 +272,11 @@ async fn write_cache(
             .collect::<Result<Vec<f32>, TrainError>>()?
             .into();
         let out = RecordBatch::try_new(schema.clone(), vec![col("height"), col("width"), col("pixels"), col("mask"), Arc::new(scales)])
-            .map_err(|e| io(e.to_string()))?;
+            .map_err(|e| io(e.into()))?;
         samples += out.num_rows();
-        writer.write(&out).map_err(|e| io(e.to_string()))?;
+        writer.write(&out).map_err(|e| io(e.into()))?;
     }
-    let meta = writer.close().map_err(|e| io(e.to_string()))?;
+    let meta = writer.close().map_err(|e| io(e.into()))?;
     let blocks = meta
         .row_groups()
         .iter()
@@ -380,14 +381,28 @@ struct Decoded {
     w: usize,
 }
 
-fn read_block(dir: &Path, b: &Block) -> Result<Vec<Decoded>, String> {
-    let file = std::fs::File::open(dir.join(&b.file)).map_err(|e| e.to_string())?;
+/// A block of the training cache that could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("reading cached block {block} of `{file}`: {source}")]
+pub struct FeedError {
+    block: u32,
+    file: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn read_block(dir: &Path, b: &Block, index: u32) -> Result<Vec<Decoded>, FeedError> {
+    let err = |source: Box<dyn std::error::Error + Send + Sync>| FeedError {
+        block: index,
+        file: dir.join(&b.file).display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(dir.join(&b.file)).map_err(|e| err(e.into()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|r| r.with_row_groups(vec![b.row_group]).build())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| err(e.into()))?;
     let mut out = Vec::with_capacity(b.rows);
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch.map_err(|e| err(e.into()))?;
         let (h, w) = (batch.column(0).as_primitive::<Int32Type>(), batch.column(1).as_primitive::<Int32Type>());
         let (px, mk) = (batch.column(2).as_binary::<i32>(), batch.column(3).as_binary::<i32>());
         let scale = batch.column(4).as_primitive::<Float32Type>();
@@ -412,7 +427,7 @@ fn sample_seed(seed: u64, epoch: u64, position: usize) -> u64 {
 }
 
 /// Starts the feeder thread over `order`; batches arrive in order through the receiver.
-pub fn feed(set: &Prepared, order: Vec<(u32, u32)>, opts: FeedOptions) -> Receiver<Result<Batch, String>> {
+pub fn feed(set: &Prepared, order: Vec<(u32, u32)>, opts: FeedOptions) -> Receiver<Result<Batch, FeedError>> {
     let (tx, rx) = sync_channel(opts.prefetch.max(1));
     let (dir, blocks) = (set.dir.clone(), set.blocks.clone());
     std::thread::Builder::new()
@@ -428,12 +443,12 @@ pub fn feed(set: &Prepared, order: Vec<(u32, u32)>, opts: FeedOptions) -> Receiv
                 let mut samples = Vec::with_capacity(chunk.len());
                 for (k, (b, r)) in chunk.iter().enumerate() {
                     if !decoded.contains_key(b) {
-                        match read_block(&dir, &blocks[*b as usize]) {
+                        match read_block(&dir, &blocks[*b as usize], *b) {
                             Ok(d) => {
                                 decoded.insert(*b, Arc::new(d));
                             }
                             Err(e) => {
-                                let _ = tx.send(Err(format!("reading cached block {b}: {e}")));
+                                let _ = tx.send(Err(e));
                                 return;
                             }
                         }

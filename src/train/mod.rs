@@ -56,18 +56,20 @@ pub enum TrainError {
     Selection(#[from] SelectionError),
     #[error(transparent)]
     Query(#[from] QueryError),
-    #[error("query: {0}")]
-    QueryText(String),
-    #[error("training cache `{dir}`: {message}")]
-    Cache { dir: String, message: String },
+    #[error(transparent)]
+    Read(#[from] crate::query::read::ReadError),
+    #[error("training cache `{dir}`: {source}")]
+    Cache { dir: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error(transparent)]
     Weights(#[from] WeightsError),
     #[error("{what} `{url}`: {}", crate::store::explain(source))]
     Store { what: &'static str, url: String, source: object_store::Error },
-    #[error("{what} `{url}`: {message}")]
-    Corrupt { what: &'static str, url: String, message: String },
+    #[error("{what} `{url}`: {source}")]
+    Corrupt { what: &'static str, url: String, source: serde_json::Error },
+    #[error("{what}: {source}")]
+    Record { what: &'static str, source: burn::record::RecorderError },
     #[error("the data feeder failed: {0}")]
-    Feed(String),
+    Feed(#[from] data::FeedError),
     #[error(transparent)]
     Storage(#[from] store::StoreError),
     #[error(transparent)]

@@ -99,23 +99,12 @@ struct Geometry {
 
 async fn geometry(session: &Session, id: &str) -> Result<Geometry, ViewerError> {
     let ctx = format!("reading study {id} from `studies`");
-    let names = [
-        "origin_x_mm",
-        "origin_y_mm",
-        "origin_z_mm",
-        "orientation_row_x",
-        "orientation_row_y",
-        "orientation_row_z",
-        "orientation_col_x",
-        "orientation_col_y",
-        "orientation_col_z",
-        "slice_direction_x",
-        "slice_direction_y",
-        "slice_direction_z",
-        "pixel_spacing_col_mm",
-        "pixel_spacing_row_mm",
-        "slice_spacing_mm",
-    ];
+    // The 12 geometry columns of `studies` in their documented order, then the spacings.
+    let names: Vec<&str> = crate::tables::schemas::STUDY_GEOMETRY
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(["pixel_spacing_col_mm", "pixel_spacing_row_mm", "slice_spacing_mm"])
+        .collect();
     let sql = format!("SELECT n_slices, n_frames, height, width, {} FROM studies WHERE study_id = {}", names.join(", "), quote(id));
     let rows = collect(session, &sql, &ctx).await?;
     let b = rows.iter().find(|b| b.num_rows() > 0).ok_or_else(|| ViewerError::NoStudy { study: id.to_string() })?;
