@@ -64,16 +64,25 @@ trap 'scripts/s3-server.sh stop; rm -rf "$parity_dir"' EXIT
 # The tests fail (rather than skip) when a service or tool they need is missing.
 export CINESTREAM_REQUIRE_S3=1 CINESTREAM_REQUIRE_TOOLS=1
 
+# Each step's wall time goes to stderr (BENCHMARKS.md quotes them).
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  "$@"
+  echo "test.sh: $name took $((SECONDS - start)) s" >&2
+}
+echo "test.sh: setup took $SECONDS s" >&2
+
 # Style is checked, not hoped for: rustfmt.toml's width, and clippy with warnings as errors.
-cargo fmt --check
-cargo build --locked --lib --bins --tests
+step "cargo fmt --check" cargo fmt --check
+step "the build" cargo build --locked --lib --bins --tests
 # Clippy on every target with the CUDA backend: it keeps compiling although no GPU is here
 # (issue 4), and one pass lints the code too. Same target folder as the build: build scripts and
 # proc macros are shared instead of built twice. The benches are type-checked here rather than
 # built: they run in the release profile (`cargo bench`).
-cargo clippy --locked --features cuda --all-targets -- -D warnings
+step "clippy" cargo clippy --locked --features cuda --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast --test-threads 2 "$@"
+  step "the suite" cargo nextest run --locked --no-fail-fast --test-threads 2 "$@"
 else
-  cargo test --locked --no-fail-fast "$@" -- --test-threads 2
+  step "the suite" cargo test --locked --no-fail-fast "$@" -- --test-threads 2
 fi
