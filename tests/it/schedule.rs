@@ -139,7 +139,7 @@ async fn check_all_done(output: &str, state: &str, studies: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_schedulers_on_one_inbox_label_every_study_exactly_once() {
-    let n = sized(8, 50);
+    let n = sized(6, 50);
     let dir = tempfile::tempdir().unwrap();
     let (inbox, output) = (dir.path().join("inbox").display().to_string(), dir.path().join("data").display().to_string());
     let model = inbox_and_model(dir.path(), n, &inbox).await;
