@@ -62,4 +62,18 @@ mod tests {
     fn quotes_escape_quotes() {
         assert_eq!(quote("a'b"), "'a''b'");
     }
+
+    /// A storage failure while a query streams its files (training's data, evaluation's rows)
+    /// stays reachable through the chain, so the command exits 75 ("run again later").
+    #[test]
+    fn a_storage_failure_while_reading_stays_transient() {
+        let storage = object_store::Error::Generic { store: "S3", source: "error sending request: connection reset".into() };
+        let direct = ReadError::execute("the training images")(DataFusionError::ObjectStore(Box::new(storage)));
+        assert!(crate::store::transient(&direct));
+        let storage = object_store::Error::Generic { store: "S3", source: "operation timed out".into() };
+        let through_parquet = DataFusionError::ParquetError(Box::new(parquet::errors::ParquetError::External(Box::new(storage))));
+        assert!(crate::store::transient(&ReadError::execute("the training images")(through_parquet)));
+        let planning = ReadError::execute("x")(DataFusionError::Plan("no such column".into()));
+        assert!(!crate::store::transient(&planning));
+    }
 }
