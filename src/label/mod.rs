@@ -56,6 +56,8 @@ pub enum InferError {
     Data(String),
     #[error(transparent)]
     Card(#[from] CardError),
+    #[error(transparent)]
+    Contract(#[from] crate::model::contract::ContractError),
     #[error("model `{url}`: {message}")]
     Model { url: String, message: String },
     #[error("model `{url}` cannot be read: {source}")]
@@ -281,7 +283,7 @@ async fn load(cfg: &LabelConfig) -> Result<(Loaded, Contract, String), InferErro
             contract: contract_url.clone(),
             source: Box::new(e),
         })?;
-        let contract = Contract::parse(&String::from_utf8_lossy(&text), &contract_url).map_err(InferError::Config)?;
+        let contract = Contract::parse(&String::from_utf8_lossy(&text), &contract_url)?;
         let sha = hex::encode(Sha256::digest(&bytes));
         return Ok((Loaded::Onnx { bytes, url: cfg.model.clone() }, contract, sha));
     }

@@ -39,12 +39,14 @@ pub fn recorder() -> BinBytesRecorder<FullPrecisionSettings> {
 pub enum CardError {
     #[error("reading model `{url}`: {source}")]
     Read { url: String, source: Box<store::ReadError> },
-    #[error("model weights `{url}`: {message}")]
-    Weights { url: String, message: String },
+    #[error("model weights `{url}`: SHA-256 {found} differs from the card's {expected}: the weights were changed or only partly copied")]
+    Checksum { url: String, found: String, expected: String },
+    #[error("model weights `{url}`: {source} (the weights do not fit the card's architecture)")]
+    Weights { url: String, source: burn::record::RecorderError },
     #[error(
-        "model card `{url}` is not a cinestream model card ({message}); a model of `cinestream train` has model/model.json beside model/model.bin"
+        "model card `{url}` is not a cinestream model card ({source}); a model of `cinestream train` has model/model.json beside model/model.bin"
     )]
-    Parse { url: String, message: String },
+    Parse { url: String, source: serde_json::Error },
     #[error(
         "model card `{url}` has format `{found}`; this cinestream reads `{CARD_FORMAT}`: retrain, or use the cinestream version that wrote it"
     )]
@@ -126,13 +128,12 @@ pub struct ModelCard {
 impl ModelCard {
     /// Parses and checks a card (`url` names it in errors).
     pub fn parse(bytes: &[u8], url: &str) -> Result<ModelCard, CardError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| CardError::Parse { url: url.into(), message: e.to_string() })?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|source| CardError::Parse { url: url.into(), source })?;
         let found = value["format"].as_str().unwrap_or_default();
         if found != CARD_FORMAT {
             return Err(CardError::Format { url: url.into(), found: found.into() });
         }
-        let card: ModelCard = serde_json::from_value(value).map_err(|e| CardError::Parse { url: url.into(), message: e.to_string() })?;
+        let card: ModelCard = serde_json::from_value(value).map_err(|source| CardError::Parse { url: url.into(), source })?;
         card.validate().map_err(|message| CardError::Invalid { url: url.into(), message })?;
         Ok(card)
     }
@@ -170,23 +171,15 @@ pub async fn read(url: &str, opts: &StoreOptions) -> Result<(ModelCard, Bytes), 
         store::read_object(&weights_url, opts).await.map_err(|e| CardError::Read { url: weights_url.clone(), source: Box::new(e) })?;
     let found = hex::encode(Sha256::digest(&weights));
     if found != card.weights.sha256 {
-        return Err(CardError::Weights {
-            url: weights_url,
-            message: format!(
-                "SHA-256 {found} differs from the card's {}: the weights were changed or only partly copied",
-                card.weights.sha256
-            ),
-        });
+        return Err(CardError::Checksum { url: weights_url, found, expected: card.weights.sha256.clone() });
     }
     Ok((card, weights))
 }
 
 /// The network of `card` with `weights` loaded.
 pub fn build<B: Backend>(card: &ModelCard, weights: &Bytes, device: &B::Device) -> Result<SegModel<B>, CardError> {
-    let record = Recorder::<B>::load(&recorder(), weights.to_vec(), device).map_err(|e| CardError::Weights {
-        url: card.weights.path.clone(),
-        message: format!("{e} (the weights do not fit the card's architecture)"),
-    })?;
+    let record = Recorder::<B>::load(&recorder(), weights.to_vec(), device)
+        .map_err(|source| CardError::Weights { url: card.weights.path.clone(), source })?;
     Ok(card.architecture.init::<B>(device).load_record(record))
 }
 

@@ -83,11 +83,20 @@ fn default_channels() -> usize {
     1
 }
 
+/// A contract that cannot be used, naming where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("model contract `{origin}`: {source}")]
+    Toml { origin: String, source: toml::de::Error },
+    #[error("model contract `{origin}`: {message}")]
+    Invalid { origin: String, message: String },
+}
+
 impl Contract {
     /// Parses a contract (TOML); `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Contract, String> {
-        let c: Contract = toml::from_str(text).map_err(|e| format!("model contract `{origin}`: {e}"))?;
-        c.validate().map_err(|e| format!("model contract `{origin}`: {e}"))?;
+    pub fn parse(text: &str, origin: &str) -> Result<Contract, ContractError> {
+        let c: Contract = toml::from_str(text).map_err(|source| ContractError::Toml { origin: origin.into(), source })?;
+        c.validate().map_err(|message| ContractError::Invalid { origin: origin.into(), message })?;
         Ok(c)
     }
 
@@ -159,11 +168,11 @@ mod tests {
     fn bad_contracts_say_what_is_wrong() {
         let good = "output_kind = \"probabilities\"\nclasses = [0, 3, 2, 1]\nsize = { kind = \"crop_resize\", size = 256 }\nintensity = { scaling = { kind = \"percentile\", low = 0.05, high = 99.05, over = \"image\" } }\n";
         Contract::parse(good, "t").unwrap();
-        let e = Contract::parse(&good.replace("[0, 3, 2, 1]", "[0, 5]"), "t").unwrap_err();
+        let e = Contract::parse(&good.replace("[0, 3, 2, 1]", "[0, 5]"), "t").unwrap_err().to_string();
         assert!(e.contains("classes"), "{e}");
-        let e = Contract::parse(&format!("{good}colour = 1\n"), "t").unwrap_err();
+        let e = Contract::parse(&format!("{good}colour = 1\n"), "t").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
-        let e = Contract::parse(&good.replace("low = 0.05", "low = 99.5"), "t").unwrap_err();
+        let e = Contract::parse(&good.replace("low = 0.05", "low = 99.5"), "t").unwrap_err().to_string();
         assert!(e.contains("low < high"), "{e}");
     }
 }

@@ -11,7 +11,7 @@
 //! names. Convolution kernels are `[out, in, kh, kw]` in both.
 
 use burn::tensor::backend::Backend;
-use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore, SafetensorsStoreError};
 use object_store::ObjectStoreExt;
 
 use super::contract::Contract;
@@ -33,8 +33,8 @@ pub const ONNX_OUTPUT: &str = "logits";
 pub enum ExportError {
     #[error(transparent)]
     Card(#[from] CardError),
-    #[error("model `{url}`: writing its weights as safetensors: {message}")]
-    Encode { url: String, message: String },
+    #[error("model `{url}`: writing its weights as safetensors: {source}")]
+    Encode { url: String, source: SafetensorsStoreError },
     #[error("export folder `{url}`: {source}")]
     Open { url: String, source: store::StoreError },
     #[error("writing `{url}`: {}", store::explain(source))]
@@ -61,7 +61,7 @@ pub async fn export(model: &str, out: &str, opts: &StoreOptions) -> Result<Expor
     let (card, weights) = card::read(model, opts).await?;
     let net = card::build::<burn::backend::NdArray<f32>>(&card, &weights, &Default::default())?;
     let json = card.to_json();
-    let bytes = state_dict(&net, &String::from_utf8_lossy(&json)).map_err(|message| ExportError::Encode { url: model.into(), message })?;
+    let bytes = state_dict(&net, &String::from_utf8_lossy(&json)).map_err(|source| ExportError::Encode { url: model.into(), source })?;
     let tensors = safetensors_len(&bytes);
     let loc = store::open(out, opts).map_err(|source| ExportError::Open { url: out.into(), source })?;
     let contract = onnx_contract(&card).to_toml(&format!("Contract of {ONNX_FILE}: `cinestream export --model {model}`, then scripts/export_onnx.py.\nThe Burn engine follows the same rule for the model itself (its card)."));
@@ -83,13 +83,13 @@ fn safetensors_len(bytes: &[u8]) -> usize {
 
 /// The weights of `model` as safetensors bytes with PyTorch names, the card's JSON in the
 /// file's metadata (`cinestream_card`).
-pub fn state_dict<B: Backend>(model: &SegModel<B>, card_json: &str) -> Result<Vec<u8>, String> {
+pub fn state_dict<B: Backend>(model: &SegModel<B>, card_json: &str) -> Result<Vec<u8>, SafetensorsStoreError> {
     let mut store = SafetensorsStore::from_bytes(None)
         .with_to_adapter(BurnToPyTorchAdapter)
         .skip_enum_variants(true)
         .metadata("cinestream_card", card_json);
-    model.save_into(&mut store).map_err(|e| e.to_string())?;
-    store.get_bytes().map_err(|e| e.to_string())
+    model.save_into(&mut store)?;
+    store.get_bytes()
 }
 
 #[cfg(test)]

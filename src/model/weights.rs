@@ -21,8 +21,10 @@ use crate::store::{self, StoreOptions};
 pub enum WeightsError {
     #[error("reading weights `{url}`: {source}")]
     Read { url: String, source: Box<store::ReadError> },
-    #[error("loading weights `{url}`: {message}")]
-    Load { url: String, message: String },
+    #[error("loading weights `{url}`: {source}{hint}")]
+    Load { url: String, hint: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("loading weights `{url}`: staging the file: {source}")]
+    Stage { url: String, source: std::io::Error },
     #[error(
         "weights `{url}` are for torchvision's {what}, but the model is width {width} with blocks {blocks:?}: ImageNet weights need width = 64 and the standard blocks"
     )]
@@ -79,7 +81,8 @@ pub async fn load_imagenet<B: Backend>(
     url: &str,
     opts: &StoreOptions,
 ) -> Result<usize, WeightsError> {
-    let read_err = |message: String| WeightsError::Load { url: url.into(), message };
+    let load_err =
+        |hint: &'static str| move |e: Box<dyn std::error::Error + Send + Sync>| WeightsError::Load { url: url.into(), hint, source: e };
     if !cfg.is_torchvision() {
         return Err(WeightsError::Shape { url: url.into(), what: format!("{:?}", cfg.encoder), width: cfg.width, blocks: cfg.blocks });
     }
@@ -94,17 +97,17 @@ pub async fn load_imagenet<B: Backend>(
         for (from, to) in &patterns {
             store = store.with_key_remapping(from, to.as_str());
         }
-        model.load_from(&mut store).map_err(|e| read_err(e.to_string()))?
+        model.load_from(&mut store).map_err(|e| load_err("")(e.into()))?
     } else {
         // The PyTorch reader works on files: stage the bytes in a temporary one.
-        let tmp = tempfile_path(&bytes).map_err(|e| read_err(format!("staging the file: {e}")))?;
+        let tmp = tempfile_path(&bytes).map_err(|source| WeightsError::Stage { url: url.into(), source })?;
         let mut store = PytorchStore::from_file(tmp.path()).allow_partial(true).skip_enum_variants(true).map_indices_contiguous(false);
         for (from, to) in &patterns {
             store = store.with_key_remapping(from, to.as_str());
         }
         model
             .load_from(&mut store)
-            .map_err(|e| read_err(format!("{e} (a .pth must be a state dict; save with torch.save(model.state_dict(), …))")))?
+            .map_err(|e| load_err(" (a .pth must be a state dict; save with torch.save(model.state_dict(), …))")(e.into()))?
     };
     let missing: Vec<String> = result.missing.iter().map(|(path, _)| path.clone()).filter(|p| p.starts_with("encoder.")).collect();
     // burn-store fills a BatchNorm's `gamma`/`beta` from the file's `weight`/`bias` (its PyTorch

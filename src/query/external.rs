@@ -112,13 +112,21 @@ impl ExternalTable {
         }
         let mut paths = Vec::with_capacity(self.urls.len());
         for url in &self.urls {
-            paths.push(listing_url(ctx, url, opts).map_err(|m| err(format!("`{url}`: {m}")))?);
+            paths.push(listing_url(ctx, url, opts).map_err(|e| QueryError::ExternalUrl {
+                table: self.name.clone(),
+                url: url.clone(),
+                source: Box::new(e),
+            })?);
         }
         let ext = self.urls[0].rsplit_once('.').map(|(_, e)| format!(".{e}")).unwrap_or_default();
         let options = ListingOptions::new(fmt.format()).with_file_extension(ext);
         let mut config =
             ListingTableConfig::new_with_multi_paths(paths).with_listing_options(options).infer_schema(&ctx.state()).await.map_err(
-                |e| QueryError::ExternalRead { table: self.name.clone(), urls: self.urls.join(", "), source: super::suggest::Root(e) },
+                |e| QueryError::ExternalRead {
+                    table: self.name.clone(),
+                    urls: self.urls.join(", "),
+                    source: Box::new(super::suggest::Root(e)),
+                },
             )?;
         if !self.types.is_empty() {
             let inferred = config.file_schema.clone().ok_or_else(|| err("no schema inferred".into()))?;
@@ -141,23 +149,38 @@ impl ExternalTable {
 }
 
 /// The listing URL of one file, with its store registered in `ctx`.
-fn listing_url(ctx: &SessionContext, url: &str, opts: &StoreOptions) -> Result<ListingTableUrl, String> {
+/// Why a `--table` URL cannot be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("not an absolute file path")]
+    NotAbsolute,
+    #[error("cannot open the file ({0}); check the path")]
+    Open(#[from] std::io::Error),
+    #[error(transparent)]
+    Url(#[from] url::ParseError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Listing(#[from] datafusion::error::DataFusionError),
+}
+
+fn listing_url(ctx: &SessionContext, url: &str, opts: &StoreOptions) -> Result<ListingTableUrl, UrlError> {
     let local = match url::Url::parse(url) {
-        Ok(u) if u.scheme() == "file" => Some(u.to_file_path().map_err(|_| "not an absolute file path".to_string())?),
+        Ok(u) if u.scheme() == "file" => Some(u.to_file_path().map_err(|_| UrlError::NotAbsolute)?),
         Ok(u) if u.scheme().len() > 1 => None,
         // No scheme (or a Windows drive letter): a local path.
         _ => Some(std::path::PathBuf::from(url)),
     };
     if let Some(path) = local {
-        let abs = path.canonicalize().map_err(|e| format!("cannot open the file ({e}); check the path"))?;
-        return ListingTableUrl::parse(abs.to_string_lossy()).map_err(|e| e.to_string());
+        let abs = path.canonicalize()?;
+        return Ok(ListingTableUrl::parse(abs.to_string_lossy())?);
     }
-    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let parsed = url::Url::parse(url)?;
     let root = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or_default());
-    let loc = store::open(&root, opts).map_err(|e| e.to_string())?;
-    let root_url = url::Url::parse(&root).map_err(|e| e.to_string())?;
+    let loc = store::open(&root, opts)?;
+    let root_url = url::Url::parse(&root)?;
     ctx.register_object_store(&root_url, loc.store);
-    ListingTableUrl::parse(url).map_err(|e| e.to_string())
+    Ok(ListingTableUrl::parse(url)?)
 }
 
 #[cfg(test)]

@@ -62,10 +62,16 @@ pub enum QueryError {
     Register { table: String, source: DataFusionError },
     #[error("external table `{table}`: {message}")]
     External { table: String, message: String },
+    #[error("external table `{table}`: `{url}`: {source}")]
+    ExternalUrl { table: String, url: String, source: Box<external::UrlError> },
     #[error("external table `{table}`: reading {urls}: {source}")]
-    ExternalRead { table: String, urls: String, source: suggest::Root },
+    ExternalRead { table: String, urls: String, source: Box<suggest::Root> },
     #[error("saved query `{name}` ({origin}): {message}")]
     SavedQuery { name: String, origin: String, message: String },
+    #[error("saved query `{name}` ({origin}): {source}")]
+    SavedQueryParam { name: String, origin: String, source: Box<ParamError> },
+    #[error("saved queries `{origin}`: cannot read it: {source}")]
+    SavedQueryRead { origin: String, source: std::io::Error },
     #[error("saved query `{name}` uses itself (through {chain}); a view cannot depend on itself")]
     Cycle { name: String, chain: String },
     #[error(transparent)]
@@ -145,10 +151,10 @@ impl Session {
         let mut params = Params::default();
         for q in catalog.iter() {
             for p in &q.params {
-                params.declare(p).map_err(|e| QueryError::SavedQuery {
+                params.declare(p).map_err(|e| QueryError::SavedQueryParam {
                     name: q.name.clone(),
                     origin: q.origin.clone(),
-                    message: e.to_string(),
+                    source: Box::new(e),
                 })?;
             }
         }

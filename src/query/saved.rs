@@ -75,7 +75,11 @@ impl SavedQuery {
         for line in text.lines().map(str::trim).take_while(|l| l.starts_with("--")) {
             let body = line.trim_start_matches('-').trim();
             if let Some(rest) = body.strip_prefix("@param") {
-                params.push(ParamDecl::parse(rest.trim()).map_err(|e| bad(e.to_string()))?);
+                params.push(ParamDecl::parse(rest.trim()).map_err(|e| QueryError::SavedQueryParam {
+                    name: name.into(),
+                    origin: origin.into(),
+                    source: Box::new(e),
+                })?);
             } else if let Some(rest) = body.strip_prefix("@example") {
                 examples.push(rest.trim().to_string());
             } else if let Some(rest) = body.strip_prefix("@empty") {
@@ -124,11 +128,7 @@ impl Catalog {
 
     /// Adds (or replaces) the `*.sql` files of a local folder.
     pub fn add_dir(&mut self, dir: &std::path::Path) -> Result<(), QueryError> {
-        let io = |e: std::io::Error| QueryError::SavedQuery {
-            name: "*".into(),
-            origin: dir.display().to_string(),
-            message: format!("cannot read the folder: {e}"),
-        };
+        let io = |source: std::io::Error| QueryError::SavedQueryRead { origin: dir.display().to_string(), source };
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("sql") {
@@ -136,11 +136,7 @@ impl Catalog {
             }
             let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| QueryError::SavedQuery {
-                name: name.clone(),
-                origin: origin.clone(),
-                message: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| QueryError::SavedQueryRead { origin: origin.clone(), source })?;
             self.insert(SavedQuery::parse(&name, &origin, &text)?);
         }
         Ok(())

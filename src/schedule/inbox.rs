@@ -138,7 +138,7 @@ impl Markers {
             Ok(r) => {
                 let what = || format!("reading the done marker `{}`", self.root.object_url(&path));
                 let bytes = r.bytes().await.map_err(|source| ScheduleError::Store { what: what(), source })?;
-                serde_json::from_slice(&bytes).map(Some).map_err(|e| ScheduleError::Corrupt { what: what(), message: e.to_string() })
+                serde_json::from_slice(&bytes).map(Some).map_err(|source| ScheduleError::Corrupt { what: what(), source })
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(ScheduleError::Store { what: format!("reading the done marker `{}`", self.root.object_url(&path)), source }),

@@ -40,8 +40,11 @@ use crate::store::{StoreLocation, explain};
 pub enum LeaseError {
     #[error("lease `{object}`: {}", explain(source))]
     Store { object: String, source: object_store::Error },
-    #[error("lease `{object}` is not a lease record ({message}): remove it")]
-    Corrupt { object: String, message: String },
+    #[error("lease `{object}` is not a lease record ({source}): remove it")]
+    Corrupt { object: String, source: serde_json::Error },
+    /// The store answered a write without the ETag conditional leases need.
+    #[error("lease `{object}`: {message}")]
+    NoEtag { object: String, message: &'static str },
 }
 
 /// How leases are written on a store.
@@ -263,8 +266,7 @@ impl Leases {
             Ok(r) => {
                 let e_tag = r.meta.e_tag.clone();
                 let bytes = r.bytes().await.map_err(store_err(path))?;
-                let rec =
-                    serde_json::from_slice(&bytes).map_err(|e| LeaseError::Corrupt { object: path.to_string(), message: e.to_string() })?;
+                let rec = serde_json::from_slice(&bytes).map_err(|source| LeaseError::Corrupt { object: path.to_string(), source })?;
                 Ok(Some((rec, e_tag)))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -301,7 +303,7 @@ impl Leases {
         }
         let next = self.record(current.takeovers + u64::from(takeover), false);
         let Some(tag) = e_tag else {
-            return Err(LeaseError::Corrupt { object: path.to_string(), message: "the store returned no ETag".into() });
+            return Err(LeaseError::NoEtag { object: path.to_string(), message: "the store returned no ETag" });
         };
         let won = match self.put(&path, &next, PutMode::Update(self.update_version(&tag))).await? {
             Ok(e_tag) => Some(e_tag),
@@ -325,7 +327,7 @@ impl Leases {
             Mode::Conditional { .. } => {
                 let path = self.root.child(&format!("{}.json", lease.name));
                 let Some(tag) = lease.e_tag.clone() else {
-                    return Err(LeaseError::Corrupt { object: path.to_string(), message: "no ETag from our last write".into() });
+                    return Err(LeaseError::NoEtag { object: path.to_string(), message: "no ETag from our last write" });
                 };
                 let e_tag = match self.put(&path, &next, PutMode::Update(self.update_version(&tag))).await? {
                     Ok(e_tag) => e_tag,

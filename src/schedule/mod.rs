@@ -42,8 +42,8 @@ pub enum ScheduleError {
     Open(#[from] StoreError),
     #[error("{what}: {}", explain(source))]
     Store { what: String, source: object_store::Error },
-    #[error("{what}: {message}")]
-    Corrupt { what: String, message: String },
+    #[error("{what}: {source}")]
+    Corrupt { what: String, source: serde_json::Error },
     #[error(transparent)]
     Lease(#[from] lease::LeaseError),
     #[error(transparent)]

@@ -49,8 +49,8 @@ pub enum KeyError {
     NoConfigDir,
     #[error("cannot read or record the pseudonym key fingerprint at `{url}`: {}", explain(source))]
     Marker { url: String, source: object_store::Error },
-    #[error("`{url}` is not a pseudonym key record ({message}): restore it or remove it if the prefix holds no pseudonymous studies")]
-    BadMarker { url: String, message: String },
+    #[error("`{url}` is not a pseudonym key record ({source}): restore it or remove it if the prefix holds no pseudonymous studies")]
+    BadMarker { url: String, source: serde_json::Error },
     #[error(
         "the output `{output}` was made with pseudonym key {recorded}, but this run's key (from {origin}) is {ours}: \
          its study ids would not match the ones already there. Use the key the output was made with \
@@ -178,7 +178,7 @@ async fn recorded(out: &StoreLocation, url: &str) -> Result<Option<String>, KeyE
     match out.store.get(&out.child(MARKER)).await {
         Ok(r) => {
             let bytes = r.bytes().await.map_err(|source| KeyError::Marker { url: url.into(), source })?;
-            let m: Marker = serde_json::from_slice(&bytes).map_err(|e| KeyError::BadMarker { url: url.into(), message: e.to_string() })?;
+            let m: Marker = serde_json::from_slice(&bytes).map_err(|source| KeyError::BadMarker { url: url.into(), source })?;
             Ok(Some(m.fingerprint))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),

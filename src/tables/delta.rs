@@ -56,10 +56,12 @@ pub enum DeltaError {
         "Delta table `{url}` was written by an earlier cinestream and lacks the columns {missing}: run `cinestream upgrade --data <the data prefix>` to add them (rows written before read them as null)"
     )]
     Outdated { url: String, missing: String },
-    #[error("Delta table `{url}`: commit {version} is unreadable ({message}); was it written by another program?")]
-    Log { url: String, version: i64, message: String },
-    #[error("bad table URL `{url}`: {message}")]
-    Url { url: String, message: String },
+    #[error("Delta table `{url}`: commit {version} is unreadable ({what}: {source}); was it written by another program?")]
+    Log { url: String, version: i64, what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("bad table URL `{url}`: {source}")]
+    Url { url: String, source: url::ParseError },
+    #[error("bad table URL `{url}`: {source}")]
+    Path { url: String, source: object_store::path::Error },
     #[error("listing the tables under `{url}`: {source}")]
     List { url: String, source: object_store::Error },
 }
@@ -84,10 +86,10 @@ pub struct Location {
 /// folders (our local stores are rooted at the folder itself).
 pub fn location(out: &StoreLocation, table: &str) -> Result<Location, DeltaError> {
     let text = format!("{}/{table}/", out.url().trim_end_matches('/'));
-    let url = Url::parse(&text).map_err(|e| DeltaError::Url { url: text.clone(), message: e.to_string() })?;
+    let url = Url::parse(&text).map_err(|source| DeltaError::Url { url: text.clone(), source })?;
     let root: Arc<dyn ObjectStore> =
         if url.scheme() == "file" { Arc::new(LocalFileSystem::new().with_automatic_cleanup(true)) } else { out.store.clone() };
-    let table_path = Path::from_url_path(url.path()).map_err(|e| DeltaError::Url { url: text.clone(), message: e.to_string() })?;
+    let table_path = Path::from_url_path(url.path()).map_err(|source| DeltaError::Path { url: text.clone(), source })?;
     let prefixed: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(root.clone(), table_path));
     let log_store = default_logstore(prefixed, root, &url, &StorageConfig::default());
     Ok(Location { url, log_store })
@@ -134,7 +136,8 @@ pub fn arrow_schema(t: &DeltaTable) -> Result<arrow::datatypes::SchemaRef, Delta
     let schema: Schema = snapshot.schema().as_ref().try_into_arrow().map_err(|e| DeltaError::Log {
         url: url.to_string(),
         version: version(t).unwrap_or(-1),
-        message: format!("schema: {e}"),
+        what: "schema",
+        source: e.into(),
     })?;
     Ok(Arc::new(schema))
 }

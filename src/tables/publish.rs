@@ -84,8 +84,12 @@ async fn read_entry(t: &DeltaTable, version: i64) -> Result<CommitEntry, DeltaEr
         .ok_or_else(|| DeltaError::NoVersion { url: url.to_string(), as_of: version.to_string() })?;
     let mut entry = CommitEntry::default();
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let action: Value =
-            serde_json::from_slice(line).map_err(|e| DeltaError::Log { url: url.to_string(), version, message: e.to_string() })?;
+        let action: Value = serde_json::from_slice(line).map_err(|e| DeltaError::Log {
+            url: url.to_string(),
+            version,
+            what: "an action",
+            source: e.into(),
+        })?;
         let ours = &action["commitInfo"]["cinestream"];
         if let Some(id) = ours["app_id"].as_str() {
             entry.app_id = Some(id.to_string());
@@ -110,7 +114,7 @@ async fn latest_marks(sources: Option<&DeltaTable>) -> Result<Marks, DeltaError>
     for version in (0..=latest).rev().take(MARKS_LOOKBACK) {
         if let Some(marks) = read_entry(t, version).await?.marks {
             let url = t.table_url().to_string();
-            return serde_json::from_value(marks).map_err(|e| DeltaError::Log { url, version, message: format!("marks: {e}") });
+            return serde_json::from_value(marks).map_err(|e| DeltaError::Log { url, version, what: "marks", source: e.into() });
         }
     }
     Ok(Marks::default())
