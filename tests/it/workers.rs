@@ -18,8 +18,7 @@ fn share(text: &str) -> WorkShare {
 async fn workers_split_ingest_and_labelling_by_study_and_repeats_are_harmless() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in").to_str().unwrap().to_string();
-    // Six studies carry the 11 defects between them: three workers get two each.
-    synth(&input, 6, 5, "all").await;
+    synth(&input, 9, 5, "all").await;
     let (whole, split) = (dir.path().join("whole").to_str().unwrap().to_string(), dir.path().join("split").to_str().unwrap().to_string());
     let full = ingest_phantom(&input, &whole).await;
 
