@@ -82,7 +82,7 @@ pub async fn load_imagenet<B: Backend>(
     opts: &StoreOptions,
 ) -> Result<usize, WeightsError> {
     let load_err =
-        |hint: &'static str| move |e: Box<dyn std::error::Error + Send + Sync>| WeightsError::Load { url: url.into(), hint, source: e };
+        |hint: &'static str, e: Box<dyn std::error::Error + Send + Sync>| WeightsError::Load { url: url.into(), hint, source: e };
     if !cfg.is_torchvision() {
         return Err(WeightsError::Shape { url: url.into(), what: format!("{:?}", cfg.encoder), width: cfg.width, blocks: cfg.blocks });
     }
@@ -97,7 +97,7 @@ pub async fn load_imagenet<B: Backend>(
         for (from, to) in &patterns {
             store = store.with_key_remapping(from, to.as_str());
         }
-        model.load_from(&mut store).map_err(|e| load_err("")(e.into()))?
+        model.load_from(&mut store).map_err(|e| load_err("", e.into()))?
     } else {
         // The PyTorch reader works on files: stage the bytes in a temporary one.
         let tmp = tempfile_path(&bytes).map_err(|source| WeightsError::Stage { url: url.into(), source })?;
@@ -107,7 +107,7 @@ pub async fn load_imagenet<B: Backend>(
         }
         model
             .load_from(&mut store)
-            .map_err(|e| load_err(" (a .pth must be a state dict; save with torch.save(model.state_dict(), …))")(e.into()))?
+            .map_err(|e| load_err(" (a .pth must be a state dict; save with torch.save(model.state_dict(), …))", e.into()))?
     };
     let missing: Vec<String> = result.missing.iter().map(|(path, _)| path.clone()).filter(|p| p.starts_with("encoder.")).collect();
     // burn-store fills a BatchNorm's `gamma`/`beta` from the file's `weight`/`bias` (its PyTorch

@@ -130,13 +130,13 @@ pub async fn prepare(
             )));
         }
     };
-    let keys_err = ReadError::execute("the selection's frames, as a table to join");
-    let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(keys_err)?;
+    const KEYS: &str = "the selection's frames, as a table to join";
+    let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(ReadError::execute(KEYS))?;
     let ctx = session.context();
     // Rows carry whole images (~100 KB each): with 64-row batches, preparing the demo's two sets
     // from scratch plus an epoch peaked at 720 MB RSS; it was 1,509 MB before (BENCHMARKS.md).
     session.for_images().await?;
-    ctx.register_table("_train_keys", Arc::new(table)).map_err(ReadError::execute("the selection's frames, as a table to join"))?;
+    ctx.register_table("_train_keys", Arc::new(table)).map_err(ReadError::execute(KEYS))?;
     let sql = format!(
         "SELECT s.study_id, s.slice_index, s.frame_index, f.height, f.width, f.pixels, l.height AS mask_height, l.width AS mask_width, l.mask \
          FROM _train_keys s \
