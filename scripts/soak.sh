@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CINESTREAM_SOAK=1
+# And the CUDA backend's clippy check (scripts/test.sh), which the test command leaves out.
+export CINESTREAM_CUDA_CHECK=1
 filter=('-E' 'test(/sigkill|killed_labelling|schedulers_on|three_schedulers|faulty_network|tiny_model_learns/)')
 if [ $# -gt 0 ]; then filter=("$@"); fi
 exec scripts/test.sh "${filter[@]}"
