@@ -21,7 +21,7 @@ use cinestream::ingest;
 use cinestream::progress::Quiet;
 use cinestream::query::{Session, SessionOptions};
 use cinestream::store::{self, StoreLocation};
-use cinestream::synth::{self, SynthConfig};
+use cinestream::synth::{self, Domain, SynthConfig};
 use cinestream::tables::label_rows::{FrameGrid, LabelRow, append_labels};
 
 fn open(url: &str) -> StoreLocation {
@@ -41,7 +41,13 @@ async fn data_set(root: &std::path::Path, n: usize) -> String {
     let input = dir.join("input");
     let input_url = input.to_str().unwrap().to_string();
     eprintln!("evaluate bench: making {n} phantom studies in {}", dir.display());
-    synth::run(&open(&input_url), &SynthConfig { studies: n, seed: 7, defects: Vec::new(), write_concurrency: 16 }, &Quiet).await.unwrap();
+    synth::run(
+        &open(&input_url),
+        &SynthConfig { domain: Domain::Clinical, studies: n, seed: 7, defects: Vec::new(), write_concurrency: 16 },
+        &Quiet,
+    )
+    .await
+    .unwrap();
     let mut cfg = cinestream::ingest::IngestConfig::new(&input_url, &data_url);
     cfg.truth = ["train.csv", "validate.csv", "solution.csv"].iter().map(|f| format!("{input_url}/{f}")).collect();
     cfg.labels = Some(format!("{input_url}/truth"));

@@ -5,10 +5,14 @@
 //! format), one truth-mask Parquet file per study under `truth/` (keyed by object key), and
 //! `synth.json` (defects, ED/ES frames and volumes per study). Truth volumes follow docs/science.md §1
 //! on the clean stack's masks, so they are exact for the discrete phantom.
+//!
+//! Two domains ([`Domain`]): `clinical` (the Kaggle-like default) and `7t` ([`seven_tesla`]:
+//! 7T gradient-echo cine, study ids from 7001, so both domains can share one data prefix).
 
 pub mod defects;
 pub mod dicom;
 pub mod phantom;
+pub mod seven_tesla;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,12 +33,15 @@ use crate::tables::label_rows::class_counts;
 use defects::Defect;
 use dicom::{Identity, ImageAttrs};
 use phantom::{Heart, Look};
+pub use seven_tesla::Domain;
 
 /// Errors of `synth`.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
     #[error("--studies {0}: the Kaggle id ranges hold at most 1140 studies (500 train, 200 validate, 440 test)")]
     TooMany(usize),
+    #[error("--studies {0}: the 7T domain's ids (7001–7999) hold at most 999 volunteers")]
+    TooManyVolunteers(usize),
     #[error("writing `{object}`: {}", explain(source))]
     Write { object: String, source: object_store::Error },
     #[error("a rendering task failed: {0}")]
@@ -48,6 +55,7 @@ pub enum SynthError {
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct SynthConfig {
+    pub domain: Domain,
     pub studies: usize,
     pub seed: u64,
     pub defects: Vec<Defect>,
@@ -75,6 +83,7 @@ pub struct StudyTruth {
 /// What `synth` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct SynthReport {
+    pub domain: Domain,
     pub studies: Vec<StudyTruth>,
     pub files: usize,
     pub bytes: u64,
@@ -125,26 +134,47 @@ struct Spec {
     defects: Vec<Defect>,
     identity: Identity,
     seed: u64,
+    /// The static gain map's field (the 7T domain); None: the clinical bias field.
+    field: Option<seven_tesla::Field>,
+    /// Frames by which the cycle is rotated: end-diastole falls at frame (T − shift) mod T.
+    ed_shift: usize,
 }
 
-fn spec(seed: u64, index: usize, defects: Vec<Defect>) -> Spec {
-    let (split, id) = study_place(index);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
-    let n_slices = rng.random_range(8..=14);
-    let n_frames = rng.random_range(20..=30);
-    let spacing = [8.0, 9.0, 10.0][rng.random_range(0..3)];
-    let (mut rows, mut cols) = [(256, 208), (256, 192), (224, 224), (192, 256), (208, 256), (256, 256)][rng.random_range(0..6)];
-    let mut ps = [1.25, 1.328125, 1.40625, 1.5, 1.5625][rng.random_range(0..5)];
-    if defects.contains(&Defect::LargeImage) {
-        (rows, cols, ps) = (512, 512, ps * 0.5);
+impl Spec {
+    /// Fraction of the cardiac cycle at frame `f` (0 = end-diastole).
+    fn phase(&self, f: usize) -> f64 {
+        ((f + self.ed_shift) % self.n_frames) as f64 / self.n_frames as f64
     }
+}
+
+/// A phantom's short-axis stack: slices, their spacing (mm), pixel size (mm) and matrix.
+struct Stack {
+    n_slices: usize,
+    spacing: f64,
+    pixel: f64,
+    rows: u32,
+    cols: u32,
+}
+
+/// Places a heart and its stack with `rng`, in this order: the long axis (jittered around the
+/// typical direction), the in-plane axes, the wall, the size (`c_outer`, the outer long
+/// semi-axis, from the domain's rule, which may draw too), the cavity radii and position, the
+/// contraction, the slice normal's sign, the in-plane rotation and an offset of up to
+/// `offset_mm`. Slice 0 lies 0.4 slices above the base. Returns the heart, the slice normal and
+/// the slices' grids (0 = basal).
+fn place_heart(
+    rng: &mut ChaCha8Rng,
+    stack: &Stack,
+    c_outer: impl FnOnce(&mut ChaCha8Rng) -> f64,
+    offset_mm: f64,
+) -> (Heart, V3, Vec<Grid>) {
     let jitter = |rng: &mut ChaCha8Rng| rng.random_range(-0.2..0.2);
-    let axis = normalize(add(APEX_DIRECTION_LPS, [jitter(&mut rng), jitter(&mut rng), jitter(&mut rng)]));
+    let axis = normalize(add(APEX_DIRECTION_LPS, [jitter(rng), jitter(rng), jitter(rng)]));
     let helper = if axis[2].abs() < 0.9 { [0.0, 0.0, 1.0] } else { [1.0, 0.0, 0.0] };
     let e1 = rotate(normalize(cross(axis, helper)), axis, rng.random_range(0.0..360.0));
     let e2 = cross(axis, e1);
     let wall = rng.random_range(8.0..10.5);
-    let c_outer = (n_slices as f64 - 1.9) * spacing / 1.35;
+    let c_outer = c_outer(rng);
     let a = rng.random_range(21.0..27.0);
     let heart = Heart {
         centre: [rng.random_range(-20.0..20.0), rng.random_range(-40.0..0.0), rng.random_range(-10.0..30.0)],
@@ -162,15 +192,29 @@ fn spec(seed: u64, index: usize, defects: Vec<Defect>) -> Spec {
     let normal = if rng.random_bool(0.5) { axis } else { scale(axis, -1.0) };
     let row_dir = rotate(e1, axis, rng.random_range(0.0..360.0));
     let col_dir = cross(normal, row_dir);
-    let offset = add(scale(row_dir, rng.random_range(-15.0..15.0)), scale(col_dir, rng.random_range(-15.0..15.0)));
-    let w0 = heart.base_w - 0.4 * spacing;
-    let template = Grid { origin: [0.0; 3], row_dir, col_dir, spacing: [ps, ps], rows, cols };
-    let grids = (0..n_slices)
-        .map(|k| {
-            let centre = add(add(heart.centre, scale(axis, w0 + k as f64 * spacing)), offset);
-            template.centred_at(centre, [ps, ps], rows, cols)
-        })
+    let offset = add(scale(row_dir, rng.random_range(-offset_mm..offset_mm)), scale(col_dir, rng.random_range(-offset_mm..offset_mm)));
+    let w0 = heart.base_w - 0.4 * stack.spacing;
+    let (px, rows, cols) = ([stack.pixel; 2], stack.rows, stack.cols);
+    let template = Grid { origin: [0.0; 3], row_dir, col_dir, spacing: px, rows, cols };
+    let grids = (0..stack.n_slices)
+        .map(|k| template.centred_at(add(add(heart.centre, scale(axis, w0 + k as f64 * stack.spacing)), offset), px, rows, cols))
         .collect();
+    (heart, normal, grids)
+}
+
+fn spec(seed: u64, index: usize, defects: Vec<Defect>) -> Spec {
+    let (split, id) = study_place(index);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64);
+    let n_slices = rng.random_range(8..=14);
+    let n_frames = rng.random_range(20..=30);
+    let spacing = [8.0, 9.0, 10.0][rng.random_range(0..3)];
+    let (mut rows, mut cols) = [(256, 208), (256, 192), (224, 224), (192, 256), (208, 256), (256, 256)][rng.random_range(0..6)];
+    let mut ps = [1.25, 1.328125, 1.40625, 1.5, 1.5625][rng.random_range(0..5)];
+    if defects.contains(&Defect::LargeImage) {
+        (rows, cols, ps) = (512, 512, ps * 0.5);
+    }
+    let stack = Stack { n_slices, spacing, pixel: ps, rows, cols };
+    let (heart, normal, grids) = place_heart(&mut rng, &stack, |_| (n_slices as f64 - 1.9) * spacing / 1.35, 15.0);
     let look = Look {
         blood: rng.random_range(700.0..1000.0),
         muscle: rng.random_range(220.0..320.0),
@@ -179,6 +223,7 @@ fn spec(seed: u64, index: usize, defects: Vec<Defect>) -> Spec {
         noise: rng.random_range(15.0..30.0),
         bias: rng.random_range(0.08..0.2),
         phase: rng.random_range(0.0..6.0),
+        gre: None,
     };
     Spec {
         split,
@@ -196,6 +241,8 @@ fn spec(seed: u64, index: usize, defects: Vec<Defect>) -> Spec {
         defects,
         identity: identity(seed, id),
         seed,
+        field: None,
+        ed_shift: 0,
     }
 }
 
@@ -306,18 +353,19 @@ fn render(spec: &Spec) -> (Vec<OutFile>, StudyTruth) {
     let mut files = Vec::new();
     let folder = format!("{}/{}/study", spec.split, spec.id);
     for acq in &acqs {
+        let gain = spec.field.as_ref().map(|f| f.map(&acq.grid));
         for f in 0..t {
             if acq.skip_frame == Some(f) {
                 continue;
             }
-            let phase = f as f64 / t as f64;
-            let (px, mask) = spec.heart.render(&acq.grid, phase, &spec.look, &mut rng);
+            let phase = spec.phase(f);
+            let (px, mask) = spec.heart.render(&acq.grid, phase, &spec.look, gain.as_deref(), &mut rng);
             let attrs = ImageAttrs {
                 identity: &spec.identity,
                 grid: &acq.grid,
                 series_number: acq.series,
                 instance_number: f as i32 + 1,
-                trigger_time_ms: (phase * spec.rr_ms * 10.0).round() / 10.0,
+                trigger_time_ms: (f as f64 / t as f64 * spec.rr_ms * 10.0).round() / 10.0,
                 cardiac_images: t as u32,
                 acquisition_time_s: acq.acq_time_s,
                 slice_location: crate::geometry::dot(acq.grid.origin, n),
@@ -331,7 +379,8 @@ fn render(spec: &Spec) -> (Vec<OutFile>, StudyTruth) {
     }
     if has(Defect::BrokenFiles) {
         let acq = &acqs[0];
-        let (px, _) = spec.heart.render(&acq.grid, 0.0, &spec.look, &mut rng);
+        let gain = spec.field.as_ref().map(|f| f.map(&acq.grid));
+        let (px, _) = spec.heart.render(&acq.grid, spec.phase(0), &spec.look, gain.as_deref(), &mut rng);
         let attrs = |with_pixels| ImageAttrs {
             identity: &spec.identity,
             grid: &acq.grid,
@@ -357,7 +406,7 @@ fn render(spec: &Spec) -> (Vec<OutFile>, StudyTruth) {
     let area = spec.grids[0].pixel_area();
     let vols: Vec<f64> = (0..t)
         .map(|f| {
-            let phase = f as f64 / t as f64;
+            let phase = spec.phase(f);
             let lv: usize = spec
                 .grids
                 .iter()
@@ -448,8 +497,10 @@ async fn put(out: &StoreLocation, key: &str, bytes: Vec<u8>) -> Result<u64, Synt
 
 /// Generates the studies and writes them under `out`, advancing `progress` by one per study.
 pub async fn run(out: &StoreLocation, cfg: &SynthConfig, progress: &dyn Progress) -> Result<SynthReport, SynthError> {
-    if cfg.studies > 1140 {
-        return Err(SynthError::TooMany(cfg.studies));
+    match cfg.domain {
+        Domain::Clinical if cfg.studies > 1140 => return Err(SynthError::TooMany(cfg.studies)),
+        Domain::SevenTesla if cfg.studies > 999 => return Err(SynthError::TooManyVolunteers(cfg.studies)),
+        _ => {}
     }
     let mut per_study: Vec<Vec<Defect>> = vec![Vec::new(); cfg.studies];
     if cfg.studies > 0 {
@@ -458,18 +509,21 @@ pub async fn run(out: &StoreLocation, cfg: &SynthConfig, progress: &dyn Progress
         }
     }
     progress.start(cfg.studies as u64, "studies");
-    let seed = cfg.seed;
+    let (seed, domain) = (cfg.seed, cfg.domain);
     let mut rendered = futures::stream::iter(per_study.into_iter().enumerate())
         .map(|(i, defects)| {
             tokio::task::spawn_blocking(move || {
-                let sp = spec(seed, i, defects);
+                let sp = match domain {
+                    Domain::Clinical => spec(seed, i, defects),
+                    Domain::SevenTesla => seven_tesla::spec(seed, i, defects),
+                };
                 let (files, truth) = render(&sp);
                 let table = truth_batch(&truth.study_id, &files).and_then(|b| parquet_bytes(&b));
                 (files, truth, table)
             })
         })
         .buffered(2);
-    let mut report = SynthReport { studies: Vec::new(), files: 0, bytes: 0 };
+    let mut report = SynthReport { domain, studies: Vec::new(), files: 0, bytes: 0 };
     while let Some(r) = rendered.next().await {
         let (files, truth, table) = r?;
         let table = table?;
@@ -499,6 +553,9 @@ pub async fn run(out: &StoreLocation, cfg: &SynthConfig, progress: &dyn Progress
     put(out, "validate.csv", csv("validate").into_bytes()).await?;
     put(out, "solution.csv", solution.into_bytes()).await?;
     put(out, "synth.json", serde_json::to_vec_pretty(&report).expect("report serialises")).await?;
-    debug_assert!(report.studies.iter().all(|t| kaggle_split(t.study_id.parse().unwrap_or(0)) == Some(t.split.as_str())));
+    debug_assert!(
+        domain != Domain::Clinical
+            || report.studies.iter().all(|t| kaggle_split(t.study_id.parse().unwrap_or(0)) == Some(t.split.as_str()))
+    );
     Ok(report)
 }

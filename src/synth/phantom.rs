@@ -4,7 +4,8 @@
 //! contract over the cardiac cycle (radii shrink, the wall thickens, the long axis shortens), so
 //! volumes follow a smooth curve with ED at frame 0 and ES mid-cycle. A right-ventricle crescent
 //! and the torso give the images realistic surroundings (labelled background), and the intensity
-//! has Gaussian noise and a smooth multiplicative bias field.
+//! has Gaussian noise and a smooth multiplicative bias field — or, for the 7T domain, a static
+//! gain map (transmit and receive fields, signal voids) and gradient-echo blood ([`Gre`]).
 
 use rand::Rng;
 
@@ -58,21 +59,24 @@ impl Heart {
 
     /// Label of patient point `p` at `phase`: 0 background, 1 LV blood pool, 2 myocardium.
     pub fn label(&self, p: V3, phase: f64) -> u8 {
-        self.label_with(p, &self.shape(phase))
+        self.label_with(p, &self.shape(phase)).0
     }
 
-    fn label_with(&self, p: V3, s: &Shape) -> u8 {
+    /// The label, and for the blood pool the point's normalised radius (0 at the centre, 1 at
+    /// the endocardium).
+    fn label_with(&self, p: V3, s: &Shape) -> (u8, f64) {
         let d = sub(p, self.centre);
         let w = dot(d, self.axis);
         if w < self.base_w {
-            return 0;
+            return (0, 0.0);
         }
         let (u, v) = (dot(d, self.e1), dot(d, self.e2));
-        if (u / s.a).powi(2) + (v / s.b).powi(2) + (w / s.c).powi(2) <= 1.0 {
-            return 1;
+        let inner = (u / s.a).powi(2) + (v / s.b).powi(2) + (w / s.c).powi(2);
+        if inner <= 1.0 {
+            return (1, inner.sqrt());
         }
         let (ao, bo, co) = (s.a + s.wall, s.b + s.wall, s.c + s.wall);
-        if (u / ao).powi(2) + (v / bo).powi(2) + (w / co).powi(2) <= 1.0 { 2 } else { 0 }
+        if (u / ao).powi(2) + (v / bo).powi(2) + (w / co).powi(2) <= 1.0 { (2, 0.0) } else { (0, 0.0) }
     }
 
     /// Whether `p` is in the right-ventricle crescent (background label, bright blood).
@@ -87,28 +91,36 @@ impl Heart {
         (u / (16.0 * taper + 1e-9)).powi(2) + (v / (32.0 * taper + 1e-9)).powi(2) <= 1.0
     }
 
-    /// Renders one image and its mask on `grid` at `phase`.
-    pub fn render(&self, grid: &Grid, phase: f64, look: &Look, rng: &mut impl Rng) -> (Vec<u16>, Vec<u8>) {
+    /// Renders one image and its mask on `grid` at `phase`. `gain` is the study's static
+    /// multiplicative field on this grid (row-major), which replaces the clinical bias field.
+    pub fn render(&self, grid: &Grid, phase: f64, look: &Look, gain: Option<&[f64]>, rng: &mut impl Rng) -> (Vec<u16>, Vec<u8>) {
         let shape = self.shape(phase);
         let n = grid.rows as usize * grid.cols as usize;
         let mut px = Vec::with_capacity(n);
         let mut mask = Vec::with_capacity(n);
+        // Gradient echo: slow blood (end-systole) loses its inflow enhancement.
+        let flow = look.gre.as_ref().map_or(1.0, |g| 1.0 - g.es_dark * contraction(phase));
         for i in 0..grid.rows {
             for j in 0..grid.cols {
                 let p = grid.point(i as f64, j as f64);
-                let l = self.label_with(p, &shape);
+                let (l, rho) = self.label_with(p, &shape);
                 let base = match l {
-                    1 => look.blood,
+                    1 => look.blood * flow * look.gre.as_ref().map_or(1.0, |g| g.endocardial(rho)),
                     2 => look.muscle,
-                    _ if self.in_rv(p) => look.blood * 0.9,
+                    _ if self.in_rv(p) => look.blood * 0.9 * flow,
                     _ => {
                         let d = sub(p, self.centre);
                         let (x, y) = (dot(d, self.e1) / 160.0, dot(d, self.e2) / 120.0);
                         if x * x + y * y <= 1.0 { look.tissue } else { look.air }
                     }
                 };
-                let (x, y) = (j as f64 * grid.spacing[1], i as f64 * grid.spacing[0]);
-                let bias = 1.0 + look.bias * ((x / 90.0 + look.phase).sin() * 0.6 + (y / 70.0).cos() * 0.4);
+                let bias = match gain {
+                    Some(g) => g[i as usize * grid.cols as usize + j as usize],
+                    None => {
+                        let (x, y) = (j as f64 * grid.spacing[1], i as f64 * grid.spacing[0]);
+                        1.0 + look.bias * ((x / 90.0 + look.phase).sin() * 0.6 + (y / 70.0).cos() * 0.4)
+                    }
+                };
                 let noise = gaussian(rng) * look.noise;
                 px.push((base * bias + noise).round().clamp(0.0, 4095.0) as u16);
                 mask.push(l);
@@ -128,6 +140,26 @@ pub struct Look {
     pub noise: f64,
     pub bias: f64,
     pub phase: f64,
+    /// Gradient-echo blood (the 7T domain); None: bright, uniform clinical SSFP blood.
+    pub gre: Option<Gre>,
+}
+
+/// How gradient-echo cine darkens blood (a modelling choice of the 7T domain).
+#[derive(Debug, Clone)]
+pub struct Gre {
+    /// Fraction of blood signal lost at the endocardium (slow flow along the wall).
+    pub endo_dark: f64,
+    /// Fraction lost at end-systole (at full contraction).
+    pub es_dark: f64,
+}
+
+impl Gre {
+    /// The blood's factor at normalised radius `rho` (0 centre, 1 endocardium): full signal in
+    /// the middle, falling smoothly over the outer 40%.
+    pub fn endocardial(&self, rho: f64) -> f64 {
+        let t = ((rho - 0.6) / 0.4).clamp(0.0, 1.0);
+        1.0 - self.endo_dark * t * t * (3.0 - 2.0 * t)
+    }
 }
 
 /// Standard normal sample (Box–Muller).

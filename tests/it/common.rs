@@ -10,7 +10,7 @@ use cinestream::ingest::{self, IngestReport};
 use cinestream::progress::Quiet;
 use cinestream::query::{Session, SessionOptions};
 use cinestream::store::{self, StoreLocation};
-use cinestream::synth::{self, SynthConfig, SynthReport, defects};
+use cinestream::synth::{self, Domain, SynthConfig, SynthReport, defects};
 
 /// The test bucket when an S3 server is configured (scripts/test.sh starts Ceph RGW).
 /// Without one: panics when CINESTREAM_REQUIRE_S3 is set (CI), else says the test is skipped.
@@ -29,6 +29,26 @@ pub fn s3_bucket(test: &str) -> Option<String> {
 
 /// Whether the long tests run at full size: `scripts/soak.sh` sets `CINESTREAM_SOAK=1`. The
 /// test command runs them smaller, at a size that still finds what they exist to find.
+/// `../shared/reference/<sub>` (or `$CINESTREAM_REFERENCE_DIR/<sub>`) when it holds `probe`;
+/// where the test command demands every tool (`CINESTREAM_REQUIRE_TOOLS`), its absence fails the
+/// test, elsewhere the test is skipped with a note.
+pub fn reference(test: &str, sub: &str, probe: &str) -> Option<std::path::PathBuf> {
+    let root = std::env::var("CINESTREAM_REFERENCE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
+    let dir = root.join(sub);
+    if dir.join(probe).exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CINESTREAM_REQUIRE_TOOLS").is_err(),
+        "{test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)",
+        dir.display()
+    );
+    eprintln!("SKIPPED {test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)", dir.display());
+    None
+}
+
 pub fn soak() -> bool {
     std::env::var_os("CINESTREAM_SOAK").is_some_and(|v| v != "0")
 }
@@ -49,7 +69,11 @@ pub fn open(url: &str) -> StoreLocation {
 }
 
 pub async fn synth(out: &str, studies: usize, seed: u64, defects: &str) -> SynthReport {
-    let cfg = SynthConfig { studies, seed, defects: defects::parse_list(defects).unwrap(), write_concurrency: 16 };
+    synth_domain(out, Domain::Clinical, studies, seed, defects).await
+}
+
+pub async fn synth_domain(out: &str, domain: Domain, studies: usize, seed: u64, defects: &str) -> SynthReport {
+    let cfg = SynthConfig { domain, studies, seed, defects: defects::parse_list(defects).unwrap(), write_concurrency: 16 };
     synth::run(&open(out), &cfg, &Quiet).await.unwrap()
 }
 

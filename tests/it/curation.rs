@@ -261,3 +261,60 @@ async fn broken_files_are_quarantined_with_their_reason() {
     assert_reconciled(&c, 4, 0);
     volumes_within(&c, "1", 1e-9).await;
 }
+
+/// The 7T domain through ingest, unchanged: the only finding is the scaling of its 472×512
+/// images to 256 px; `studies` says 7 T and keeps the fixed geometry; ED lies at the first or
+/// last frames and the `volumes` rule finds it; about 15% of the masks are empty (beyond base
+/// or apex); the subset queries draw from it as from clinical data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seven_tesla_volunteers_ingest_with_their_geometry() {
+    use cinestream::synth::Domain;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_str().unwrap().to_string();
+    let report = synth_domain(&p("raw"), Domain::SevenTesla, 1, 5, "none").await;
+    let t = &report.studies[0];
+    assert_eq!(t.study_id, "7001");
+    assert!(t.ed_frame == 0 || t.ed_frame + 2 >= t.n_frames, "ED at frame {} of {}", t.ed_frame, t.n_frames);
+    let ingest = ingest_phantom(&p("raw"), &p("data")).await;
+    assert_eq!((ingest.files_quarantined, ingest.files_excluded, ingest.frames_from_files), (0, 0, t.files));
+    let data = p("data");
+    let f = findings(&data).await;
+    assert!(!f.is_empty() && f.iter().all(|r| r.0 == "image_size_gt_256" && r.1 == "scaled"), "{f:?}");
+    assert!(f[0].3.contains("472×512") && f[0].3.contains("236×256"), "{f:?}");
+
+    let b = sql(&data, "SELECT study_id, field_strength_t, height, width, scale_factor, pixel_spacing_row_mm, slice_spacing_mm, n_slices, n_frames FROM studies").await;
+    assert_eq!(strs(&b, "study_id"), [Some("7001".to_string())]);
+    assert_eq!(f64s(&b, "field_strength_t"), [Some(7.0)]);
+    assert_eq!((i64s(&b, "height")[0], i64s(&b, "width")[0]), (236, 256));
+    assert_eq!(f64s(&b, "scale_factor"), [Some(2.0)]);
+    assert!((f64s(&b, "pixel_spacing_row_mm")[0].unwrap() - 1.32).abs() < 1e-6);
+    assert!((f64s(&b, "slice_spacing_mm")[0].unwrap() - 6.0).abs() < 1e-6);
+    assert_eq!((i64s(&b, "n_slices")[0] as usize, i64s(&b, "n_frames")[0] as usize), (t.n_slices, t.n_frames));
+
+    let e = sql(&data, "SELECT AVG(CASE WHEN lv_pixels + my_pixels = 0 THEN 1.0 ELSE 0.0 END) AS empty FROM labels").await;
+    let empty = f64s(&e, "empty")[0].unwrap();
+    assert!((0.08..=0.25).contains(&empty), "{:.1}% of the masks are empty", 100.0 * empty);
+
+    let v = sql(&data, "SELECT ed_frame, es_frame, edv_ml, esv_ml FROM volumes WHERE labeller = 'phantom'").await;
+    // ED exactly; ES may move to a neighbour whose volume is within the scaled masks' rounding.
+    let (ed, es) = (i64s(&v, "ed_frame")[0] as usize, i64s(&v, "es_frame")[0] as usize);
+    assert_eq!(ed, t.ed_frame);
+    assert!(es.abs_diff(t.es_frame) <= 1, "ES at frame {es}, truth {}", t.es_frame);
+    let (edv, esv) = (f64s(&v, "edv_ml")[0].unwrap(), f64s(&v, "esv_ml")[0].unwrap());
+    assert!(
+        rel(edv, t.edv_ml) < 0.03 && rel(esv, t.esv_ml) < 0.03,
+        "EDV {edv:.1} / ESV {esv:.1} against {:.1} / {:.1}",
+        t.edv_ml,
+        t.esv_ml
+    );
+
+    for (query, want) in [
+        ("subset_pool", t.n_slices * t.n_frames),
+        ("subset_volunteers", t.n_slices * t.n_frames),
+        ("subset_esed", 2 * t.n_slices),
+        ("subset_random_esed", 2 * t.n_slices),
+    ] {
+        let b = sql(&data, &format!("SELECT COUNT(*) AS n FROM {query} WHERE labeller = 'phantom'")).await;
+        assert_eq!(i64s(&b, "n")[0] as usize, want, "{query}");
+    }
+}
