@@ -31,6 +31,8 @@ pub struct PipelineFile {
     pub model: Option<crate::model::ModelConfig>,
     pub label: Option<crate::label::LabelConfig>,
     pub schedule: Option<crate::schedule::ScheduleConfig>,
+    /// A transfer-learning study (`cinestream study`).
+    pub study: Option<crate::study::config::StudyConfig>,
     pub run: Option<RunConfig>,
 }
 
@@ -157,6 +159,9 @@ impl PipelineFile {
         }
         if let Some(c) = &self.schedule {
             section("schedule", c.validate())?;
+        }
+        if let Some(c) = &self.study {
+            section("study", c.validate())?;
         }
         if let Some(r) = &self.run {
             r.resolved(&r.work, ".", &[])?;

@@ -96,3 +96,20 @@ pub fn log_io(cli: &Cli, session: &Session, rows: u64) {
         tracing::info!("{rows} rows; read {:.2} MB from the data prefix in {} requests", io.bytes_read as f64 / 1e6, io.reads);
     }
 }
+
+/// `--device`: where a model runs.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    /// An NVIDIA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+impl From<DeviceArg> for cinestream::model::Device {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Cpu => cinestream::model::Device::Cpu,
+            DeviceArg::Cuda => cinestream::model::Device::Cuda,
+        }
+    }
+}

@@ -2,11 +2,11 @@
 
 use anyhow::{Context, Result, bail};
 
-use super::args::ShareArg;
+use super::args::{DeviceArg, ShareArg};
 use super::progress::Bar;
 use super::{Cli, print_report};
 use cinestream::config::PipelineFile;
-use cinestream::label::{Device, LabelConfig};
+use cinestream::label::LabelConfig;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,19 +36,13 @@ pub struct Args {
     batch: Option<usize>,
     /// cpu, or cuda (needs a build with `--features cuda` and an NVIDIA GPU).
     #[arg(long, value_enum)]
-    device: Option<LabelDevice>,
+    device: Option<DeviceArg>,
     /// Replace every earlier row of this labeller, atomically (without it, studies the labeller
     /// already has are skipped).
     #[arg(long)]
     overwrite: bool,
     #[command(flatten)]
     share: ShareArg,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LabelDevice {
-    Cpu,
-    Cuda,
 }
 
 pub const HELP: &str = "\
@@ -115,10 +109,7 @@ fn label_config(a: &Args) -> Result<LabelConfig> {
         cfg.batch = b;
     }
     if let Some(d) = a.device {
-        cfg.device = match d {
-            LabelDevice::Cpu => Device::Cpu,
-            LabelDevice::Cuda => Device::Cuda,
-        };
+        cfg.device = d.into();
     }
     cfg.overwrite |= a.overwrite;
     if a.share.share.is_some() {

@@ -15,6 +15,7 @@ mod schedule;
 mod schema;
 mod select;
 mod sql;
+mod study;
 mod synth;
 mod train;
 mod upgrade;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Export a model for ONNX (--model), or studies and masks for viewers (--data): NIfTI, PNG.
     #[command(after_help = export::HELP)]
     Export(export::Args),
+    /// The transfer-learning study's summary, Fig. 6 and report (ours, or another group's log).
+    #[command(after_help = study::HELP)]
+    Study(study::Args),
     /// Run a whole pipeline once, in one process: e.g. synth → ingest → select → train → label → evaluate.
     #[command(after_help = run::HELP)]
     Run(run::Args),
@@ -125,8 +129,8 @@ pub enum Command {
     },
     /// Print the schema of a table (or all) as the JSON kept in schemas/.
     Schema {
-        /// frames, labels, studies, curation_log, sources, label_qc, training_log, evaluation_images
-        /// or evaluation_studies; all when omitted.
+        /// frames, labels, studies, curation_log, sources, label_qc, training_log, evaluation_images,
+        /// evaluation_studies or study_log; all when omitted.
         table: Option<String>,
     },
 }
@@ -172,5 +176,6 @@ pub async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Key { action } => key::run(action),
         Command::Schedule(a) => schedule::run(a).await,
         Command::Run(a) => run::run(cli, a).await,
+        Command::Study(a) => study::run(cli, a).await,
     }
 }

@@ -26,15 +26,22 @@ const IMAGE_BATCH: usize = 4096;
 pub const DICE_BINS: usize = 1000;
 
 /// Per-class Dice over all images: count, sum and a histogram (exact mean, median to 0.001).
+/// `mean` is the paper's convention (an image empty in both masks scores 1);
+/// `mean_nonempty` averages only the images whose reference has the class.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiceSummary {
     pub images: u64,
     pub mean: [f64; 2],
     pub median: [f64; 2],
+    /// Images whose reference mask has the class, and their mean Dice.
+    pub images_nonempty: [u64; 2],
+    pub mean_nonempty: [f64; 2],
     #[serde(skip)]
     pub histogram: [Vec<u64>; 2],
     #[serde(skip)]
     sum: [f64; 2],
+    #[serde(skip)]
+    sum_nonempty: [f64; 2],
 }
 
 impl Default for DiceSummary {
@@ -43,16 +50,24 @@ impl Default for DiceSummary {
             images: 0,
             mean: [f64::NAN; 2],
             median: [f64::NAN; 2],
+            images_nonempty: [0; 2],
+            mean_nonempty: [f64::NAN; 2],
             histogram: [vec![0; DICE_BINS + 1], vec![0; DICE_BINS + 1]],
             sum: [0.0; 2],
+            sum_nonempty: [0.0; 2],
         }
     }
 }
 
 impl DiceSummary {
-    pub(super) fn add(&mut self, d: [f64; 2]) {
+    /// One image's Dice of LV and MY, and whether the reference has each class.
+    pub(super) fn add(&mut self, d: [f64; 2], reference_has: [bool; 2]) {
         self.images += 1;
         for (k, &v) in d.iter().enumerate() {
+            if reference_has[k] {
+                self.images_nonempty[k] += 1;
+                self.sum_nonempty[k] += v;
+            }
             self.sum[k] += v;
             let bin = if v >= 1.0 { DICE_BINS } else { ((v.max(0.0) * DICE_BINS as f64) as usize).min(DICE_BINS - 1) };
             self.histogram[k][bin] += 1;
@@ -65,6 +80,9 @@ impl DiceSummary {
         }
         for k in 0..2 {
             self.mean[k] = self.sum[k] / self.images as f64;
+            if self.images_nonempty[k] > 0 {
+                self.mean_nonempty[k] = self.sum_nonempty[k] / self.images_nonempty[k] as f64;
+            }
             let half = self.images.div_ceil(2);
             let mut seen = 0;
             for (b, n) in self.histogram[k].iter().enumerate() {
@@ -137,7 +155,7 @@ pub(super) async fn score_images(
                     (d.pixels[0] - d.reference_pixels[0]) as f64 * scored.ml_per_pixel,
                     (d.pixels[1] - d.reference_pixels[1]) as f64 * scored.ml_per_pixel,
                 );
-                ev.dice.add(d.dice);
+                ev.dice.add(d.dice, [d.reference_pixels[0] > 0, d.reference_pixels[1] > 0]);
                 let e = per_study.entry(scored.key.study_id.clone()).or_default();
                 e.0 += 1;
                 e.1[0] += d.dice[0];

@@ -1,55 +1,22 @@
-//! The evaluation's plots (plotters, text in the bundled DejaVu Sans — no system font lookup —
-//! encoded as PNG by our own encoder): Bland–Altman of EF and of EDV/ESV with the mean
+//! The evaluation's plots ([`crate::plot`]): Bland–Altman of EF and of EDV/ESV with the mean
 //! difference and ±1.96 sd lines, Dice histograms of LV and MY, and the mean volume difference
 //! per relative slice position (apex → base, the paper's Fig. 4).
 
-use std::sync::Once;
-
-use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::agreement::{BlandAltman, POSITION_BINS, SlicePositions, StudyRow};
 use super::{DICE_BINS, DiceSummary};
-use crate::viewer::montage::png_rgb;
+use crate::plot::{Area, FAMILY, PlotResult};
 
-/// The bundled font (Bitstream Vera licence: assets/fonts/DejaVuSans-LICENSE.txt).
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
 const W: u32 = 1000;
 const H: u32 = 520;
 
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
-            .unwrap_or_else(|_| panic!("the bundled font is a valid TrueType file"));
-    });
-}
-
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
-type PlotResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-/// Draws on a white `W × H` canvas and returns the PNG bytes.
 fn canvas(draw: impl FnOnce(&Area<'_>) -> PlotResult) -> Result<Vec<u8>, String> {
-    register_font();
-    let mut rgb = vec![255u8; (W * H * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        draw(&root).map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(png_rgb(W as usize, H as usize, &rgb))
+    crate::plot::canvas(W, H, draw)
 }
 
-/// A range around `values` with 5% room (a unit range when empty or flat).
 fn range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    if !lo.is_finite() {
-        return 0.0..1.0;
-    }
-    let pad = ((hi - lo) * 0.05).max(0.5);
-    (lo - pad)..(hi + pad)
+    crate::plot::range(values, 0.5)
 }
 
 /// One Bland–Altman panel: (mean, difference) points, the mean difference and its limits.

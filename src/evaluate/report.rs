@@ -2,12 +2,12 @@
 //! plots and the worst studies' overlays embedded as data URIs, so it opens from a bucket or a
 //! laptop without a server), `summary.md` and `summary.json`, and the terminal summary.
 
-use base64::Engine;
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::agreement::{BAD_VOLUME, BlandAltman, GOOD_EF, StudyRow};
 use super::{EvaluateConfig, EvaluateError, Evaluation, plots};
+use crate::html::{escape as html_escape, img, page};
 use crate::query::Session;
 use crate::store::StoreLocation;
 use crate::viewer::{montage, study};
@@ -23,10 +23,6 @@ fn num(v: Option<f64>, digits: usize) -> String {
     v.filter(|x| x.is_finite()).map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 impl Evaluation {
     /// The summary as (label, value) rows: the terminal, summary.md and report.html show these.
     pub fn summary_rows(&self) -> Vec<(String, String)> {
@@ -35,6 +31,14 @@ impl Evaluation {
             rows.push(("images (Dice)".into(), self.dice.images.to_string()));
             rows.push(("Dice LV mean / median".into(), format!("{:.4} / {:.3}", self.dice.mean[0], self.dice.median[0])));
             rows.push(("Dice MY mean / median".into(), format!("{:.4} / {:.3}", self.dice.mean[1], self.dice.median[1])));
+            let d = &self.dice;
+            rows.push((
+                "Dice LV / MY over images the reference has it in".into(),
+                format!(
+                    "{:.4} ({} images) / {:.4} ({} images)",
+                    d.mean_nonempty[0], d.images_nonempty[0], d.mean_nonempty[1], d.images_nonempty[1]
+                ),
+            ));
         }
         let e = &self.ef_errors;
         rows.push(("|EF error| mean (sd)".into(), format!("{} ({})", num(e.mean, 2), num(e.sd, 2))));
@@ -134,10 +138,6 @@ fn study_table(rows: &[&StudyRow]) -> String {
     s
 }
 
-fn img(png: &[u8], alt: &str) -> String {
-    format!("<img alt=\"{}\" src=\"data:image/png;base64,{}\">", html_escape(alt), base64::engine::general_purpose::STANDARD.encode(png))
-}
-
 /// Writes the plots, the report and the summaries; returns their URLs.
 pub async fn write(session: &Session, cfg: &EvaluateConfig, ev: &Evaluation, out: &StoreLocation) -> Result<Vec<String>, EvaluateError> {
     let plot = |name: &str, r: Result<Vec<u8>, String>| {
@@ -190,12 +190,7 @@ pub async fn write(session: &Session, cfg: &EvaluateConfig, ev: &Evaluation, out
         }
     }
 
-    let mut html = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>cinestream evaluation</title>\n<style>\
-         body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}\
-         td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}\
-         img{max-width:100%;border:1px solid #ddd;margin:.5em 0}</style></head><body>\n",
-    );
+    let mut html = String::new();
     html.push_str(&format!("<h1>{} against {}</h1>\n<table>\n", html_escape(&ev.labeller), html_escape(&ev.reference)));
     for (k, v) in ev.summary_rows() {
         html.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>\n", html_escape(&k), html_escape(&v)));
@@ -215,8 +210,8 @@ pub async fn write(session: &Session, cfg: &EvaluateConfig, ev: &Evaluation, out
     html.push_str(&format!("<h2>The {} studies that agree worst</h2>\n", worst.len()));
     html.push_str(&study_table(&worst));
     html.push_str(&overlays);
-    html.push_str("<p>Every study: <code>evaluation_studies.parquet</code>; every image: <code>evaluation_images.parquet</code>.</p>\n</body></html>\n");
-    written.push(put(out, "report.html", html.into_bytes()).await?);
+    html.push_str("<p>Every study: <code>evaluation_studies.parquet</code>; every image: <code>evaluation_images.parquet</code>.</p>\n");
+    written.push(put(out, "report.html", page("cinestream evaluation", &html).into_bytes()).await?);
     written.push(put(out, "summary.md", summary_md(ev).into_bytes()).await?);
     written.push(put(out, "summary.json", serde_json::to_vec_pretty(ev).expect("serialises")).await?);
     Ok(written)

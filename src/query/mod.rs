@@ -14,9 +14,11 @@
 //!   schema ([`replace`]).
 //! - **Saved queries** ([`saved`]) are planned as views the first time a statement names them,
 //!   with `${param}` placeholders filled from `--param` ([`params`]).
-//! - **Functions**: `kaggle_id`, `kaggle_split`, `shuffle_key` ([`udf`]).
+//! - **Functions**: `kaggle_id`, `kaggle_split`, `shuffle_key` ([`udf`]); the aggregates
+//!   `loess_peak`, `loess_peak_at` ([`loess`]).
 
 pub mod external;
+pub mod loess;
 pub mod output;
 pub mod params;
 pub mod read;

@@ -40,6 +40,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ("subset_random_esed", include_str!("../../pipelines/queries/subset_random_esed.sql")),
     ("ef_errors", include_str!("../../pipelines/queries/ef_errors.sql")),
     ("ef_error_stats", include_str!("../../pipelines/queries/ef_error_stats.sql")),
+    ("study_summary", include_str!("../../pipelines/queries/study_summary.sql")),
+    ("authors_study_log", include_str!("../../pipelines/queries/authors_study_log.sql")),
 ];
 
 /// One saved query.

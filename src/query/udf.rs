@@ -8,6 +8,7 @@
 //!   is one fixed shuffle per seed, so "the first n" of it is a prefix-stable random subset (the
 //!   first 3 of a seed are among its first 7). The function is FNV-1a over the seed and the key's
 //!   UTF-8 bytes, finished by the SplitMix64 mixer: stable across platforms and releases.
+//! - the aggregates `loess_peak(x, y)` and `loess_peak_at(x, y)` ([`super::loess`]).
 
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ pub fn register(ctx: &SessionContext) {
     for f in functions() {
         ctx.register_udf(f);
     }
+    for a in super::loess::aggregates() {
+        ctx.register_udaf(a);
+    }
 }
 
 /// `(name, signature, what it does)` for `--help`.
@@ -29,6 +33,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("kaggle_id(study_id)", "leading number of a Kaggle-style id (123_rot90 → 123), else NULL"),
     ("kaggle_split(study_id)", "train (1–500) / validate (501–700) / test (701–1140) by Kaggle id, else NULL"),
     ("shuffle_key(seed, key)", "seeded random rank of a text key: ORDER BY it for a prefix-stable shuffle"),
+    ("loess_peak(x, y)", "aggregate: highest value of the loess fit (span 0.75, degree 2) of y on x"),
+    ("loess_peak_at(x, y)", "aggregate: the x of loess_peak"),
 ];
 
 fn functions() -> Vec<ScalarUDF> {

@@ -94,6 +94,42 @@ pub const LABEL_QC: TableSpec = TableSpec {
     example: "SELECT labeller, passed, count(*) FROM label_qc GROUP BY labeller, passed",
 };
 
+pub const STUDY_SUBSETS: TableSpec = TableSpec {
+    name: "study_subsets",
+    schema_fn: schemas::study_subsets,
+    blobs: &[],
+    stats: STATS_COLUMNS,
+    lanes: Lanes::One,
+    study_key: "study",
+    about: "one training image of one subset of a transfer-learning study",
+    example: "SELECT study, subset, count(*) FROM study_subsets GROUP BY study, subset",
+};
+
+pub const STUDY_LOG: TableSpec = TableSpec {
+    name: "study_log",
+    schema_fn: schemas::study_log,
+    blobs: &[],
+    stats: STATS_COLUMNS,
+    lanes: Lanes::One,
+    study_key: "study",
+    about: "one validation point of one run of a transfer-learning study",
+    example: "SELECT run, max(dice_lv) FROM study_log GROUP BY run",
+};
+
+pub const STUDY_RUNS: TableSpec = TableSpec {
+    name: "study_runs",
+    schema_fn: schemas::study_runs,
+    blobs: &[],
+    stats: STATS_COLUMNS,
+    lanes: Lanes::One,
+    study_key: "study",
+    about: "one run of a transfer-learning study: validation and test Dice, EF and volume errors",
+    example: "SELECT run, final_dice_lv, test_dice_lv FROM study_runs ORDER BY run",
+};
+
+/// The tables `cinestream study` writes, in commit order (then `sources`, which publishes).
+pub const STUDY: [&TableSpec; 3] = [&STUDY_SUBSETS, &STUDY_LOG, &STUDY_RUNS];
+
 /// The tables ingest writes, in the order a run commits them: `studies` after the rows that
 /// describe a study, and `sources` — the record of which source studies are in, and the table
 /// that publishes a run — last.
@@ -104,7 +140,8 @@ pub const LABEL: [&TableSpec; 2] = [&LABELS, &LABEL_QC];
 
 /// Every table cinestream writes under a data prefix. Readers register these (empty when
 /// absent) and any other Delta table they find there.
-pub const REGISTRY: [&TableSpec; 6] = [&FRAMES, &LABELS, &CURATION_LOG, &STUDIES, &SOURCES, &LABEL_QC];
+pub const REGISTRY: [&TableSpec; 9] =
+    [&FRAMES, &LABELS, &CURATION_LOG, &STUDIES, &SOURCES, &LABEL_QC, &STUDY_SUBSETS, &STUDY_LOG, &STUDY_RUNS];
 
 /// The names of [`INGEST`]'s tables, in commit order.
 pub const TABLES: [&str; 5] = [FRAMES.name, LABELS.name, CURATION_LOG.name, STUDIES.name, SOURCES.name];
@@ -151,9 +188,21 @@ fn batch(table: &TableSpec, cols: Vec<ArrayRef>) -> RecordBatch {
 }
 
 /// Every table with a schema file in `schemas/`: ingest's and labelling's tables, the training
-/// log, and the evaluation's tables.
-pub const DOCUMENTED: [&str; 9] =
-    ["frames", "labels", "studies", "curation_log", "sources", "label_qc", "training_log", "evaluation_images", "evaluation_studies"];
+/// log, the evaluation's tables, and the transfer-learning study's.
+pub const DOCUMENTED: [&str; 12] = [
+    "frames",
+    "labels",
+    "studies",
+    "curation_log",
+    "sources",
+    "label_qc",
+    "training_log",
+    "evaluation_images",
+    "evaluation_studies",
+    "study_log",
+    "study_subsets",
+    "study_runs",
+];
 
 /// The schema of any documented table.
 pub fn documented_schema(table: &str) -> Option<SchemaRef> {

@@ -239,6 +239,95 @@ pub fn training_log() -> SchemaRef {
     ]))
 }
 
+/// `study_log`: one validation point of one run of a transfer-learning study — the run's
+/// `training_log` row with the run named.
+pub fn study_log() -> SchemaRef {
+    let mut c = vec![
+        nn("study", DataType::Utf8, "The study's name (`[study] name` of the pipeline file)"),
+        nn("run", DataType::Utf8, "The run: `<start>_<subset>` (e.g. TL2_v3)"),
+        nn(
+            "start",
+            DataType::Utf8,
+            "Starting point: R (random weights), TL (ImageNet encoder), TL2 (a model trained on other data), or a declared start's name",
+        ),
+        nn(
+            "subset",
+            DataType::Utf8,
+            "Training subset: full, v<k> (k whole volunteers), r<k> (as many random images), esed (ED and ES frames), r_esed (as many random images)",
+        ),
+        nn("subset_images", DataType::Int64, "Training images in the subset (N)"),
+    ];
+    c.extend(training_log().fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(c))
+}
+
+/// `study_runs`: one run of a transfer-learning study (a start trained on a subset), or a
+/// start's untouched model (`subset` = `base`).
+pub fn study_runs() -> SchemaRef {
+    let dice = |what: &str, class: &str| format!("{what} Dice of {class} (per image averaged, an image empty in both masks scores 1)");
+    let mut c = vec![
+        nn("study", DataType::Utf8, "The study's name (`[study] name` of the pipeline file)"),
+        nn("run", DataType::Utf8, "The run: `<start>_<subset>`"),
+        nn("start", DataType::Utf8, "Starting point: R, TL, TL2, or a declared start's name"),
+        nn("subset", DataType::Utf8, "Training subset (full, v<k>, r<k>, esed, r_esed), or `base` for the start's untouched model"),
+        nn("subset_images", DataType::Int64, "Training images in the subset (N; 0 for base rows)"),
+        nn("epochs_per_stage", DataType::Int32, "Epochs of each of the two stages: round(epochs · N_full / N)"),
+        nn("images_seen", DataType::Int64, "Training images the run saw"),
+        nn("seconds", DataType::Float64, "Wall time of the training (s)"),
+        nn("model_url", DataType::Utf8, "The exported model: the last epoch's weights (its `model` folder)"),
+    ];
+    for class in ["lv", "my"] {
+        let upper = class.to_uppercase();
+        c.push(f(&format!("first_dice_{class}"), DataType::Float64, true, &dice("Validation, after the first epoch:", &upper)));
+        c.push(f(&format!("peak_dice_{class}"), DataType::Float64, true, &dice("Validation, the highest logged:", &upper)));
+        c.push(f(&format!("peak_images_{class}"), DataType::Int64, true, "Images seen at that peak"));
+        c.push(f(
+            &format!("smooth_peak_dice_{class}"),
+            DataType::Float64,
+            true,
+            &format!("Validation: the highest value of a loess fit (span 0.75, degree 2) of Dice {upper} on images seen"),
+        ));
+        c.push(f(&format!("smooth_peak_images_{class}"), DataType::Int64, true, "Images seen at the smoothed peak"));
+        c.push(f(
+            &format!("final_dice_{class}"),
+            DataType::Float64,
+            true,
+            &dice("Validation, the last point (the exported model):", &upper),
+        ));
+    }
+    for class in ["lv", "my"] {
+        let upper = class.to_uppercase();
+        c.push(f(&format!("test_dice_{class}"), DataType::Float64, true, &dice("Test volunteers:", &upper)));
+        c.push(f(
+            &format!("test_dice_{class}_nonempty"),
+            DataType::Float64,
+            true,
+            &format!("Test volunteers: mean Dice of {upper} over the images whose expert mask has {upper}"),
+        ));
+    }
+    c.push(f("test_studies", DataType::Int64, true, "Test studies evaluated"));
+    c.push(f("test_ef_error_mean", DataType::Float64, true, "Test: mean |EF error| in percentage points (not computable = 100)"));
+    c.push(f("test_ef_error_median", DataType::Float64, true, "Test: median |EF error| (percentage points)"));
+    c.push(f("test_edv_error_mean_ml", DataType::Float64, true, "Test: mean |EDV difference| against the expert masks' volumes (mL)"));
+    c.push(f("test_esv_error_mean_ml", DataType::Float64, true, "Test: mean |ESV difference| against the expert masks' volumes (mL)"));
+    Arc::new(Schema::new(c))
+}
+
+/// `study_subsets`: one training image of one subset of a transfer-learning study.
+pub fn study_subsets() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        nn("study", DataType::Utf8, "The study's name (`[study] name` of the pipeline file)"),
+        nn("subset", DataType::Utf8, "The subset: full, v<k>, r<k>, esed or r_esed"),
+        f("study_id", DataType::Utf8, false, STUDY_ID),
+        nn("slice_index", DataType::Int32, "Slice position in the stack, 0 = most apical"),
+        nn("frame_index", DataType::Int32, "Time point in the cardiac cycle, 0-based"),
+        nn("volunteer", DataType::Utf8, "The person: the source study (the halves of a split repeated stack are one volunteer)"),
+        nn("image_rank", DataType::Int64, "1-based rank in the seed's permutation of all training images (r-subsets are its prefixes)"),
+        nn("volunteer_rank", DataType::Int64, "1-based rank of the volunteer in the seed's volunteer order (v<k> takes ranks 1…k)"),
+        nn("esed", DataType::Boolean, "Whether the image is an ED or ES frame of its study (the `volumes` rule)"),
+    ]))
+}
+
 const EVAL_STUDY_ID: &str = "Pseudonymous study id (as in `studies`)";
 
 /// `evaluation_images`: one row per image both labellers masked.

@@ -35,8 +35,12 @@ pub struct Progress {
     pub batch: usize,
     pub global_step: usize,
     pub images_seen: u64,
+    /// Training loss summed since the last validation point, and its batches.
     pub loss_sum: f64,
     pub loss_count: usize,
+    /// Images seen at the last validation point.
+    #[serde(default)]
+    pub validated_at: u64,
     /// Wall time spent before this process (resumed runs).
     pub seconds: f64,
     pub log: Vec<EpochRow>,

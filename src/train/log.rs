@@ -1,4 +1,5 @@
-//! The `training_log` table: one row per epoch (schema in `schemas/training_log.json`).
+//! The `training_log` table: one row per validation point — the end of every epoch, or the
+//! images-seen schedule of `validate_every_images` (schema in `schemas/training_log.json`).
 
 use std::sync::Arc;
 

@@ -10,7 +10,8 @@
 //! - `model/model.bin` + `model/model.json`: the final weights, the resolved configuration, and
 //!   the lineage (selections with their checksums, queries, parameters and table versions).
 //! - `training_log.parquet` (schema `schemas/training_log.json`) and `learning_curve.png`:
-//!   per epoch, loss and validation Dice LV/MY against images seen (the paper's Fig. 6).
+//!   per validation point ([`validate`]: every epoch, or an images-seen schedule), loss and
+//!   validation Dice LV/MY against images seen (the paper's Fig. 6).
 
 pub mod checkpoint;
 pub mod data;
@@ -19,10 +20,10 @@ pub mod log;
 pub mod optim;
 pub mod plot;
 pub mod schedule;
+pub mod validate;
 
 use std::collections::BTreeMap;
 
-use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -32,8 +33,6 @@ use crate::model::Device;
 use crate::model::augment::Preset;
 use crate::model::card::{Lineage, SelectionLineage};
 use crate::model::losses::{self, LossKind};
-use crate::model::metrics;
-use crate::model::prep::SizePolicy;
 use crate::model::scaling::Intensity;
 use crate::model::weights::{self, WeightsError};
 use crate::model::{ModelConfig, SegModel};
@@ -46,6 +45,7 @@ use data::{CacheConfig, FeedOptions, Prepared};
 use log::EpochRow;
 use optim::AdamW;
 use schedule::OneCycle;
+use validate::{Point, capped, due, validate_point};
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +146,15 @@ pub struct TrainConfig {
     /// (n training images of the pool's N), as the paper's transfer study did.
     #[serde(default)]
     pub scale_epochs_to: Option<SelectionSpec>,
+    /// Validate whenever this many more training images have been seen (0: at the end of every
+    /// epoch); always after the first epoch and at the end. The transfer study validates every
+    /// N_full/4 images, as its smallest subsets run hundreds of epochs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validate_every_images: u64,
+    /// Stop once this many training images have been seen (0: run every epoch): a quick look at
+    /// a long run. The one-cycle schedules keep their full length, so the run stops mid-cycle.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_images: u64,
     /// Checkpoint every this many batches (0: only at the end of each epoch).
     #[serde(default = "default_checkpoint")]
     pub checkpoint_every: usize,
@@ -164,6 +173,9 @@ pub struct TrainConfig {
 
 fn default_seed() -> u64 {
     1
+}
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 fn default_batch() -> usize {
     32
@@ -228,6 +240,9 @@ pub struct TrainReport {
     pub valid_loss: f64,
     pub seconds: f64,
     pub resumed_from_step: Option<usize>,
+    /// Every validation point (also in `training_log.parquet`).
+    #[serde(skip)]
+    pub log: Vec<EpochRow>,
 }
 
 /// Everything a run needs, resolved (selections prepared, stores open).
@@ -331,49 +346,7 @@ async fn ensure_selection(data: &StoreLocation, spec: &SelectionSpec, opts: &Sto
     }
 }
 
-/// (loss, Dice LV, Dice MY) on the validation set, per image averaged.
-pub fn validate<B: AutodiffBackend>(
-    model: &SegModel<B>,
-    set: &Prepared,
-    cfg: &TrainConfig,
-    device: &B::Device,
-) -> Result<(f64, f64, f64), TrainError> {
-    let m = model.valid();
-    let opts = FeedOptions {
-        batch_size: cfg.batch_size,
-        image_size: cfg.image_size,
-        preset: Preset::None,
-        seed: cfg.seed,
-        epoch: 0,
-        start_batch: 0,
-        drop_last: false,
-        prefetch: cfg.prefetch,
-        max_class: 2,
-    };
-    let rx = data::feed(set, data::sequential_order(&set.blocks), opts);
-    let (mut loss_sum, mut lv, mut my, mut n) = (0.0, 0.0, 0.0, 0usize);
-    for batch in rx {
-        let b = batch.map_err(TrainError::Feed)?;
-        let (x, y) = tensors::<B::InnerBackend>(&b, device);
-        let logits = m.forward(x);
-        loss_sum += losses::loss(cfg.loss, logits.clone(), y).into_scalar().elem::<f64>() * b.n as f64;
-        let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().to_vec().expect("ints");
-        let px = b.size * b.size;
-        // Dice on the curated grid: the prediction mapped back by the exact inverse of the
-        // pad-resize, as `cinestream label` maps it.
-        for (i, (h, w, truth)) in b.originals.iter().enumerate() {
-            let model: Vec<u8> = pred[i * px..(i + 1) * px].iter().map(|c| *c as u8).collect();
-            let p = SizePolicy::PadResize { size: b.size }.place(*h, *w).inverse(&model);
-            lv += metrics::dice(&p, truth, 1);
-            my += metrics::dice(&p, truth, 2);
-        }
-        n += b.n;
-    }
-    let n = n.max(1) as f64;
-    Ok((loss_sum / n, lv / n, my / n))
-}
-
-fn tensors<B: burn::tensor::backend::Backend>(b: &data::Batch, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 3, Int>) {
+pub(crate) fn tensors<B: burn::tensor::backend::Backend>(b: &data::Batch, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 3, Int>) {
     let x = Tensor::from_data(TensorData::new(b.images.clone(), [b.n, 1, b.size, b.size]), device);
     let y = Tensor::from_data(TensorData::new(b.masks.clone(), [b.n, b.size, b.size]), device);
     (x, y)
@@ -462,6 +435,8 @@ pub fn run<B: AutodiffBackend>(
                 prefetch: cfg.prefetch,
                 max_class: 2,
             };
+            let last_epoch = si + 1 == cfg.stages.len() && epoch + 1 == stage.epochs;
+            let point = Point { stage: si, epoch, global_epoch, lr_max: stage.lr_max, frozen: stage.frozen };
             for batch in data::feed(&plan.train_set, order, opts) {
                 let b = batch.map_err(TrainError::Feed)?;
                 let (lr, mom) = sched.at(epoch * steps + state.batch);
@@ -477,33 +452,31 @@ pub fn run<B: AutodiffBackend>(
                 state.loss_sum += value;
                 state.loss_count += 1;
                 progress.advance(1, &format!("loss {value:.4}"));
-                if cfg.checkpoint_every > 0 && state.global_step % cfg.checkpoint_every == 0 && state.batch < steps {
+                if capped(cfg, &state) {
+                    break;
+                }
+                if state.batch < steps && due(cfg, &state) {
+                    validate_point(&model, plan, &point, &mut state, t0, &device, progress)?;
+                    handle.block_on(ckpt.save(&model, &optim, &state))?;
+                } else if cfg.checkpoint_every > 0 && state.global_step % cfg.checkpoint_every == 0 && state.batch < steps {
                     handle.block_on(ckpt.save(&model, &optim, &state))?;
                 }
             }
-            let (valid_loss, dice_lv, dice_my) = validate(&model, &plan.valid_set, cfg, &device)?;
-            let row = EpochRow {
-                stage: si as i32,
-                epoch: epoch as i32,
-                global_epoch: global_epoch as i32,
-                steps: state.global_step as i64,
-                images_seen: state.images_seen as i64,
-                lr_max: stage.lr_max,
-                frozen: stage.frozen,
-                train_loss: state.loss_sum / state.loss_count.max(1) as f64,
-                valid_loss,
-                dice_lv,
-                dice_my,
-                seconds: state.seconds + t0.elapsed().as_secs_f64(),
-            };
-            progress.line(&row.summary());
-            tracing::info!(stage = si, epoch, train_loss = row.train_loss, valid_loss, dice_lv, dice_my, "epoch done");
-            state.log.push(row);
+            let stop = capped(cfg, &state);
+            if cfg.validate_every_images == 0 || global_epoch == 0 || last_epoch || stop || due(cfg, &state) {
+                validate_point(&model, plan, &point, &mut state, t0, &device, progress)?;
+            }
             state.epoch = epoch + 1;
             state.batch = 0;
-            state.loss_sum = 0.0;
-            state.loss_count = 0;
+            if stop {
+                state.stage = cfg.stages.len();
+                tracing::info!(images = state.images_seen, max_images = cfg.max_images, "stopped at train.max_images");
+                break;
+            }
             handle.block_on(ckpt.save(&model, &optim, &state))?;
+        }
+        if state.stage == cfg.stages.len() {
+            break;
         }
         epochs_before += stage.epochs;
         state.stage = si + 1;
@@ -521,6 +494,7 @@ pub fn run<B: AutodiffBackend>(
         valid_loss: last.valid_loss,
         seconds,
         resumed_from_step: resumed_from,
+        log: state.log.clone(),
     };
     handle.block_on(ckpt.finish(&model, &state, &plan.lineage, &report))?;
     Ok(report)

@@ -69,14 +69,6 @@ pub fn learning_curve(rows: &[super::log::EpochRow]) -> Vec<u8> {
     let (lv, my, tl, vl) = (pts(|r| r.dice_lv), pts(|r| r.dice_my), pts(|r| r.train_loss), pts(|r| r.valid_loss));
     panel(&mut c, 0, H / 2 - 10, x_max, &[(&lv, [200, 30, 30]), (&my, [30, 60, 200])], Some((0.0, 1.0)));
     panel(&mut c, H / 2, H / 2 - 30, x_max, &[(&tl, [150, 150, 150]), (&vl, [0, 0, 0])], None);
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, W as u32, H as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().expect("in memory");
-        let flat: Vec<u8> = c.px.iter().flatten().copied().collect();
-        w.write_image_data(&flat).expect("in memory");
-    }
-    out
+    let flat: Vec<u8> = c.px.iter().flatten().copied().collect();
+    crate::plot::png_rgb(W, H, &flat)
 }

@@ -3,25 +3,12 @@
 //! to its study's 99.5th percentile and the mask outlined in colour (LV red, MY green, RV blue).
 
 use super::study::Study;
+use crate::plot::png_rgb;
 
 /// Outline colours by class (1 LV, 2 MY, 3 RV).
 pub const CLASS_COLOURS: [[u8; 3]; 3] = [[235, 50, 50], [40, 200, 70], [60, 130, 255]];
 /// Pixels between tiles.
 const GAP: usize = 2;
-
-/// RGB8 pixels as PNG bytes.
-pub fn png_rgb(width: usize, height: usize, rgb: &[u8]) -> Vec<u8> {
-    assert_eq!(rgb.len(), width * height * 3, "RGB buffer does not match its size");
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().expect("in memory");
-        w.write_image_data(rgb).expect("in memory");
-    }
-    out
-}
 
 /// The value below which 99.5% of the study's pixels lie (at least 1).
 fn window(images: &[u8]) -> u16 {

@@ -20,6 +20,7 @@ mod schedule;
 mod schemas;
 mod sql;
 mod storage;
+mod study;
 mod torchvision;
 mod train;
 mod viewer;

@@ -9,26 +9,10 @@ use cinestream::query::saved::Catalog;
 use cinestream::query::selection::{self, QuerySource, SelectionError};
 use cinestream::query::{Session, SessionOptions};
 
-use crate::common::{cli, f64s, i64s, ingest_phantom, open, rel, run_sql, s3_bucket, strs, synth, unique};
+use crate::common::{cli, f64s, i64s, ingest_phantom, open, reference, rel, run_sql, s3_bucket, strs, synth, unique};
 
-/// `../shared/reference/cmr-seg-tl/kaggle` (or CINESTREAM_REFERENCE_DIR), if present; where the
-/// test command demands every tool (`CINESTREAM_REQUIRE_TOOLS`), their absence fails the test.
 fn reference_kaggle(test: &str) -> Option<PathBuf> {
-    let root = std::env::var("CINESTREAM_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
-    let dir = root.join("cmr-seg-tl/kaggle");
-    if dir.join("confidence_by_patient.tsv").exists() {
-        Some(dir)
-    } else {
-        assert!(
-            std::env::var("CINESTREAM_REQUIRE_TOOLS").is_err(),
-            "{test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)",
-            dir.display()
-        );
-        eprintln!("SKIPPED {test}: the authors' tables are not at {} (set CINESTREAM_REFERENCE_DIR)", dir.display());
-        None
-    }
+    reference(test, "cmr-seg-tl/kaggle", "confidence_by_patient.tsv")
 }
 
 /// The authors' volumes and the Kaggle truth CSVs through the saved views, via the CLI.
@@ -246,15 +230,22 @@ async fn every_saved_query_runs_and_volumes_match_the_phantom() {
     let (raw, data) = (raw.to_str().unwrap(), data.to_str().unwrap());
     let report = synth(raw, 10, 3, "repeated_stack").await;
     ingest_phantom(raw, data).await;
-    let opts = SessionOptions {
+    let mut opts = SessionOptions {
         tables: vec![
             ExternalTable::parse(&format!("kaggle_volumes={raw}/train.csv,{raw}/validate.csv")).unwrap(),
             ExternalTable::parse(&format!("kaggle_solution={raw}/solution.csv")).unwrap(),
         ],
         ..Default::default()
     };
+    // The study's queries run over the authors' published 7T log (the phantom has no study).
+    let authors = reference("every_saved_query_runs_and_volumes_match_the_phantom", "cmr-seg-tl/7T", "train_log_combined.csv");
+    if let Some(a) = &authors {
+        opts.tables.push(ExternalTable::parse(&format!("authors_log={}", a.join("train_log_combined.csv").display())).unwrap());
+        opts.tables.push(ExternalTable::parse(&format!("authors_subsets={}", a.join("image_subsets.tsv").display())).unwrap());
+        opts.views.push(("study_log".into(), "SELECT * FROM authors_study_log".into()));
+    }
     let session = Session::open(Some(&open(data)), &opts).await.unwrap();
-    for q in catalog.iter() {
+    for q in catalog.iter().filter(|q| authors.is_some() || !["study_summary", "authors_study_log"].contains(&q.name.as_str())) {
         let b = run_sql(&session, &format!("SELECT * FROM {}", q.name)).await;
         let rows: usize = b.iter().map(|b| b.num_rows()).sum();
         assert!(rows > 0, "saved query {} returned nothing on the phantom", q.name);

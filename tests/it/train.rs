@@ -12,6 +12,11 @@ use crate::common::{cli, ingest_phantom, soak, synth};
 
 /// A pipeline file for a tiny model.
 pub fn pipeline(dir: &Path, name: &str, images: usize, epochs: usize, size: usize, checkpoint_every: usize) -> String {
+    pipeline_with(dir, name, images, epochs, size, checkpoint_every, "")
+}
+
+/// The same, with more `[train]` settings.
+pub fn pipeline_with(dir: &Path, name: &str, images: usize, epochs: usize, size: usize, checkpoint_every: usize, extra: &str) -> String {
     let text = format!(
         r#"[train]
 name = "{name}"
@@ -24,7 +29,7 @@ augment = "s1"
 checkpoint_every = {checkpoint_every}
 cache = {{ dir = "{cache}", max_mib = 512 }}
 stages = [ {{ epochs = {epochs}, lr_max = 1e-2 }} ]
-
+{extra}
 [model]
 encoder = "resnet34"
 width = 8
@@ -107,12 +112,14 @@ async fn weights(run: &Path) -> Vec<Vec<f32>> {
 async fn a_killed_run_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let data = phantom_data(dir.path(), 5).await;
-    // 64 images = 8 batches an epoch, 2 epochs, a checkpoint every 3 batches.
-    let whole = pipeline(dir.path(), "whole", 64, 2, 64, 3);
+    // 64 images = 8 batches an epoch, 2 epochs, a checkpoint every 3 batches; validated on an
+    // images-seen schedule (every 56 images, and after the first epoch) and stopped at 112 images.
+    let schedule = "validate_every_images = 56\nmax_images = 112\n";
+    let whole = pipeline_with(dir.path(), "whole", 64, 2, 64, 3, schedule);
     let (ok, _, err) = cli(&["-q", "train", &whole, "--data", &data]);
     assert!(ok, "{err}");
 
-    let killed = pipeline(dir.path(), "killed", 64, 2, 64, 3);
+    let killed = pipeline_with(dir.path(), "killed", 64, 2, 64, 3, schedule);
     let latest = Path::new(&data).join("models/killed/checkpoints/latest.json");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"))
         .args(["-q", "train", &killed, "--data", &data])
@@ -146,4 +153,18 @@ async fn a_killed_run_resumes_to_the_same_weights() {
     assert_eq!(a.len(), b.len());
     let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count();
     assert_eq!(differing, 0, "{differing} of {} parameter tensors differ after resuming", a.len());
+
+    // The validation points: mid-epoch at 56 images, after the first epoch (64), and where the
+    // run stopped (112, also due); the resumed run logged the same points with the same values.
+    let log = |run: &str| {
+        let f = std::fs::File::open(Path::new(&data).join(format!("models/{run}/training_log.parquet"))).unwrap();
+        let batches: Vec<arrow::array::RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(f, 1024).unwrap().map(|b| b.unwrap()).collect();
+        let col = |name: &str| crate::common::f64s(&batches, name);
+        (crate::common::i64s(&batches, "images_seen"), crate::common::i64s(&batches, "epoch"), col("dice_lv"), col("train_loss"))
+    };
+    let (seen, epochs, dice, loss) = log("whole");
+    assert_eq!(seen, [56, 64, 112]);
+    assert_eq!(epochs, [0, 0, 1]);
+    assert_eq!(log("killed"), (seen, epochs, dice, loss));
 }
