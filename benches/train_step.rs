@@ -1,5 +1,4 @@
-//! U-Net step times on this machine's CPU: Burn flex (the CLI's CPU backend; ndarray for
-//! comparison) beside PyTorch eager running the same network (`benches/torch_unet_step.py` over
+//! U-Net step times on this machine's CPU: Burn flex (the CLI's CPU backend) beside PyTorch eager running the same network (`benches/torch_unet_step.py` over
 //! the PyTorch twin `scripts/torch_unet.py`) on the same CPU in the same run.
 //!
 //! - **training step**: forward, loss, backward and the AdamW step;
@@ -13,7 +12,7 @@
 //!     cargo bench --bench train_step                  # all of them
 //!     BENCH_REAL_STEPS=2 cargo bench --bench train_step
 //!     cargo bench --profile dev --bench train_step    # no release build: Burn and its kernels
-//!                                                     # are opt-level 3 in the dev profile too
+//!                                                     # are opt-level 2 in the dev profile too
 //!
 //! Each configuration runs warm-up steps (2; 1 for the real one, whose training step takes
 //! minutes on a CPU), then times `steps` steps (median reported). The PyTorch side runs when
@@ -22,7 +21,7 @@
 
 use std::time::Instant;
 
-use burn::backend::{Autodiff, Flex, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor};
@@ -148,7 +147,4 @@ fn main() {
     println!("inference, PyTorch eager (no_grad, eval):");
     torch("infer", &tiny, 128, 8, 10);
     torch("infer", &real, 256, 8, 5);
-
-    println!("training step, Burn ndarray:");
-    time_steps::<Autodiff<NdArray<f32>>>("tiny", tiny, 96, 8, 3, 2);
 }

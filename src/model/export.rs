@@ -59,7 +59,7 @@ pub fn onnx_contract(card: &card::ModelCard) -> Contract {
 /// names), `model.json` (its card, unchanged) and `model.toml` (the ONNX model's contract).
 pub async fn export(model: &str, out: &str, opts: &StoreOptions) -> Result<Exported, ExportError> {
     let (card, weights) = card::read(model, opts).await?;
-    let net = card::build::<burn::backend::NdArray<f32>>(&card, &weights, &Default::default())?;
+    let net = card::build::<burn::backend::Flex>(&card, &weights, &Default::default())?;
     let json = card.to_json();
     let bytes = state_dict(&net, &String::from_utf8_lossy(&json)).map_err(|source| ExportError::Encode { url: model.into(), source })?;
     let tensors = safetensors_len(&bytes);
@@ -97,12 +97,12 @@ mod tests {
     use super::*;
     use crate::model::ModelConfig;
     use crate::model::card::tests::card;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
 
     #[test]
     fn names_are_pytorchs_and_cover_every_parameter() {
         let cfg = ModelConfig { width: 8, blocks: [1, 2, 1, 1], ..Default::default() };
-        let m = cfg.init::<NdArray<f32>>(&Default::default());
+        let m = cfg.init::<Flex>(&Default::default());
         let bytes = state_dict(&m, "{}").unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let names: std::collections::BTreeSet<String> = st.names().into_iter().map(String::from).collect();

@@ -80,10 +80,10 @@ impl<B: Backend> PixelShuffleIcnr<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
     use burn::tensor::TensorData;
 
-    type B = NdArray<f32>;
+    type B = Flex;
 
     #[test]
     fn pixel_shuffle_matches_torch_layout() {

@@ -82,10 +82,10 @@ pub fn loss<B: Backend>(kind: LossKind, logits: Tensor<B, 4>, target: Tensor<B, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
     use burn::tensor::TensorData;
 
-    type B = NdArray<f32>;
+    type B = Flex;
 
     /// Two pixels, two classes, both targets class 0. Logits (ln 3, 0) and (0, ln 3) give
     /// p(class 0) = 0.75 and 0.25.

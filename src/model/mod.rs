@@ -141,10 +141,10 @@ impl Device {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
     use burn::tensor::Distribution;
 
-    type B = NdArray<f32>;
+    type B = Flex;
 
     #[test]
     fn every_encoder_gives_full_size_logits() {

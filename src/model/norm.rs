@@ -53,12 +53,12 @@ fn per_sample<B: Backend>(t: Tensor<B, 4>, b: usize) -> Tensor<B, 4> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, NdArray};
+    use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Distribution, Tolerance};
 
-    type B = NdArray<f32>;
+    type B = Flex;
     type A = Autodiff<B>;
 
     fn close(a: Tensor<impl Backend, 1>, b: &[f32]) {

@@ -165,12 +165,12 @@ fn tempfile_path(bytes: &[u8]) -> std::io::Result<TempFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
     use burn::module::Module;
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::Tensor;
 
-    type B = NdArray<f32>;
+    type B = Flex;
 
     /// Every parameter path of a module (`encoder.layer1.0.conv1.weight`, …), enum variants skipped.
     struct Paths {

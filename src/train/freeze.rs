@@ -45,12 +45,12 @@ pub fn set_frozen<B: Backend>(model: SegModel<B>, frozen: bool) -> SegModel<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, NdArray};
+    use burn::backend::{Autodiff, Flex};
     use burn::module::ModuleVisitor;
 
     use crate::model::{EncoderKind, ModelConfig};
 
-    type B = Autodiff<NdArray<f32>>;
+    type B = Autodiff<Flex>;
 
     /// (trainable, frozen) parameter counts, and the trainable ones inside the encoder.
     struct Count {

@@ -93,10 +93,10 @@ impl<B: Backend> SimpleOptimizer<B> for AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
     use burn::tensor::TensorData;
 
-    type B = NdArray<f32>;
+    type B = Flex;
 
     #[test]
     fn two_steps_match_torch_adamw_by_hand() {
