@@ -235,6 +235,16 @@ impl Session {
         Ok(())
     }
 
+    /// One stream per query: rows arrive in the tables' file order (files sorted by path), the
+    /// same on every run. Without it DataFusion's parallel scans and joins interleave their
+    /// partitions as threads happen to finish, so a training cache prepared twice from the same
+    /// selection held its samples in another order, and the same seed trained another model.
+    pub async fn one_stream(&self) -> Result<(), QueryError> {
+        let setting = "SET datafusion.execution.target_partitions = 1";
+        self.ctx.sql(setting).await.map_err(|e| self.sql_error(setting, e))?;
+        Ok(())
+    }
+
     /// The SQL of a QUERY argument: a saved query's name means its own SQL (so its `ORDER BY`
     /// holds: a view's order is lost when selected from), a table's name `SELECT * FROM name`.
     pub fn query_text(&self, query: &str) -> String {

@@ -136,6 +136,9 @@ pub async fn prepare(
     // Rows carry whole images (~100 KB each): with 64-row batches, preparing the demo's two sets
     // from scratch plus an epoch peaked at 720 MB RSS; it was 1,509 MB before (BENCHMARKS.md).
     session.for_images().await?;
+    // The samples' order in the cache (its blocks) must not depend on thread timing: an epoch's
+    // order is a function of (seed, epoch) over the blocks.
+    session.one_stream().await?;
     ctx.register_table("_train_keys", Arc::new(table)).map_err(ReadError::execute(KEYS))?;
     let sql = format!(
         "SELECT s.study_id, s.slice_index, s.frame_index, f.height, f.width, f.pixels, l.height AS mask_height, l.width AS mask_width, l.mask \
