@@ -161,6 +161,7 @@ pub async fn create(
         bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
     };
+    let sha256 = file.sha256.clone();
     let mode = if replace { PutMode::Overwrite } else { PutMode::Create };
     let frames_path = folder.child(FRAMES);
     let put = |path: object_store::path::Path, body: Bytes| {
@@ -188,7 +189,25 @@ pub async fn create(
         // The old record goes first, so no reader pairs it with the new frames.
         let _ = data.store.delete(&record_path).await;
     }
-    put(frames_path, bytes).await?;
+    match put(frames_path.clone(), bytes).await {
+        // Another writer of the same selection got there first (two study workers), or an
+        // earlier attempt died between the two writes: the same rows may stay, others may not.
+        Err(SelectionError::Write { url, source: object_store::Error::AlreadyExists { .. } }) => {
+            let there = data.store.get(&frames_path).await.map_err(|source| SelectionError::Read { url: url.clone(), source })?;
+            let there = there.bytes().await.map_err(|source| SelectionError::Read { url: url.clone(), source })?;
+            if hex::encode(Sha256::digest(&there)) != sha256 {
+                return Err(SelectionError::Invalid {
+                    url: folder.url().to_string(),
+                    message: format!(
+                        "{url} holds other rows and no record (a run that died while making it, or another writer with other data); delete the folder and run again"
+                    ),
+                });
+            }
+        }
+        other => {
+            other?;
+        }
+    }
     let json = serde_json::to_vec_pretty(&record).expect("record serialises");
     put(record_path, Bytes::from(json)).await.map_err(|e| match e {
         SelectionError::Write { source: object_store::Error::AlreadyExists { .. }, .. } => SelectionError::Exists { url: record_url },

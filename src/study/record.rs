@@ -52,9 +52,11 @@ pub fn subsets_app_id(study: &str) -> String {
     format!("study:{study}:subsets")
 }
 
-/// Whether the work of `app_id` is committed (its `study_runs` or `study_subsets` commit).
-pub async fn committed(data: &StoreLocation, table: &'static tables::spec::TableSpec, app_id: &str) -> Result<bool, StudyError> {
-    Ok(committed_tables(data, &[table], app_id).await?.contains(table.name))
+/// Whether the work of `app_id` is published: its `sources` commit, the last of a run, landed.
+/// A worker killed between its `study_runs` and its `sources` commit left rows no reader sees;
+/// the run is done again, and [`commit`] then writes only what is missing.
+pub async fn published(data: &StoreLocation, app_id: &str) -> Result<bool, StudyError> {
+    Ok(committed_tables(data, &[&tables::SOURCES], app_id).await?.contains(tables::SOURCES.name))
 }
 
 /// The `study_log` rows of a run: its identity, then the run's `training_log` columns.

@@ -131,7 +131,7 @@ pub async fn prepare(cfg: &StudyConfig, model: &ModelConfig, data: &StoreLocatio
     }
     .map_err(StudyError::Config)?;
     let folder = data.sub(&format!("studies/{}", cfg.name));
-    commit_subsets(&s, data, cfg, &pool, &drawn).await?;
+    commit_subsets(data, cfg, &pool, &drawn, &opts.store).await?;
 
     // Selections, read from the committed subsets.
     let s = session(data, &opts.store).await?;
@@ -185,16 +185,18 @@ fn id(cfg: &StudyConfig, start: &StartSpec, subset: &str, n: usize) -> RunId {
     }
 }
 
-/// Commits the subsets once; a rerun must have drawn the same images.
+/// Commits the subsets once; a rerun, or another worker, must have drawn the same images.
 async fn commit_subsets(
-    s: &Session,
     data: &StoreLocation,
     cfg: &StudyConfig,
     pool: &[subsets::PoolImage],
     drawn: &Drawn,
+    store: &StoreOptions,
 ) -> Result<(), StudyError> {
     let app_id = record::subsets_app_id(&cfg.name);
-    if record::committed(data, &tables::STUDY_SUBSETS, &app_id).await? {
+    if record::published(data, &app_id).await? {
+        // A session opened now: another worker may have published them a moment ago.
+        let s = &session(data, store).await?;
         let sql = format!("SELECT subset, study_id, slice_index, frame_index FROM study_subsets WHERE study = {}", quote(&cfg.name));
         let mut had = BTreeSet::new();
         for b in read::collect(s, &sql, "the study's committed subsets").await? {
@@ -229,18 +231,28 @@ async fn commit_subsets(
     record::commit(data, &app_id, &summary, vec![(&tables::STUDY_SUBSETS, batch)]).await
 }
 
-/// Makes a selection from `sql` unless it exists (from the same SQL).
+/// Makes a selection from `sql` unless it exists (from the same SQL). Another worker making it
+/// at the same moment is fine: the create-only writes let one win, and the other checks it.
 async fn ensure_selection(s: &Session, data: &StoreLocation, name: &str, sql: &str) -> Result<(), StudyError> {
+    let same = |record: &selection::SelectionRecord| {
+        if record.sql.trim() == sql.trim() {
+            Ok(())
+        } else {
+            Err(StudyError::Config(format!(
+                "selection `{name}` exists but was made by other SQL ({}); give the study another name",
+                record.sql.trim()
+            )))
+        }
+    };
     match selection::load(data, name).await {
-        Ok((record, _)) if record.sql.trim() == sql.trim() => Ok(()),
-        Ok((record, _)) => Err(StudyError::Config(format!(
-            "selection `{name}` exists but was made by other SQL ({}); give the study another name",
-            record.sql.trim()
-        ))),
+        Ok((record, _)) => same(&record),
         Err(SelectionError::Read { source: object_store::Error::NotFound { .. }, .. }) => {
             let source = QuerySource { label: format!("the study's selection `{name}`"), sql: sql.to_string() };
-            selection::create(s, data, name, &source, false).await?;
-            Ok(())
+            match selection::create(s, data, name, &source, false).await {
+                Ok(_) => Ok(()),
+                Err(SelectionError::Exists { .. }) => same(&selection::load(data, name).await?.0),
+                Err(e) => Err(e.into()),
+            }
         }
         Err(e) => Err(e.into()),
     }
@@ -401,7 +413,7 @@ pub async fn run(
             report.other_workers.push(name);
             continue;
         }
-        if record::committed(&data, &tables::STUDY_RUNS, &record::run_app_id(&cfg.name, &name)).await? {
+        if record::published(&data, &record::run_app_id(&cfg.name, &name)).await? {
             report.already_committed.push(name);
             continue;
         }

@@ -123,6 +123,16 @@ pub async fn run_sql(session: &Session, q: &str) -> Vec<RecordBatch> {
     session.sql(q).await.unwrap_or_else(|e| panic!("{q}: {e}")).collect().await.unwrap_or_else(|e| panic!("{q}: {e}"))
 }
 
+/// Starts the binary with `args`, its output discarded (a run to kill).
+pub fn spawn_quiet(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Runs the CLI; returns (success, stdout, stderr).
 pub fn cli(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream")).args(args).output().unwrap();

@@ -2,7 +2,7 @@
 //! runs) through `authors_study_log` and `study_summary`, checked against an independent reading
 //! of their files, and the Fig. 6 report drawn from it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::common::{cli, png_pixels, reference};
 
@@ -174,8 +174,9 @@ fn a_study_report_without_a_log_says_what_to_give() {
 }
 
 /// A pipeline with a tiny base model (`[train]`, the TL2 start) and a tiny study: starts R and
-/// TL2 × subsets v1 and esed, 32² images, every run capped at 32 images (one validation point).
-fn tiny_study(dir: &std::path::Path, name: &str, data: &str) -> String {
+/// TL2 × `subsets` (e.g. `"v1", "esed"`), 32² images, every run capped at 32 images (one
+/// validation point).
+fn tiny_study(dir: &std::path::Path, name: &str, data: &str, subsets: &str) -> String {
     let text = format!(
         r#"[train]
 name = "base"
@@ -192,7 +193,7 @@ train = "split = 'train'"
 valid = "split = 'validate'"
 test = "split = 'test'"
 labeller = "phantom"
-subsets = ["v1", "esed"]
+subsets = [{subsets}]
 
 [[study.start]]
 name = "R"
@@ -229,7 +230,7 @@ async fn a_tiny_study_keeps_its_books() {
     use crate::common::{f64s, i64s, sql, strs};
     let dir = tempfile::tempdir().unwrap();
     let data = crate::train::phantom_data(dir.path(), 5).await;
-    let p = tiny_study(dir.path(), "tiny", &data);
+    let p = tiny_study(dir.path(), "tiny", &data, r#""v1", "esed""#);
     let (ok, _, err) = cli(&["-q", "train", &p, "--data", &data]);
     assert!(ok, "{err}");
     let report: serde_json::Value =
@@ -244,6 +245,17 @@ async fn a_tiny_study_keeps_its_books() {
     .await;
     let names: Vec<String> = strs(&runs, "run").into_iter().flatten().collect();
     assert_eq!(names, ["R_esed", "R_v1", "TL2_base", "TL2_esed", "TL2_v1"]);
+    // study_runs' curve figures (computed as the runs commit) are study_summary's (SQL over
+    // study_log).
+    let agree = sql(
+        &data,
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN (r.first_dice_lv IS NOT DISTINCT FROM s.first_dice_lv) \
+           AND (r.peak_dice_my IS NOT DISTINCT FROM s.peak_dice_my) AND (r.peak_images_lv IS NOT DISTINCT FROM s.peak_images_lv) \
+           AND (r.smooth_peak_dice_lv IS NOT DISTINCT FROM s.smooth_peak_dice_lv) AND (r.final_dice_my IS NOT DISTINCT FROM s.final_dice_my) \
+           THEN 1 ELSE 0 END) AS same FROM study_runs r JOIN study_summary s ON s.study = r.study AND s.run = r.run",
+    )
+    .await;
+    assert_eq!((i64s(&agree, "n")[0], i64s(&agree, "same")[0]), (4, 4), "study_runs = study_summary for every trained run");
     // The epoch rule, from the subsets as committed.
     let full = i64s(&sql(&data, "SELECT COUNT(*) AS n FROM labels WHERE labeller = 'phantom' AND split = 'train'").await, "n")[0];
     let sizes = sql(&data, "SELECT subset, COUNT(*) AS n FROM study_subsets WHERE study = 'tiny' GROUP BY subset ORDER BY subset").await;
@@ -306,4 +318,117 @@ async fn a_tiny_study_keeps_its_books() {
     assert_eq!(again["already_committed"].as_array().unwrap().len(), 5);
     assert_eq!(i64s(&sql(&data, "SELECT COUNT(*) AS n FROM study_runs").await, "n")[0], 5);
     assert!(std::path::Path::new(&data).join("studies/tiny/report/fig6.png").exists());
+}
+
+/// A study's `study_runs` rows without what differs between two equal runs (the study's name,
+/// wall time, where the model went), one string per run.
+async fn run_rows(data: &str, study: &str) -> Vec<String> {
+    let cols = "run, start, subset, subset_images, epochs_per_stage, images_seen, first_dice_lv, peak_dice_lv, peak_images_lv, \
+        smooth_peak_dice_lv, final_dice_lv, first_dice_my, peak_dice_my, smooth_peak_dice_my, final_dice_my, test_dice_lv, \
+        test_dice_lv_nonempty, test_dice_my, test_dice_my_nonempty, test_studies, test_ef_error_mean, test_edv_error_mean_ml";
+    let q = format!("SELECT {cols} FROM study_runs WHERE study = '{study}' ORDER BY run");
+    let batches = crate::common::sql(data, &q).await;
+    let mut rows = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = b.columns().iter().map(|c| arrow::util::display::array_value_to_string(c, r).unwrap()).collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows
+}
+
+/// The runs of `study` committed so far, read from the `study_runs` log as it lands.
+fn committed_runs(data: &str, study: &str) -> usize {
+    let log = std::path::Path::new(data).join("study_runs/_delta_log");
+    let Ok(entries) = std::fs::read_dir(log) else { return 0 };
+    let mark = format!("\"study:{study}:run:");
+    entries.flatten().filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&mark))).count()
+}
+
+fn study_json(args: &[&str]) -> serde_json::Value {
+    let (ok, out, err) = cli(args);
+    assert!(ok, "{args:?}: {err}");
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+fn names(v: &serde_json::Value, key: &str) -> BTreeSet<String> {
+    v[key].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+/// The killed and sharded studies' one subset: ED/ES frames from several studies (a training
+/// cache whose order once depended on thread timing).
+const ESED: &str = r#""esed""#;
+
+/// Beyond one worker: a study SIGKILLed after its first run commits, then rerun, trains only
+/// the missing runs; two workers (`--shard 0/2`, `--shard 1/2`) started together on one prefix
+/// train each run once. Both end with a single uninterrupted worker's `study_runs` rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_sharded_studies_end_as_one_worker_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = crate::train::phantom_data(dir.path(), 5).await;
+    let (ok, _, err) = cli(&["-q", "train", &tiny_study(dir.path(), "one", &data, ESED), "--data", &data]);
+    assert!(ok, "{err}");
+    let one = study_json(&["--json", "study", &tiny_study(dir.path(), "one", &data, ESED), "--data", &data]);
+    let all = names(&one, "trained");
+    assert_eq!(all.len(), 3, "R_esed, TL2_base, TL2_esed: {one}");
+    let want = run_rows(&data, "one").await;
+    assert_eq!(want.len(), 3);
+
+    // Killed once its first run is committed.
+    let killed = tiny_study(dir.path(), "killed", &data, ESED);
+    let mut child = crate::common::spawn_quiet(&["-q", "study", &killed, "--data", &data]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(50);
+    while committed_runs(&data, "killed") == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "the study ended before it could be killed");
+        assert!(std::time::Instant::now() < deadline, "no run committed in 50 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // What readers see: the runs whose last commit (`sources`) landed. A kill right after a
+    // run's `study_runs` commit leaves that run unpublished, and the rerun does it again.
+    let published: BTreeSet<String> =
+        crate::common::strs(&crate::common::sql(&data, "SELECT run FROM study_runs WHERE study = 'killed'").await, "run")
+            .into_iter()
+            .flatten()
+            .collect();
+    assert!(published.len() < 3, "the kill came before the last run");
+    let rerun = study_json(&["--json", "study", &killed, "--data", &data]);
+    let (trained, skipped) = (names(&rerun, "trained"), names(&rerun, "already_committed"));
+    assert_eq!(skipped, published, "{rerun}");
+    assert!(trained.is_disjoint(&skipped) && trained.union(&skipped).cloned().collect::<BTreeSet<_>>() == all, "{rerun}");
+    assert_eq!(run_rows(&data, "killed").await, want, "a killed and rerun study = an uninterrupted one");
+
+    // Two workers started together.
+    let sharded = tiny_study(dir.path(), "sharded", &data, ESED);
+    let worker = |i: usize| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"))
+            .args(["--json", "study", &sharded, "--data", &data, "--shard", &format!("{i}/2")])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (w0, w1) = (worker(0), worker(1));
+    let reports: Vec<serde_json::Value> = [w0, w1]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let (a, b) = (names(&reports[0], "trained"), names(&reports[1], "trained"));
+    eprintln!("worker 0/2 trained {a:?}, worker 1/2 {b:?}");
+    // The three run names hash to both workers (one and two runs).
+    assert!(!a.is_empty() && !b.is_empty(), "both workers had work: {a:?} and {b:?}");
+    assert!(a.is_disjoint(&b), "a run trained twice: {a:?} and {b:?}");
+    assert_eq!(a.union(&b).cloned().collect::<BTreeSet<_>>(), all, "every run trained once");
+    assert_eq!(names(&reports[0], "other_workers"), b);
+    assert_eq!(run_rows(&data, "sharded").await, want, "two workers = one worker");
+    let subsets =
+        crate::common::i64s(&crate::common::sql(&data, "SELECT COUNT(*) AS n FROM study_subsets WHERE study = 'sharded'").await, "n")[0];
+    let once = crate::common::i64s(&crate::common::sql(&data, "SELECT COUNT(*) AS n FROM study_subsets WHERE study = 'one'").await, "n")[0];
+    assert_eq!(subsets, once, "the subsets committed once");
 }

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use cinestream::model::SegModel;
 
-use crate::common::{cli, ingest_phantom, soak, synth};
+use crate::common::{cli, ingest_phantom, soak, spawn_quiet, synth};
 
 /// A pipeline file for a tiny model.
 pub fn pipeline(dir: &Path, name: &str, images: usize, epochs: usize, size: usize, checkpoint_every: usize) -> String {
@@ -91,15 +91,15 @@ async fn a_tiny_model_learns_the_phantom() {
 
 /// Every float parameter of a model, in visiting order.
 struct Values(Vec<Vec<f32>>);
-impl ModuleVisitor<NdArray<f32>> for Values {
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<NdArray<f32>, D>>) {
+impl ModuleVisitor<Flex> for Values {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Flex, D>>) {
         self.0.push(p.val().into_data().to_vec::<f32>().unwrap());
     }
 }
 
 async fn weights(run: &Path) -> Vec<Vec<f32>> {
     // The card builds the network: no configuration by hand.
-    let (m, _card): (SegModel<NdArray<f32>>, _) =
+    let (m, _card): (SegModel<Flex>, _) =
         cinestream::train::checkpoint::load_model(run.join("model").to_str().unwrap(), &Default::default(), &Default::default())
             .await
             .unwrap();
@@ -121,12 +121,7 @@ async fn a_killed_run_resumes_to_the_same_weights() {
 
     let killed = pipeline_with(dir.path(), "killed", 64, 2, 64, 3, schedule);
     let latest = Path::new(&data).join("models/killed/checkpoints/latest.json");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cinestream"))
-        .args(["-q", "train", &killed, "--data", &data])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_quiet(&["-q", "train", &killed, "--data", &data]);
     let t = std::time::Instant::now();
     loop {
         let step = std::fs::read(&latest)
