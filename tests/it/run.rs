@@ -21,6 +21,18 @@ fn every_shipped_run_pipeline_checks_out() {
         checked += 1;
     }
     assert!(checked >= 3, "quickstart, kaggle and transfer-7t at least ({checked})");
+    // Each pipeline's own saved queries load beside the shipped ones (a parameter declared by
+    // both with another default is refused, which only a real step would find otherwise).
+    let mut folders = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let queries = entry.unwrap().path().join("queries");
+        if queries.is_dir() {
+            let (ok, _, err) = cli(&["sql", "--queries", queries.to_str().unwrap(), "SELECT 1 AS one"]);
+            assert!(ok, "{}: {err}", queries.display());
+            folders += 1;
+        }
+    }
+    assert!(folders >= 2, "quickstart's and the phantom study's queries ({folders})");
 }
 
 #[test]
