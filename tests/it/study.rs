@@ -318,6 +318,23 @@ async fn a_tiny_study_keeps_its_books() {
     assert_eq!(again["already_committed"].as_array().unwrap().len(), 5);
     assert_eq!(i64s(&sql(&data, "SELECT COUNT(*) AS n FROM study_runs").await, "n")[0], 5);
     assert!(std::path::Path::new(&data).join("studies/tiny/report/fig6.png").exists());
+
+    // Bad input fails before any training: a validation set without labelled images, and a
+    // membership file naming an image the data does not hold.
+    let text = std::fs::read_to_string(&p).unwrap().replace("name = \"tiny\"", "name = \"bad\"");
+    let no_valid = dir.path().join("no-valid.toml");
+    std::fs::write(&no_valid, text.replace("valid = \"split = 'validate'\"", "valid = \"split = 'nowhere'\"")).unwrap();
+    let (ok, _, err) = cli(&["study", no_valid.to_str().unwrap(), "--data", &data]);
+    assert!(!ok && err.contains("the validation set (`split = 'nowhere'`) has no images labelled by `phantom`"), "{err}");
+    let membership = dir.path().join("members.tsv");
+    std::fs::write(&membership, "file\tId\tframe\tslice\tv1\tesed\n99_x\t99\t0\t0\tTRUE\tTRUE\n").unwrap();
+    let with_file = dir.path().join("membership.toml");
+    let line = format!("[study]\nmembership = \"{}\"", membership.display());
+    std::fs::write(&with_file, text.replacen("[study]", &line, 1)).unwrap();
+    let (ok, _, err) = cli(&["study", with_file.to_str().unwrap(), "--data", &data]);
+    assert!(!ok && err.contains("99 slice 0 frame 0"), "{err}");
+    assert!(!std::path::Path::new(&data).join("studies/bad").exists(), "nothing trained or written for the bad studies");
+    assert_eq!(i64s(&sql(&data, "SELECT COUNT(*) AS n FROM study_runs WHERE study = 'bad'").await, "n")[0], 0);
 }
 
 /// A study's `study_runs` rows without what differs between two equal runs (the study's name,
