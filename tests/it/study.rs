@@ -313,7 +313,7 @@ async fn a_tiny_study_keeps_its_books() {
 
     // A rerun trains nothing and commits nothing.
     let again: serde_json::Value =
-        serde_json::from_str(run_cli(&["--json".into(), "study".into(), p, "--data".into(), data.clone()]).trim()).unwrap();
+        serde_json::from_str(run_cli(&["--json".into(), "study".into(), p.clone(), "--data".into(), data.clone()]).trim()).unwrap();
     assert_eq!(again["trained"].as_array().unwrap().len(), 0, "{again}");
     assert_eq!(again["already_committed"].as_array().unwrap().len(), 5);
     assert_eq!(i64s(&sql(&data, "SELECT COUNT(*) AS n FROM study_runs").await, "n")[0], 5);
