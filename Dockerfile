@@ -2,6 +2,8 @@
 # the ONNX Runtime library (from `pip install onnxruntime`, loaded dynamically for ONNX models)
 # and the pipeline files and saved queries.
 FROM rust:1-bookworm AS build
+# CMake builds CharLS (the JPEG-LS codec) from its crate's C++ source.
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin cinestream

@@ -13,6 +13,11 @@ command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # report.html is opened in headless Chromium by the evaluation test.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# CharLS (the JPEG-LS codec) builds from its crate's C++ source with CMake.
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+# dcmtk and GDCM recompress the phantom (JPEG-LS, JPEG 2000) for the codec tests.
+command -v dcmcjpls >/dev/null 2>&1 || need_apt+=(dcmtk)
+command -v gdcmconv >/dev/null 2>&1 || need_apt+=(libgdcm-tools)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -26,6 +31,12 @@ fi
 if ! python3 -c 'import nibabel' >/dev/null 2>&1; then
   echo "test.sh: installing nibabel" >&2
   python3 -m pip install -q 'nibabel==5.3.2'
+fi
+# highdicom turns the phantom into (legacy-converted) enhanced multi-frame MR; pyjpegls (with
+# it) and Pillow let pydicom decode the JPEG-LS and JPEG 2000 test files we compare against.
+if ! python3 -c 'import highdicom, jpeg_ls, PIL' >/dev/null 2>&1; then
+  echo "test.sh: installing highdicom, pyjpegls, pillow" >&2
+  python3 -m pip install -q 'highdicom==0.28.2' 'pyjpegls==1.5.1' 'pillow>=10'
 fi
 # Other engines reading our Delta tables (scripts/read_tables.py, tests/it/delta.rs).
 if ! python3 -c 'import deltalake, polars, duckdb, pandas, pyarrow' >/dev/null 2>&1; then

@@ -112,7 +112,8 @@ pub enum Command {
     /// Remove files no table version needs (killed runs' uploads, old versions' files).
     #[command(after_help = vacuum::HELP)]
     Vacuum(vacuum::Args),
-    /// Make or show the secret key behind pseudonymous study ids (DICOM outside the Kaggle layout).
+    /// Make or show the secret key behind pseudonymous study ids and object names, or find the
+    /// object a name stands for.
     #[command(after_help = key::HELP)]
     Key {
         #[command(subcommand)]
@@ -173,7 +174,7 @@ pub async fn dispatch(cli: &Cli) -> Result<()> {
         Command::Vacuum(a) => vacuum::run(cli, a).await,
         Command::Upgrade { data, store } => upgrade::run(cli, data, store).await,
         Command::Schema { table } => schema::run(table.as_deref()),
-        Command::Key { action } => key::run(action),
+        Command::Key { action } => key::run(cli, action).await,
         Command::Schedule(a) => schedule::run(a).await,
         Command::Run(a) => run::run(cli, a).await,
         Command::Study(a) => study::run(cli, a).await,

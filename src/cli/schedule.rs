@@ -35,8 +35,15 @@ PIPELINE FILE
 WHAT A RUN DOES
   Lists the inbox; for each ready folder without a done marker, takes its lease, ingests it,
   labels its studies (masks, QC, volumes, EF), writes the done marker
-  (<output>/_schedule/<job>/done/<folder>.json, with each study's results), moves it when
+  (<output>/_schedule/<job>/done/<tag>.json, with each study's results), moves it when
   asked, and removes the lease. One structured log line per study (--json for JSON lines).
+
+FOLDER NAMES
+  Sites name inbox folders after patients, so no folder or file name is written or logged: a
+  folder is called by its tag, d + 16 hex digits of a keyed hash of its name, and its objects
+  as the tables call them (`cinestream key --help`). The scheduler needs the pseudonym key
+  (CINESTREAM_PSEUDONYM_KEY, CINESTREAM_PSEUDONYM_KEY_FILE or `cinestream key create`) and
+  refuses to start without one. `cinestream key find TAG --input INBOX` names a folder again.
 
 EXACTLY ONCE
   Any number of schedulers may watch one inbox. Leases (create-only puts, If-Match overwrites;

@@ -39,7 +39,9 @@ pub fn order(acq: &mut Acquisition, t: usize, interval_ms: Option<f64>, study_id
     acq.images.sort_by(|a, b| {
         let ta = a.header.trigger_time_ms.unwrap_or(f64::INFINITY);
         let tb = b.header.trigger_time_ms.unwrap_or(f64::INFINITY);
-        ta.total_cmp(&tb).then(a.header.instance_number.cmp(&b.header.instance_number)).then(a.key.cmp(&b.key))
+        ta.total_cmp(&tb)
+            .then(a.header.instance_number.cmp(&b.header.instance_number))
+            .then(super::slices::key_order(&a.key).cmp(&super::slices::key_order(&b.key)))
     });
     if acq.images.len() > t {
         let extra = acq.images.split_off(t);

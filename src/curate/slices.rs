@@ -22,10 +22,19 @@ pub struct Acquisition {
     pub rotation_deg: Option<f64>,
 }
 
+/// How image keys sort: by text, and the frames of one multi-frame file (`<file>#<n>`) by their
+/// number, so that frame 2 comes before frame 10 as the file's second image before its tenth.
+pub fn key_order(key: &str) -> (&str, u64) {
+    match key.rsplit_once('#') {
+        Some((file, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => (file, n.parse().unwrap_or(u64::MAX)),
+        _ => (key, 0),
+    }
+}
+
 impl Acquisition {
-    /// Key of its first image in sort order (for messages).
+    /// Key of its first image in key order (for messages; see [`key_order`]).
     pub fn first_key(&self) -> &str {
-        self.images.iter().map(|i| i.key.as_str()).min().unwrap_or("")
+        self.images.iter().map(|i| i.key.as_str()).min_by_key(|k| key_order(k)).unwrap_or("")
     }
 
     /// Position of the plane along `axis` (mm).
@@ -72,7 +81,7 @@ pub fn group(images: Vec<SourceImage>) -> Vec<Acquisition> {
             Acquisition { images, grid, series_number, acquisition_time_s, rotation_deg: None }
         })
         .collect();
-    acqs.sort_by(|a, b| a.acquisition_order(b).then(a.first_key().cmp(b.first_key())));
+    acqs.sort_by(|a, b| a.acquisition_order(b).then(key_order(a.first_key()).cmp(&key_order(b.first_key()))));
     acqs
 }
 

@@ -47,8 +47,9 @@ pub struct IngestConfig {
     #[serde(default)]
     pub replace: bool,
     /// Read only these folders below the input (keys and study ids stay as the whole input
-    /// gives them); everything when empty.
-    #[serde(default)]
+    /// gives them); everything when empty. Not recorded in the commits' configuration: sites
+    /// name folders after patients.
+    #[serde(default, skip_serializing)]
     pub folders: Vec<String>,
     /// Take only this worker's share of the studies (`i/N`, see [`crate::workers`]).
     #[serde(default)]

@@ -167,7 +167,14 @@ mod tests {
     use crate::source::PlannedFile;
 
     fn plan(tag: &str) -> StudyPlan {
-        let f = |k: &str| PlannedFile { key: k.into(), path: k.into(), series_key: String::new(), size: 10, e_tag: Some(tag.into()) };
+        let f = |k: &str| PlannedFile {
+            key: k.into(),
+            name: k.into(),
+            path: k.into(),
+            series_key: String::new(),
+            size: 10,
+            e_tag: Some(tag.into()),
+        };
         StudyPlan { study_id: "7".into(), split: None, files: vec![f("b.dcm"), f("a.dcm")] }
     }
 

@@ -79,6 +79,9 @@ pub struct IngestReport {
     pub side_files: usize,
     /// Image files considered.
     pub image_files: usize,
+    /// Images beyond the first of each multi-frame file read: such a file counts once in
+    /// `image_files` and once per frame in what it became (frames, quarantined, excluded).
+    pub extra_frames: usize,
     /// Source files that became frames.
     pub frames_from_files: usize,
     /// Frames copied to fill a missing time point or slice.
@@ -131,12 +134,13 @@ impl IngestReport {
     /// `image files = frames from files + quarantined + excluded`, or what differs.
     pub fn reconcile(&self) -> Result<(), String> {
         let rhs = self.frames_from_files + self.files_quarantined + self.files_excluded + self.files_skipped + self.files_other_workers;
-        if self.image_files == rhs {
+        if self.image_files + self.extra_frames == rhs {
             Ok(())
         } else {
             Err(format!(
-                "{} image files ≠ {} frames from files + {} quarantined + {} excluded + {} skipped + {} other workers'",
+                "{} image files + {} frames beyond the first of multi-frame files ≠ {} frames from files + {} quarantined + {} excluded + {} skipped + {} other workers'",
                 self.image_files,
+                self.extra_frames,
                 self.frames_from_files,
                 self.files_quarantined,
                 self.files_excluded,
@@ -149,10 +153,15 @@ impl IngestReport {
     /// The human summary printed at the end of a run.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "ingest summary\n  objects listed        {}\n  side files (not read) {}\n  image files           {}\n    = frames written    {}\n    + quarantined       {}\n    + excluded          {}\n    + skipped           {} (studies already present or refused)\n  filled frames         {} (copies for missing time points / slices)\n  source studies        {} in: {} new, {} replaced, {} already present, {} changed and refused\n  studies written       {}\n  label rows            {}\n  throughput            {:.0} images/s, {:.1} MB/s over {:.1} s\n",
+            "ingest summary\n  objects listed        {}\n  side files (not read) {}\n  image files           {}{}\n    = frames written    {}\n    + quarantined       {}\n    + excluded          {}\n    + skipped           {} (studies already present or refused)\n  filled frames         {} (copies for missing time points / slices)\n  source studies        {} in: {} new, {} replaced, {} already present, {} changed and refused\n  studies written       {}\n  label rows            {}\n  throughput            {:.0} images/s, {:.1} MB/s over {:.1} s\n",
             self.objects_listed,
             self.side_files,
             self.image_files,
+            if self.extra_frames > 0 {
+                format!(" + {} frames beyond the first of multi-frame files", self.extra_frames)
+            } else {
+                String::new()
+            },
             self.frames_from_files,
             self.files_quarantined,
             self.files_excluded,
@@ -245,7 +254,15 @@ enum Outcome {
     /// Not ingested again: already present (`refused` false) or changed and refused.
     Skipped { why: String, refused: bool, files: usize },
     /// Read and curated: its rows are to be written.
-    Curated { quarantined: Vec<Finding>, out: CurationOutput, files: usize, bytes: u64, fingerprint: String, replace: bool },
+    Curated {
+        quarantined: Vec<Finding>,
+        out: CurationOutput,
+        files: usize,
+        bytes: u64,
+        extra_frames: usize,
+        fingerprint: String,
+        replace: bool,
+    },
 }
 
 /// The application transaction id of the work: the candidate studies (those the listing does
@@ -414,13 +431,13 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
                     Decision::Changed if !replace => return Ok(Outcome::Skipped { why: "changed".into(), refused: true, files }),
                     _ => {}
                 }
-                let bytes = loaded.bytes_read;
+                let (bytes, extra_frames) = (loaded.bytes_read, loaded.extra_frames);
                 let quarantined = loaded.quarantined;
                 let object = format!("study {} (curation)", loaded.input.study_id);
                 let out = tokio::task::spawn_blocking(move || curate::curate(loaded.input, &cur_cfg))
                     .await
                     .map_err(|source| SourceError::Task { object, source })?;
-                Ok(Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace: decision == Decision::Changed })
+                Ok(Outcome::Curated { quarantined, out, files, bytes, extra_frames, fingerprint, replace: decision == Decision::Changed })
             });
             async move { (study, listing, handle.await) }
         })
@@ -430,7 +447,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
     let mut replaced: BTreeMap<String, Vec<String>> = BTreeMap::new();
     while let Some((study, listing, joined)) = studies.next().await {
         let outcome = joined.map_err(|source| IngestError::Task { study: study.clone(), source })??;
-        let (quarantined, out, files, bytes, fingerprint, replace) = match outcome {
+        let (quarantined, out, files, bytes, extra_frames, fingerprint, replace) = match outcome {
             Outcome::Skipped { why, refused, files } => {
                 report.files_skipped += files;
                 if refused {
@@ -443,14 +460,15 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
                 progress.advance(files as u64, &parts.done("studies"));
                 continue;
             }
-            Outcome::Curated { quarantined, out, files, bytes, fingerprint, replace } => {
-                (quarantined, out, files, bytes, fingerprint, replace)
+            Outcome::Curated { quarantined, out, files, bytes, extra_frames, fingerprint, replace } => {
+                (quarantined, out, files, bytes, extra_frames, fingerprint, replace)
             }
         };
         let mut findings = quarantined;
         findings.extend(out.findings.iter().cloned());
         record(&findings, &mut report);
         report.bytes_read += bytes;
+        report.extra_frames += extra_frames;
         for s in &out.studies {
             let b = rows::study_batches(s, truth.get(&s.source_study_id).copied(), &cfg.labeller);
             report.frames_filled += s.slices.iter().flat_map(|sl| &sl.frames).filter(|f| f.fill.is_some()).count();

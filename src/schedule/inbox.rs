@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ScheduleError;
+use crate::source::layout;
 use crate::store::StoreLocation;
 
 /// One object of a drop.
@@ -24,8 +25,12 @@ pub struct Object {
 /// The objects under one folder of the inbox.
 #[derive(Debug, Clone)]
 pub struct Drop {
-    /// The folder, relative to the inbox (`depth` path parts).
+    /// The folder, relative to the inbox (`depth` path parts): what is read, never written or
+    /// logged (sites name folders after patients).
     pub name: String,
+    /// What markers, leases, logs, reports and errors call the folder: a keyed hash of its name
+    /// ([`crate::source::layout::folder_name`]).
+    pub tag: String,
     pub objects: Vec<Object>,
     /// When the newest object arrived (the store's clock).
     pub newest: DateTime<Utc>,
@@ -54,12 +59,13 @@ impl Drop {
 #[derive(Debug, Default)]
 pub struct Listing {
     pub drops: Vec<Drop>,
-    /// Objects above the drop depth (not in any drop): reported, never read.
+    /// Objects above the drop depth (not in any drop), by their keyed names: reported, never read.
     pub loose: Vec<String>,
 }
 
-/// Lists the inbox and groups its objects into drops by their first `depth` path parts.
-pub async fn list(inbox: &StoreLocation, depth: usize) -> Result<Listing, ScheduleError> {
+/// Lists the inbox and groups its objects into drops by their first `depth` path parts; names
+/// folders and loose objects with the pseudonym key's `secret`.
+pub async fn list(inbox: &StoreLocation, depth: usize, secret: &[u8]) -> Result<Listing, ScheduleError> {
     let prefix = (!inbox.prefix.as_ref().is_empty()).then_some(&inbox.prefix);
     let metas: Vec<object_store::ObjectMeta> = match inbox.store.list(prefix).try_collect().await {
         Ok(m) => m,
@@ -72,11 +78,12 @@ pub async fn list(inbox: &StoreLocation, depth: usize) -> Result<Listing, Schedu
         let key = inbox.relative(&m.location).to_string();
         let parts: Vec<&str> = key.split('/').collect();
         if parts.len() <= depth {
-            listing.loose.push(key);
+            listing.loose.push(layout::object_name(secret, &key));
             continue;
         }
         let name = parts[..depth].join("/");
         let d = drops.entry(name.clone()).or_insert_with(|| Drop {
+            tag: layout::folder_name(secret, &name),
             name,
             objects: Vec::new(),
             newest: m.last_modified,
@@ -107,6 +114,7 @@ pub struct StudyResult {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Marker {
     pub job: String,
+    /// The folder's [`Drop::tag`].
     pub drop: String,
     /// [`Drop::fingerprint`] of what was processed.
     pub listing: String,
@@ -122,7 +130,8 @@ pub struct Marker {
     pub seconds: f64,
 }
 
-/// Done markers of one job: `<state>/done/<drop>.json`.
+/// Done markers of one job: `<state>/done/<tag>.json` (markers that earlier versions wrote as
+/// `<folder>.json` are still read, see [`Markers::get_done`]).
 pub struct Markers {
     pub root: StoreLocation,
 }
@@ -142,6 +151,14 @@ impl Markers {
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(ScheduleError::Store { what: format!("reading the done marker `{}`", self.root.object_url(&path)), source }),
+        }
+    }
+
+    /// The marker of a drop, under its tag or (written by an older version) its folder name.
+    pub async fn get_done(&self, d: &Drop) -> Result<Option<Marker>, ScheduleError> {
+        match self.get(&d.tag).await? {
+            Some(m) => Ok(Some(m)),
+            None => self.get(&d.name).await,
         }
     }
 
@@ -188,16 +205,18 @@ mod tests {
         for key in ["a/x/1.dcm", "a/x/2.dcm", "b/1.dcm", "loose.dcm"] {
             inbox.store.put(&inbox.child(key), PutPayload::from_static(b"data")).await.unwrap();
         }
-        let l = list(&inbox, 1).await.unwrap();
+        let l = list(&inbox, 1, b"k").await.unwrap();
         assert_eq!(l.drops.iter().map(|d| (d.name.as_str(), d.objects.len())).collect::<Vec<_>>(), vec![("a", 2), ("b", 1)]);
-        assert_eq!(l.loose, vec!["loose.dcm".to_string()]);
+        assert_eq!(l.drops[0].tag, layout::folder_name(b"k", "a"));
+        assert!(l.drops[0].tag.starts_with('d') && l.drops[0].tag.len() == 17);
+        assert_eq!(l.loose, vec![layout::object_name(b"k", "loose.dcm")]);
         let a = &l.drops[0];
         assert!(a.is_ready(chrono::Duration::zero(), Utc::now()));
         assert!(!a.is_ready(chrono::Duration::seconds(60), Utc::now()));
         let fp = a.fingerprint();
         inbox.store.put(&inbox.child("a/x/3.dcm"), PutPayload::from_static(b"more")).await.unwrap();
-        assert_ne!(list(&inbox, 1).await.unwrap().drops[0].fingerprint(), fp, "a new object changes the listing");
-        assert_eq!(list(&inbox, 2).await.unwrap().drops[0].name, "a/x");
+        assert_ne!(list(&inbox, 1, b"k").await.unwrap().drops[0].fingerprint(), fp, "a new object changes the listing");
+        assert_eq!(list(&inbox, 2, b"k").await.unwrap().drops[0].name, "a/x");
 
         let markers = Markers { root: crate::store::open("memory://inbox-test/state/done", &Default::default()).unwrap() };
         assert!(markers.get("a").await.unwrap().is_none());
@@ -218,11 +237,14 @@ mod tests {
         markers.put(&m).await.unwrap();
         markers.put(&Marker { owner: "o2".into(), ..m.clone() }).await.unwrap();
         assert_eq!(markers.get("a").await.unwrap().unwrap().owner, "o1", "the first marker stays");
+        assert!(markers.get_done(a).await.unwrap().is_some(), "a marker under the folder's name (earlier versions) counts");
+        markers.put(&Marker { drop: l.drops[1].tag.clone(), ..m.clone() }).await.unwrap();
+        assert!(markers.get_done(&l.drops[1]).await.unwrap().is_some());
 
         let done = crate::store::open("memory://inbox-test/done", &Default::default()).unwrap();
-        move_drop(&inbox, &list(&inbox, 1).await.unwrap().drops[0], &done).await.unwrap();
-        let after = list(&inbox, 1).await.unwrap();
+        move_drop(&inbox, &list(&inbox, 1, b"k").await.unwrap().drops[0], &done).await.unwrap();
+        let after = list(&inbox, 1, b"k").await.unwrap();
         assert_eq!(after.drops.len(), 1, "drop a left the inbox");
-        assert_eq!(list(&done, 1).await.unwrap().drops[0].objects.len(), 3);
+        assert_eq!(list(&done, 1, b"k").await.unwrap().drops[0].objects.len(), 3);
     }
 }

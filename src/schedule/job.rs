@@ -28,6 +28,7 @@ use crate::label::{self, LabelConfig};
 use crate::progress::Quiet;
 use crate::query::read::{self, quote};
 use crate::query::{Session, SessionOptions};
+use crate::source::pseudonym::{self, PseudonymKey};
 use crate::store::{self, StoreLocation, StoreOptions};
 
 /// What one run of a job did.
@@ -69,6 +70,9 @@ pub struct JobContext {
     pub leases: Leases,
     pub move_to: Option<StoreLocation>,
     pub store_opts: StoreOptions,
+    /// Names inbox folders and objects in everything written or logged, and the studies of
+    /// files outside the Kaggle layout.
+    pub key: PseudonymKey,
 }
 
 /// This process's name in leases and markers: host, process id and a random part.
@@ -89,6 +93,7 @@ impl JobContext {
         store_opts: &StoreOptions,
         owner: &str,
     ) -> Result<JobContext, ScheduleError> {
+        let key = pseudonym::resolve()?.ok_or_else(|| ScheduleError::NoKey { how: pseudonym::how_to_get_one() })?;
         let inbox = store::open(&cfg.inbox, store_opts)?;
         let state = store::open(&cfg.state_url(), store_opts)?;
         let mode = lease::probe(&state.sub("leases")).await?;
@@ -103,6 +108,7 @@ impl JobContext {
             leases,
             move_to,
             store_opts: store_opts.clone(),
+            key,
         })
     }
 
@@ -136,7 +142,7 @@ pub async fn run_once(
 ) -> Result<RunReport, ScheduleError> {
     let job = &ctx.cfg.name;
     let mut report = RunReport { job: job.clone(), ..Default::default() };
-    let listing = inbox::list(&ctx.inbox, ctx.cfg.drop_depth).await?;
+    let listing = inbox::list(&ctx.inbox, ctx.cfg.drop_depth, ctx.key.secret()).await?;
     if !listing.loose.is_empty() {
         tracing::warn!(job = %job, objects = listing.loose.len(), example = %listing.loose[0], depth = ctx.cfg.drop_depth, "objects above the folder depth of the inbox are not in any folder: not read");
     }
@@ -149,17 +155,17 @@ pub async fn run_once(
             report.drops_waiting += 1;
             continue;
         }
-        match ctx.markers.get(&d.name).await? {
+        match ctx.markers.get_done(&d).await? {
             Some(m) => {
                 report.drops_done_before += 1;
                 if m.listing != d.fingerprint() {
-                    tracing::warn!(job = %job, drop = %d.name, "objects were added to or changed in a folder after it was done: left alone (ingest it again with `cinestream ingest --replace`, or drop it under a new name)");
-                    report.drops_changed.push(d.name.clone());
+                    tracing::warn!(job = %job, drop = %d.tag, "objects were added to or changed in a folder after it was done: left alone (ingest it again with `cinestream ingest --replace`, or drop it under a new name)");
+                    report.drops_changed.push(d.tag.clone());
                 } else if let Some(to) = &ctx.move_to {
                     // Done, but a crash interrupted its move.
                     inbox::move_drop(&ctx.inbox, &d, to).await?;
                 }
-                ctx.leases.remove_if_expired(&d.name).await?;
+                ctx.leases.remove_if_expired(&d.tag).await?;
             }
             None => ready.push(d),
         }
@@ -186,24 +192,24 @@ pub async fn run_once(
         if report.drops_done.len() >= limit {
             break;
         }
-        let lease = match ctx.leases.take(&d.name).await? {
+        let lease = match ctx.leases.take(&d.tag).await? {
             Taken::Busy { owner } => {
-                tracing::debug!(job = %job, drop = %d.name, owner = %owner, "held by another worker: skipped");
+                tracing::debug!(job = %job, drop = %d.tag, owner = %owner, "held by another worker: skipped");
                 report.drops_busy += 1;
                 metrics.update(job, |m| m.drops_busy += 1);
                 continue;
             }
             Taken::Fresh(l) => l,
             Taken::TakenOver { lease, from } => {
-                tracing::warn!(job = %job, drop = %d.name, from = %from, "took over an expired lease: resuming that worker's folder");
+                tracing::warn!(job = %job, drop = %d.tag, from = %from, "took over an expired lease: resuming that worker's folder");
                 report.takeovers += 1;
                 metrics.update(job, |m| m.lease_takeovers += 1);
                 lease
             }
         };
         // Done by another worker between our listing and our lease?
-        if ctx.markers.get(&d.name).await?.is_some() {
-            ctx.leases.remove(&d.name).await?;
+        if ctx.markers.get_done(&d).await?.is_some() {
+            ctx.leases.remove(&d.tag).await?;
             report.drops_done_before += 1;
             continue;
         }
@@ -214,7 +220,7 @@ pub async fn run_once(
             Ok(Some(marker)) => {
                 let n = marker.studies.len();
                 report.studies_done += n;
-                report.drops_done.push(d.name.clone());
+                report.drops_done.push(d.tag.clone());
                 metrics.update(job, |m| {
                     m.studies_done += n as u64;
                     m.drops_done += 1;
@@ -225,12 +231,14 @@ pub async fn run_once(
                 break;
             }
             Err(e) => {
-                tracing::error!(job = %job, drop = %d.name, error = %e, "folder failed: its lease is released, and the next run tries it again");
+                // An error may quote an object's URL, which holds the folder's name.
+                let error = e.to_string().replace(&d.name, &d.tag);
+                tracing::error!(job = %job, drop = %d.tag, error = %error, "folder failed: its lease is released, and the next run tries it again");
                 metrics.update(job, |m| m.drops_failed += 1);
                 if matches!(e, ScheduleError::LeaseLost(_)) {
                     metrics.update(job, |m| m.leases_lost += 1);
                 }
-                report.drops_failed.push((d.name.clone(), e.to_string()));
+                report.drops_failed.push((d.tag.clone(), error));
             }
         }
     }
@@ -284,20 +292,21 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
     let job = &ctx.cfg.name;
     let mut icfg = IngestConfig::new(ctx.cfg.inbox.clone(), ctx.cfg.output.clone());
     icfg.folders = vec![d.name.clone()];
+    icfg.pseudonym_key = Some(ctx.key.clone());
     icfg.truth = ctx.cfg.truth.clone();
     icfg.curation = ctx.cfg.curation.clone();
     icfg.store = ctx.store_opts.clone();
-    let ing = ingest::run(&icfg, Arc::new(Quiet)).await.map_err(|e| ScheduleError::Ingest { drop: d.name.clone(), source: Box::new(e) })?;
+    let ing = ingest::run(&icfg, Arc::new(Quiet)).await.map_err(|e| ScheduleError::Ingest { drop: d.tag.clone(), source: Box::new(e) })?;
     let out = store::open(&ctx.cfg.output, &ctx.store_opts)?;
     let session = Session::open(Some(&out), &SessionOptions { store: ctx.store_opts.clone(), ..Default::default() })
         .await
-        .map_err(ScheduleError::query(&d.name))?;
+        .map_err(ScheduleError::query(&d.tag))?;
     let studies = if ing.source_studies.is_empty() {
         Vec::new()
     } else {
         let rows = collect(
             &session,
-            &d.name,
+            &d.tag,
             &format!("SELECT DISTINCT study_id FROM studies WHERE source_study_id IN ({}) ORDER BY study_id", quoted(&ing.source_studies)),
         )
         .await?;
@@ -308,20 +317,20 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
     if !studies.is_empty() {
         let lr = label::run(&ctx.label_config(&studies), Arc::new(Quiet))
             .await
-            .map_err(|e| ScheduleError::Label { drop: d.name.clone(), source: Box::new(e) })?;
+            .map_err(|e| ScheduleError::Label { drop: d.tag.clone(), source: Box::new(e) })?;
         label_app_id = lr.app_id.clone();
         frames.extend(lr.studies.iter().map(|s| (s.study_id.clone(), s.frames)));
     }
-    let results = results(ctx, &d.name, &studies, &frames).await?;
+    let results = results(ctx, &d.tag, &studies, &frames).await?;
     for r in &results {
         tracing::info!(
-            job = %job, drop = %d.name, study = %r.study_id, labeller = %ctx.cfg.labeller, frames = r.frames_labelled, qc_passed = ?r.qc_passed,
+            job = %job, drop = %d.tag, study = %r.study_id, labeller = %ctx.cfg.labeller, frames = r.frames_labelled, qc_passed = ?r.qc_passed,
             edv_ml = ?r.edv_ml, esv_ml = ?r.esv_ml, ef_pct = ?r.ef_pct, ef_error_pct = ?r.ef_error_pct, "study done"
         );
     }
     let marker = Marker {
         job: job.clone(),
-        drop: d.name.clone(),
+        drop: d.tag.clone(),
         listing: d.fingerprint(),
         objects: d.objects.len(),
         studies: results,
@@ -337,7 +346,7 @@ async fn process(ctx: &JobContext, d: &Drop) -> Result<Marker, ScheduleError> {
     if let Some(to) = &ctx.move_to {
         inbox::move_drop(&ctx.inbox, d, to).await?;
     }
-    tracing::info!(job = %job, drop = %d.name, studies = marker.studies.len(), quarantined = marker.files_quarantined, excluded = marker.files_excluded, seconds = marker.seconds, "folder done");
+    tracing::info!(job = %job, drop = %d.tag, studies = marker.studies.len(), quarantined = marker.files_quarantined, excluded = marker.files_excluded, seconds = marker.seconds, "folder done");
     Ok(marker)
 }
 

@@ -58,6 +58,13 @@ pub enum ScheduleError {
     Query { drop: String, source: Box<QueryError> },
     #[error(transparent)]
     Read(#[from] crate::query::read::ReadError),
+    #[error(
+        "the scheduler names inbox folders and objects by keyed hashes in its markers, leases and logs (sites \
+         name folders after patients), and needs a pseudonym key: {how}"
+    )]
+    NoKey { how: String },
+    #[error(transparent)]
+    Key(#[from] crate::source::pseudonym::KeyError),
     #[error("cannot serve metrics on `{addr}`: {source}")]
     Metrics { addr: String, source: std::io::Error },
 }
@@ -98,6 +105,8 @@ pub async fn run(
     metrics: Metrics,
 ) -> Result<Summary, ScheduleError> {
     cfg.validate().map_err(ScheduleError::Config)?;
+    // Refused before anything starts: every job names its folders with the key.
+    crate::source::pseudonym::resolve()?.ok_or_else(|| ScheduleError::NoKey { how: crate::source::pseudonym::how_to_get_one() })?;
     let server = match &cfg.metrics_addr {
         Some(addr) => {
             let listener =

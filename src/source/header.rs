@@ -7,6 +7,19 @@
 
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
+
+/// Where an image's attributes are looked up: a single-frame file's data set, or one frame of a
+/// multi-frame file (its functional groups over the file's, see [`crate::source::multiframe`]).
+pub trait Attributes {
+    fn attribute(&self, tag: dicom_core::Tag) -> Option<&InMemElement>;
+}
+
+impl Attributes for InMemDicomObject {
+    fn attribute(&self, tag: dicom_core::Tag) -> Option<&InMemElement> {
+        self.element_opt(tag).ok().flatten()
+    }
+}
 
 /// Attributes of one image that curation and the tables need.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,24 +59,30 @@ pub struct MissingAttribute {
     pub tag: &'static str,
 }
 
-fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    let e = obj.element_opt(tag).ok()??;
+pub(crate) fn text(obj: &(impl Attributes + ?Sized), tag: dicom_core::Tag) -> Option<String> {
+    let e = obj.attribute(tag)?;
     let s = e.to_str().ok()?;
     let s = s.trim().trim_end_matches('\0').trim();
     (!s.is_empty()).then(|| s.to_string())
 }
 
-fn float(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<f64> {
-    obj.element_opt(tag).ok()??.to_float64().ok().filter(|v| v.is_finite())
+pub(crate) fn float(obj: &(impl Attributes + ?Sized), tag: dicom_core::Tag) -> Option<f64> {
+    obj.attribute(tag)?.to_float64().ok().filter(|v| v.is_finite())
 }
 
-fn int(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<i64> {
-    obj.element_opt(tag).ok()??.to_int::<i64>().ok()
+pub(crate) fn int(obj: &(impl Attributes + ?Sized), tag: dicom_core::Tag) -> Option<i64> {
+    obj.attribute(tag)?.to_int::<i64>().ok()
 }
 
-fn floats<const N: usize>(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<[f64; N]> {
-    let v = obj.element_opt(tag).ok()??.to_multi_float64().ok()?;
+fn floats<const N: usize>(obj: &(impl Attributes + ?Sized), tag: dicom_core::Tag) -> Option<[f64; N]> {
+    let v = obj.attribute(tag)?.to_multi_float64().ok()?;
     (v.len() == N && v.iter().all(|x| x.is_finite())).then(|| std::array::from_fn(|i| v[i]))
+}
+
+/// A DICOM date-time (`YYYYMMDDHHMMSS.FFFFFF`, with an optional zone) → seconds since midnight.
+pub fn parse_dicom_datetime_time(s: &str) -> Option<f64> {
+    let s = s.split(['+', '-']).next()?;
+    (s.len() > 8).then(|| parse_dicom_time(&s[8..])).flatten()
 }
 
 /// `HHMMSS.FFFFFF` (or `HH:MM:SS`) → seconds since midnight.
@@ -93,8 +112,12 @@ pub fn parse_dicom_age(s: &str) -> Option<f32> {
 }
 
 impl ImageHeader {
-    /// Reads the header of a parsed object; geometry attributes are required.
-    pub fn read(obj: &InMemDicomObject) -> Result<Self, MissingAttribute> {
+    /// Reads the header of an image; geometry attributes are required. Multi-frame files give
+    /// each frame's attributes through [`Attributes`]; what only they record is read as well:
+    /// the nominal trigger delay (Cardiac Synchronization) where TriggerTime is absent, the frame
+    /// acquisition date-time where AcquisitionTime is, and the number of temporal positions
+    /// where CardiacNumberOfImages is.
+    pub fn read(obj: &(impl Attributes + ?Sized)) -> Result<Self, MissingAttribute> {
         let rows = int(obj, tags::ROWS).filter(|v| *v > 0);
         let cols = int(obj, tags::COLUMNS).filter(|v| *v > 0);
         let (Some(rows), Some(cols)) = (rows, cols) else {
@@ -112,9 +135,15 @@ impl ImageHeader {
             series_uid: text(obj, tags::SERIES_INSTANCE_UID),
             series_number: int(obj, tags::SERIES_NUMBER).map(|v| v as i32),
             instance_number: int(obj, tags::INSTANCE_NUMBER).map(|v| v as i32),
-            acquisition_time_s: text(obj, tags::ACQUISITION_TIME).and_then(|t| parse_dicom_time(&t)),
-            trigger_time_ms: float(obj, tags::TRIGGER_TIME),
-            cardiac_number_of_images: int(obj, tags::CARDIAC_NUMBER_OF_IMAGES).filter(|v| *v > 0).map(|v| v as u32),
+            acquisition_time_s: text(obj, tags::ACQUISITION_TIME)
+                .and_then(|t| parse_dicom_time(&t))
+                .or_else(|| text(obj, tags::FRAME_ACQUISITION_DATE_TIME).and_then(|t| parse_dicom_datetime_time(&t)))
+                .or_else(|| text(obj, tags::ACQUISITION_DATE_TIME).and_then(|t| parse_dicom_datetime_time(&t))),
+            trigger_time_ms: float(obj, tags::TRIGGER_TIME).or_else(|| float(obj, tags::NOMINAL_CARDIAC_TRIGGER_DELAY_TIME)),
+            cardiac_number_of_images: int(obj, tags::CARDIAC_NUMBER_OF_IMAGES)
+                .or_else(|| int(obj, tags::NUMBER_OF_TEMPORAL_POSITIONS))
+                .filter(|v| *v > 0)
+                .map(|v| v as u32),
             position,
             orientation,
             pixel_spacing,
@@ -142,5 +171,7 @@ mod tests {
         assert_eq!(parse_dicom_age("045Y"), Some(45.0));
         assert_eq!(parse_dicom_age("006M"), Some(0.5));
         assert_eq!(parse_dicom_age("Y"), None);
+        assert_eq!(parse_dicom_datetime_time("20261206101530.5+0100"), Some(10.0 * 3600.0 + 15.0 * 60.0 + 30.5));
+        assert_eq!(parse_dicom_datetime_time("20261206"), None);
     }
 }

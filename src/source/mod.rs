@@ -10,6 +10,7 @@
 pub mod header;
 pub mod labels;
 pub mod layout;
+pub mod multiframe;
 pub mod parse;
 pub mod pseudonym;
 pub mod study;
@@ -44,10 +45,11 @@ pub enum SourceError {
     #[error(transparent)]
     Labels(#[from] labels::LabelError),
     #[error(
-        "{files} files under `{url}` (e.g. `{example}`) are outside the Kaggle layout, so their studies are \
-         grouped by StudyInstanceUID and named by a keyed hash of it, which needs a secret key: {how}"
+        "{files} files under `{url}` are outside the Kaggle layout (`<id>/study/<series>/<file>` with a numeric id), so \
+         their studies are grouped by StudyInstanceUID and they and their studies are named by keyed hashes, which \
+         need a secret key: {how}"
     )]
-    NoPseudonymKey { url: String, files: usize, example: String, how: String },
+    NoPseudonymKey { url: String, files: usize, how: String },
 }
 
 /// Source settings (`[source]` in a pipeline file).
@@ -69,8 +71,11 @@ impl Default for SourceConfig {
 /// A file planned for a study.
 #[derive(Debug, Clone)]
 pub struct PlannedFile {
-    /// Key relative to the input prefix (what outputs call `source_key`).
+    /// Key relative to the input prefix: what is read, and what label files name.
     pub key: String,
+    /// What outputs (`source_key`, `object_key`), logs and errors call the object: never the
+    /// folders above the Kaggle layout, and a keyed hash outside it (see [`layout`]).
+    pub name: String,
     pub path: Path,
     pub series_key: String,
     pub size: u64,
@@ -146,28 +151,79 @@ pub async fn inventory(
                     split: place.split.clone(),
                     files: Vec::new(),
                 });
-                plan.files.push(PlannedFile { key, path: m.location, series_key: place.series_key, size: m.size, e_tag: m.e_tag });
+                plan.files.push(PlannedFile {
+                    key,
+                    name: place.name,
+                    path: m.location,
+                    series_key: place.series_key,
+                    size: m.size,
+                    e_tag: m.e_tag,
+                });
             }
-            None => generic.push(PlannedFile { key, series_key: String::new(), path: m.location, size: m.size, e_tag: m.e_tag }),
+            None => generic.push(PlannedFile {
+                key,
+                name: String::new(),
+                series_key: String::new(),
+                path: m.location,
+                size: m.size,
+                e_tag: m.e_tag,
+            }),
         }
     }
     let mut studies: Vec<StudyPlan> = kaggle.into_values().collect();
     studies.sort_by_key(|s| natural(&s.study_id));
     if !generic.is_empty() {
         let Some(key) = key else {
-            let example = generic[0].key.clone();
             return Err(SourceError::NoPseudonymKey {
                 url: input.url().to_string(),
                 files: generic.len(),
-                example,
                 how: crate::source::pseudonym::how_to_get_one(),
             });
         };
+        for f in &mut generic {
+            f.name = layout::object_name(key.secret(), &f.key);
+        }
         studies.extend(group_by_uid(input, generic, cfg, key.secret(), &mut inv.unreadable).await?);
         inv.pseudonymised = true;
     }
     inv.studies = studies;
     Ok(inv)
+}
+
+/// One input object or folder whose name, as outputs and logs call it, was asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Found {
+    /// The name asked for (`o…`, `d…`, or a Kaggle key from the split or id folder on).
+    pub name: String,
+    /// The object or folder, as a URL.
+    pub url: String,
+}
+
+/// The objects and folders of `input` that outputs, logs and errors call by one of `names`:
+/// object names ([`layout::object_name`] or a Kaggle name) and folder names
+/// ([`layout::folder_name`], for a scheduler's inbox). Names that match nothing are left out.
+pub async fn find_names(input: &StoreLocation, key: &PseudonymKey, names: &[String]) -> Result<Vec<Found>, SourceError> {
+    let wanted: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let prefix = (!input.prefix.as_ref().is_empty()).then_some(&input.prefix);
+    let metas: Vec<object_store::ObjectMeta> =
+        input.store.list(prefix).try_collect().await.map_err(|source| SourceError::List { url: input.url().to_string(), source })?;
+    let mut found = BTreeMap::new();
+    for m in metas {
+        let rel = input.relative(&m.location).to_string();
+        let name = layout::kaggle_place(&rel).map_or_else(|| layout::object_name(key.secret(), &rel), |p| p.name);
+        if wanted.contains(name.as_str()) {
+            found.insert(name, input.object_url(&m.location));
+        }
+        let mut folder = rel.as_str();
+        while let Some((parent, _)) = folder.rsplit_once('/') {
+            let tag = layout::folder_name(key.secret(), parent);
+            if wanted.contains(tag.as_str()) {
+                found.entry(tag).or_insert_with(|| format!("{}/", input.object_url(&input.child(parent))));
+            }
+            folder = parent;
+        }
+    }
+    Ok(found.into_iter().map(|(name, url)| Found { name, url }).collect())
 }
 
 /// Numeric ids sort numerically, then others by text.
@@ -189,10 +245,10 @@ async fn group_by_uid(
             let store = store.clone();
             async move {
                 let mut bytes = read(&store, &f, Some(header_bytes)).await?;
-                let mut parsed = blocking(&f.key, move |b: bytes::Bytes| parse::parse_header(&b), bytes.clone()).await?;
+                let mut parsed = blocking(&f.name, move |b: bytes::Bytes| parse::parse_header(&b), bytes.clone()).await?;
                 if parsed.is_err() && f.size > header_bytes {
                     bytes = read(&store, &f, None).await?;
-                    parsed = blocking(&f.key, move |b: bytes::Bytes| parse::parse_header(&b), bytes).await?;
+                    parsed = blocking(&f.name, move |b: bytes::Bytes| parse::parse_header(&b), bytes).await?;
                 }
                 Ok::<_, SourceError>((f, parsed))
             }
@@ -205,13 +261,13 @@ async fn group_by_uid(
         let h = match h {
             Ok(h) => h,
             Err(e) => {
-                unreadable.push((f.key, e));
+                unreadable.push((f.name, e));
                 continue;
             }
         };
         let Some(study_uid) = h.study_uid.as_deref() else {
             unreadable.push((
-                f.key,
+                f.name,
                 Unreadable::MissingAttribute(
                     "missing StudyInstanceUID (0020,000D), needed to group a file outside the Kaggle layout".into(),
                 ),
@@ -219,15 +275,15 @@ async fn group_by_uid(
             continue;
         };
         let id = layout::pseudonym(secret, study_uid);
-        let parent = f.key.rsplit_once('/').map(|(p, _)| p.to_string()).unwrap_or_default();
-        f.series_key = h.series_uid.as_deref().map(|u| layout::pseudonym(secret, u)).unwrap_or(parent);
+        let parent = f.key.rsplit_once('/').map(|(p, _)| p).unwrap_or_default();
+        f.series_key = layout::pseudonym(secret, h.series_uid.as_deref().unwrap_or(parent));
         by_study.entry(id.clone()).or_insert_with(|| StudyPlan { study_id: id, split: None, files: Vec::new() }).files.push(f);
     }
     Ok(by_study.into_values().collect())
 }
 
 async fn read(store: &Arc<dyn object_store::ObjectStore>, f: &PlannedFile, limit: Option<u64>) -> Result<bytes::Bytes, SourceError> {
-    let fail = |source| SourceError::Fetch { object: f.key.clone(), source };
+    let fail = |source| SourceError::Fetch { object: f.name.clone(), source };
     match limit {
         Some(n) if n < f.size => store.get_range(&f.path, 0..n).await.map_err(fail),
         _ => store.get(&f.path).await.map_err(fail)?.bytes().await.map_err(fail),
@@ -250,10 +306,13 @@ pub struct LoadedStudy {
     pub bytes_read: u64,
     /// SHA-256 of every file read, by key (what the study's fingerprint is made of).
     pub digests: Vec<(String, [u8; 32])>,
+    /// Images beyond the first of each multi-frame file read (so that the images of a run
+    /// reconcile: files + these = frames + quarantined + excluded + …).
+    pub extra_frames: usize,
 }
 
 /// One fetched file: its plan, size, SHA-256 and what parsing made of it.
-type Fetched = (PlannedFile, u64, [u8; 32], Result<parse::ParsedImage, Unreadable>);
+type Fetched = (PlannedFile, u64, [u8; 32], Result<Vec<parse::ParsedImage>, Unreadable>);
 
 /// Fetches and parses one study's files, and attaches label masks where given.
 pub async fn load_study(
@@ -270,7 +329,7 @@ pub async fn load_study(
                 let bytes = read(&store, &f, None).await?;
                 let n = bytes.len() as u64;
                 let (digest, parsed) = blocking(
-                    &f.key,
+                    &f.name,
                     move |b: bytes::Bytes| {
                         use sha2::Digest;
                         (sha2::Sha256::digest(&b).into(), parse::parse_dicom(&b))
@@ -288,20 +347,36 @@ pub async fn load_study(
     let mut images = Vec::with_capacity(results.len());
     let mut bytes_read = 0;
     let mut digests = Vec::with_capacity(results.len());
+    // The key each image was read from (label files name objects by key).
+    let mut read_from = Vec::with_capacity(results.len());
+    let mut extra_frames = 0;
     for (f, n, digest, parsed) in results {
         bytes_read += n;
         digests.push((f.key.clone(), digest));
         match parsed {
-            Ok(p) => {
-                images.push(SourceImage { key: f.key, series_key: f.series_key, header: p.header, pixels: Arc::new(p.pixels), mask: None })
+            Ok(parsed) => {
+                extra_frames += parsed.len().saturating_sub(1);
+                for p in parsed {
+                    // A multi-frame file's frame is `<name>#<n>`, its stack a series of its own.
+                    let (key, name, series_key) = match &p.frame {
+                        None => (f.key.clone(), f.name.clone(), f.series_key.clone()),
+                        Some(fr) => (
+                            format!("{}#{}", f.key, fr.number),
+                            format!("{}#{}", f.name, fr.number),
+                            format!("{}#{}", f.series_key, fr.stack),
+                        ),
+                    };
+                    read_from.push(key);
+                    images.push(SourceImage { key: name, series_key, header: p.header, pixels: Arc::new(p.pixels), mask: None });
+                }
             }
             Err(e) => {
-                tracing::warn!(study = %plan.study_id, object = %f.key, reason = %e, "file quarantined");
+                tracing::warn!(study = %plan.study_id, object = %f.name, reason = %e, "file quarantined");
                 quarantined.push(Finding {
                     study_id: plan.study_id.clone(),
                     problem: Problem::UnreadableFile,
                     resolution: Resolution::Quarantined,
-                    object_key: Some(f.key),
+                    object_key: Some(f.name),
                     detail: e.to_string(),
                     excluded_files: 1,
                 });
@@ -309,10 +384,10 @@ pub async fn load_study(
         }
     }
     if let Some(index) = labels {
-        let keys: Vec<&str> = images.iter().map(|i| i.key.as_str()).collect();
+        let keys: Vec<&str> = read_from.iter().map(String::as_str).collect();
         let mut masks = index.masks_for(&keys).await?;
-        for img in &mut images {
-            let Some(m) = masks.remove(&img.key) else { continue };
+        for (img, key) in images.iter_mut().zip(&read_from) {
+            let Some(m) = masks.remove(key) else { continue };
             if m.height == img.header.rows && m.width == img.header.cols {
                 img.mask = Some(Arc::new(m.data));
             } else {
@@ -330,5 +405,11 @@ pub async fn load_study(
             }
         }
     }
-    Ok(LoadedStudy { input: StudyInput { study_id: plan.study_id, split: plan.split, images }, quarantined, bytes_read, digests })
+    Ok(LoadedStudy {
+        input: StudyInput { study_id: plan.study_id, split: plan.split, images },
+        quarantined,
+        bytes_read,
+        digests,
+        extra_frames,
+    })
 }

@@ -1,9 +1,12 @@
-//! DICOM bytes → a parsed image (header + 16-bit pixels), or a reason to quarantine the file.
+//! DICOM bytes → parsed images (header + 16-bit pixels), or a reason to quarantine the file.
 //!
-//! Parsing runs on a blocking thread (see [`crate::source::fetch`]); this module is pure.
+//! Parsing runs on a blocking thread (see [`crate::source::load_study`]); this module is pure.
 //! Supported: uncompressed (implicit/explicit VR little endian, explicit big endian, deflated),
-//! JPEG baseline/extended/lossless and RLE, single-frame MONOCHROME images of 8 or 16 bits.
-//! Anything else is refused with a reason that says what the file is and what to do.
+//! JPEG baseline/extended/lossless, JPEG-LS (lossless and near-lossless), JPEG 2000 (lossless
+//! and lossy) and RLE; MONOCHROME images of 8 or 16 bits, one per file (classic) or many
+//! (enhanced and legacy-converted multi-frame MR, one image per frame, decoded frame by frame;
+//! see [`super::multiframe`]). Anything else is refused with a reason that says what the file is
+//! and what to do.
 
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
@@ -12,6 +15,7 @@ use dicom_object::file::ReadPreamble;
 use dicom_pixeldata::PixelDecoder;
 
 use super::header::ImageHeader;
+use super::multiframe::{self, Placement};
 
 /// Why a file cannot be used; becomes an `unreadable_file` finding with this text.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -28,38 +32,83 @@ pub enum Unreadable {
     NoPixelData,
     #[error("{0}")]
     MissingAttribute(String),
-    #[error("multi-frame image ({0} frames): enhanced multi-frame MR is not supported yet; split it into single frames first")]
-    MultiFrame(u32),
+    #[error("multi-frame image: {0}")]
+    MultiFrame(String),
     #[error("unsupported pixel format: {0}")]
     PixelFormat(String),
     #[error("pixel data decoding failed: {0}")]
     Decode(String),
 }
 
-/// One parsed image.
+/// One parsed image: a classic file's, or one frame of a multi-frame file.
 #[derive(Debug, Clone)]
 pub struct ParsedImage {
     pub header: ImageHeader,
     /// Row-major, `rows × cols`, raw stored values (negative signed values clamped to 0).
     pub pixels: Vec<u16>,
+    /// Where a multi-frame file's frame is (`None` for a classic file's image).
+    pub frame: Option<Placement>,
 }
 
-/// Parses a whole DICOM Part 10 file held in memory.
-pub fn parse_dicom(bytes: &[u8]) -> Result<ParsedImage, Unreadable> {
-    let obj = open(bytes, None)?;
+/// A file's multi-frame count: NumberOfFrames when the file holds functional groups or more
+/// than one frame; `None` for a classic single-frame image.
+fn multi_frame(obj: &dicom_object::InMemDicomObject) -> Option<u32> {
     let frames = obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten().and_then(|e| e.to_int::<u32>().ok()).unwrap_or(1);
-    if frames > 1 {
-        return Err(Unreadable::MultiFrame(frames));
-    }
-    let header = ImageHeader::read(&obj).map_err(|e| Unreadable::MissingAttribute(e.to_string()))?;
-    let pixels = decode_pixels(&obj, &header)?;
-    Ok(ParsedImage { header, pixels })
+    let enhanced = obj.element_opt(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).ok().flatten().is_some()
+        || obj.element_opt(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).ok().flatten().is_some();
+    (frames > 1 || enhanced).then_some(frames.max(1))
 }
 
-/// Parses the header only (stops before the pixel data); for grouping passes.
+/// Parses a whole DICOM Part 10 file held in memory: one image, or one per frame (in the
+/// file's frame order), each frame decoded on its own.
+pub fn parse_dicom(bytes: &[u8]) -> Result<Vec<ParsedImage>, Unreadable> {
+    let obj = open(bytes, None)?;
+    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(Unreadable::NoPixelData);
+    }
+    let Some(count) = multi_frame(&obj) else {
+        let header = ImageHeader::read(&*obj).map_err(|e| Unreadable::MissingAttribute(e.to_string()))?;
+        let pixels = decode_frame(&obj, header.rows, header.cols, None)?;
+        return Ok(vec![ParsedImage { header, pixels, frame: None }]);
+    };
+    let placed = multiframe::frames(&obj, count).map_err(Unreadable::MultiFrame)?;
+    let mut out = Vec::with_capacity(placed.len());
+    for (header, place) in placed {
+        let pixels = decode_frame(&obj, header.rows, header.cols, Some(place.number - 1)).map_err(|e| match e {
+            Unreadable::Decode(m) => Unreadable::Decode(format!("frame {} of {count}: {m}", place.number)),
+            other => other,
+        })?;
+        out.push(ParsedImage { header, pixels, frame: Some(place) });
+    }
+    Ok(out)
+}
+
+/// Decodes every frame's pixels (rows × cols each, in file order) without placing the frames:
+/// what a file holds even where its geometry is missing (for checks against other decoders).
+pub fn decode_frames(bytes: &[u8]) -> Result<Vec<Vec<u16>>, Unreadable> {
+    use super::header::int;
+    let obj = open(bytes, None)?;
+    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(Unreadable::NoPixelData);
+    }
+    let (rows, cols) = (int(&*obj, tags::ROWS).unwrap_or(0) as u32, int(&*obj, tags::COLUMNS).unwrap_or(0) as u32);
+    match multi_frame(&obj) {
+        None => Ok(vec![decode_frame(&obj, rows, cols, None)?]),
+        Some(count) => (0..count).map(|i| decode_frame(&obj, rows, cols, Some(i))).collect(),
+    }
+}
+
+/// Parses the header only (stops before the pixel data), for grouping passes: the image's, or
+/// a multi-frame file's first frame's.
 pub fn parse_header(bytes: &[u8]) -> Result<ImageHeader, Unreadable> {
     let obj = open(bytes, Some(tags::PIXEL_DATA))?;
-    ImageHeader::read(&obj).map_err(|e| Unreadable::MissingAttribute(e.to_string()))
+    match multi_frame(&obj) {
+        None => ImageHeader::read(&*obj).map_err(|e| Unreadable::MissingAttribute(e.to_string())),
+        Some(count) => {
+            let mut placed = multiframe::frames(&obj, count).map_err(Unreadable::MultiFrame)?;
+            Ok(placed.swap_remove(0).0)
+        }
+    }
 }
 
 fn open(bytes: &[u8], until: Option<dicom_core::Tag>) -> Result<dicom_object::DefaultDicomObject, Unreadable> {
@@ -77,13 +126,24 @@ fn open(bytes: &[u8], until: Option<dicom_core::Tag>) -> Result<dicom_object::De
     if let Some(tag) = until {
         opts = opts.read_until(tag);
     }
-    let obj = opts.from_reader(bytes).map_err(|e| Unreadable::Corrupt(flatten(&e)))?;
+    let obj = opts.from_reader(bytes).map_err(|e| unknown_syntax(bytes).unwrap_or_else(|| Unreadable::Corrupt(flatten(&e))))?;
     let ts_uid = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
     match dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&ts_uid) {
         Some(ts) if ts.can_decode_all() || until.is_some() => Ok(obj),
         Some(ts) => Err(Unreadable::UnsupportedTransferSyntax { uid: ts_uid, name: ts.name().to_string() }),
         None => Err(Unreadable::UnsupportedTransferSyntax { uid: ts_uid, name: "unknown".into() }),
     }
+}
+
+/// A file that did not open because its file meta names a transfer syntax no codec knows.
+fn unknown_syntax(bytes: &[u8]) -> Option<Unreadable> {
+    let meta = bytes.get(if bytes.starts_with(b"DICM") { 0 } else { 128 }..)?;
+    let table = dicom_object::meta::FileMetaTable::from_reader(meta).ok()?;
+    let uid = table.transfer_syntax().trim_end_matches('\0').to_string();
+    dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(&uid)
+        .is_none()
+        .then(|| Unreadable::UnsupportedTransferSyntax { uid, name: "unknown".into() })
 }
 
 fn flatten(e: &dyn std::error::Error) -> String {
@@ -97,18 +157,21 @@ fn flatten(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn decode_pixels(obj: &dicom_object::DefaultDicomObject, header: &ImageHeader) -> Result<Vec<u16>, Unreadable> {
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
-        return Err(Unreadable::NoPixelData);
+/// Decodes one image: the whole pixel data of a classic file, or frame `frame` (0-based) of a
+/// multi-frame one (only that frame is decoded).
+fn decode_frame(obj: &dicom_object::DefaultDicomObject, rows: u32, cols: u32, frame: Option<u32>) -> Result<Vec<u16>, Unreadable> {
+    let px = match frame {
+        None => obj.decode_pixel_data(),
+        Some(i) => obj.decode_pixel_data_frame(i),
     }
-    let px = obj.decode_pixel_data().map_err(|e| Unreadable::Decode(flatten(&e)))?;
+    .map_err(|e| Unreadable::Decode(flatten(&e)))?;
     if px.samples_per_pixel() != 1 {
         return Err(Unreadable::PixelFormat(format!(
             "{} samples per pixel (colour); cine magnitude images are MONOCHROME",
             px.samples_per_pixel()
         )));
     }
-    let n = header.rows as usize * header.cols as usize;
+    let n = rows as usize * cols as usize;
     let data = px.data();
     let signed = px.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
     let out: Vec<u16> = match px.bits_allocated() {

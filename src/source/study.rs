@@ -8,9 +8,10 @@ use super::header::ImageHeader;
 /// One source image with its optional label mask, as curation receives it.
 #[derive(Debug, Clone)]
 pub struct SourceImage {
-    /// Object key relative to the input prefix.
+    /// What outputs call the object it came from ([`crate::source::PlannedFile::name`]).
     pub key: String,
-    /// Series grouping key (the folder in the Kaggle layout, else a hash of SeriesInstanceUID).
+    /// Series grouping key (the folder in the Kaggle layout, else a keyed hash of SeriesInstanceUID
+    /// or of the folder).
     pub series_key: String,
     pub header: ImageHeader,
     pub pixels: Arc<Vec<u16>>,

@@ -56,7 +56,7 @@ pub fn frames() -> SchemaRef {
         "source_key",
         DataType::Utf8,
         false,
-        "Object key of the source image relative to the input prefix (for a filled frame: the image it was copied from)",
+        "The source image (for a filled frame: the image it was copied from): its key from the Kaggle split or id folder on, or outside the Kaggle layout a keyed hash `o…` of its key (`cinestream key find` names the object)",
     ));
     c.push(f(
         "fill",
@@ -84,7 +84,7 @@ pub fn labels() -> SchemaRef {
     c.push(f("lv_pixels", DataType::Int64, false, "Pixels labelled LV (1)"));
     c.push(f("my_pixels", DataType::Int64, false, "Pixels labelled MY (2)"));
     c.push(f("rv_pixels", DataType::Int64, false, "Pixels labelled RV (3)"));
-    c.push(f("source_key", DataType::Utf8, false, "Object key of the source image the mask belongs to"));
+    c.push(f("source_key", DataType::Utf8, false, "The source image the mask belongs to, named as in `frames.source_key`"));
     c.push(f("fill", DataType::Utf8, true, "null, or how the frame was filled (`previous_frame`, `previous_slice`)"));
     c.push(f("mask", DataType::Binary, false, "Mask: height × width u8, row-major; 0 background, 1 LV, 2 MY, 3 RV"));
     Arc::new(Schema::new(c))
@@ -148,7 +148,7 @@ pub fn curation_log() -> SchemaRef {
         false,
         "What was done (quarantined, slice removed, rotated, study split, previous slice copied, …)",
     ));
-    c.push(f("object_key", DataType::Utf8, true, "The object the finding is about, relative to the input prefix"));
+    c.push(f("object_key", DataType::Utf8, true, "The object the finding is about, named as in `frames.source_key`"));
     c.push(f("detail", DataType::Utf8, false, "Specifics: positions, angles, sizes, reasons"));
     c.push(f("excluded_files", DataType::Int32, false, "Source files this finding removed from the output (quarantined or excluded)"));
     Arc::new(Schema::new(c))

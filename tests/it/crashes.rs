@@ -15,7 +15,7 @@ use crate::schedule::{inbox_and_model, schedule_file};
 /// Runs `args` to completion; returns how long it took.
 fn timed(args: &[String]) -> Duration {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cinestream")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cinestream")).args(args).envs([crate::schedule::TEST_KEY]).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     t.elapsed()
 }
@@ -23,7 +23,13 @@ fn timed(args: &[String]) -> Duration {
 /// Starts `args`, SIGKILLs it after `after` (unless it finished first); returns whether it was
 /// killed.
 fn kill_after(args: &[String], after: Duration) -> bool {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cinestream")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cinestream"))
+        .args(args)
+        .envs([crate::schedule::TEST_KEY])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + after;
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
@@ -154,7 +160,7 @@ async fn sigkill_anywhere_then_rerun_gives_a_clean_runs_tables() {
         visible_is_committed(&sched, &sched_clean, &["frames", "labels", "label_qc", "sources"], &format!("after scheduler kill {i}"))
             .await;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_cinestream")).args(&args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cinestream")).args(&args).envs([crate::schedule::TEST_KEY]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     eprintln!("final scheduler run: {}", String::from_utf8_lossy(&out.stdout).trim());
     for t in ["frames", "labels", "label_qc", "studies", "curation_log"] {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (linking is slow), one module per concern.
 
 mod architecture;
+mod codecs;
 mod common;
 mod compose;
 mod crashes;
@@ -11,6 +12,7 @@ mod faults;
 mod label;
 mod label_engines;
 mod label_onnx;
+mod multiframe;
 mod phi;
 mod pseudonym;
 mod pydicom_files;

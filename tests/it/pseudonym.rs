@@ -98,7 +98,7 @@ async fn pseudonym_keys_are_required_recorded_and_enforced() {
     let (code, _, stderr) = cli(&ingest_args);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("CINESTREAM_PSEUDONYM_KEY") && stderr.contains("cinestream key create") && stderr.contains("00000.dcm"),
+        stderr.contains("CINESTREAM_PSEUDONYM_KEY") && stderr.contains("cinestream key create") && !stderr.contains("00000.dcm"),
         "{stderr}"
     );
     assert!(!cli_data.join("frames").exists(), "nothing written without a key");

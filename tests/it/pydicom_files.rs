@@ -1,8 +1,9 @@
 //! Every MR file shipped by `pip install pydicom pydicom-data` is read or refused with a clear
-//! reason. Where pydicom decodes the pixels of a single-frame greyscale image, ours must match
-//! them exactly (sum of non-negative values) and have the same size.
+//! reason. Where pydicom decodes a greyscale image, ours must match it exactly, frame by frame
+//! (sum of non-negative values), and have the same size: the enhanced multi-frame MR files in
+//! every transfer syntax they ship (explicit and big endian, RLE, JPEG-LS, JPEG 2000) included.
 
-use cinestream::source::parse::{Unreadable, parse_dicom};
+use cinestream::source::parse::{Unreadable, decode_frames, parse_dicom};
 
 #[derive(serde::Deserialize, Debug)]
 struct Row {
@@ -11,7 +12,7 @@ struct Row {
     cols: u32,
     frames: u32,
     transfer_syntax: String,
-    pixel_sum: Option<u64>,
+    pixel_sums: Option<Vec<u64>>,
 }
 
 fn inventory() -> Option<Vec<Row>> {
@@ -38,15 +39,18 @@ fn pydicom_mr_files_are_read_or_refused_clearly() {
         let bytes = std::fs::read(&r.path).unwrap();
         let name = r.path.rsplit('/').next().unwrap();
         match parse_dicom(&bytes) {
-            Ok(img) => {
+            Ok(images) => {
                 read += 1;
-                assert_eq!((img.header.rows, img.header.cols), (r.rows, r.cols), "{name}: size");
-                assert_eq!(img.pixels.len(), (r.rows * r.cols) as usize, "{name}");
-                if let Some(sum) = r.pixel_sum {
-                    let ours: u64 = img.pixels.iter().map(|v| *v as u64).sum();
-                    assert_eq!(ours, sum, "{name}: pixel values differ from pydicom's");
+                assert_eq!(images.len(), r.frames as usize, "{name}: one image per frame");
+                for (i, img) in images.iter().enumerate() {
+                    assert_eq!((img.header.rows, img.header.cols), (r.rows, r.cols), "{name}: size");
+                    assert_eq!(img.pixels.len(), (r.rows * r.cols) as usize, "{name}");
+                    if let Some(sums) = &r.pixel_sums {
+                        let ours: u64 = img.pixels.iter().map(|v| *v as u64).sum();
+                        assert_eq!(ours, sums[i], "{name}: frame {} pixel values differ from pydicom's", i + 1);
+                    }
                 }
-                eprintln!("read     {name} ({}×{}, {})", r.rows, r.cols, r.transfer_syntax);
+                eprintln!("read     {name} ({}×{}, {} frame(s), {})", r.rows, r.cols, r.frames, r.transfer_syntax);
             }
             Err(e) => {
                 refused += 1;
@@ -55,7 +59,6 @@ fn pydicom_mr_files_are_read_or_refused_clearly() {
                 assert!(msg.len() > 20, "{name}: reason too terse: {msg}");
                 // A refusal must be for a reason the file really has, not a decoding gap on
                 // something we claim to support.
-                let pydicom_decoded_single_frame = r.pixel_sum.is_some() && r.frames == 1;
                 let claimed = [
                     "1.2.840.10008.1.2",
                     "1.2.840.10008.1.2.1",
@@ -63,17 +66,37 @@ fn pydicom_mr_files_are_read_or_refused_clearly() {
                     "1.2.840.10008.1.2.5",
                     "1.2.840.10008.1.2.4.50",
                     "1.2.840.10008.1.2.4.70",
+                    "1.2.840.10008.1.2.4.80",
+                    "1.2.840.10008.1.2.4.81",
+                    "1.2.840.10008.1.2.4.90",
+                    "1.2.840.10008.1.2.4.91",
                 ]
                 .contains(&r.transfer_syntax.as_str());
-                if pydicom_decoded_single_frame && claimed {
+                if r.pixel_sums.is_some() && claimed {
                     assert!(
-                        matches!(e, Unreadable::Corrupt(_) | Unreadable::MissingAttribute(_)),
+                        matches!(e, Unreadable::Corrupt(_) | Unreadable::MissingAttribute(_) | Unreadable::MultiFrame(_)),
                         "{name}: pydicom decodes it and we claim {}, yet refused: {msg}",
                         r.transfer_syntax
                     );
                 }
             }
         }
+    }
+    // The enhanced MR files (emri_small*, anonymised down to no geometry at all: no functional
+    // groups, no position) cannot be placed, and say so; their frames decode to pydicom's
+    // pixels in every transfer syntax pydicom decodes them in.
+    let enhanced: Vec<&Row> = rows.iter().filter(|r| r.path.contains("emri_small") && r.pixel_sums.is_some()).collect();
+    let syntaxes: std::collections::BTreeSet<&str> = enhanced.iter().map(|r| r.transfer_syntax.as_str()).collect();
+    assert!(syntaxes.len() >= 5, "enhanced MR in explicit/big endian, RLE, JPEG-LS and JPEG 2000: {syntaxes:?}");
+    for r in &enhanced {
+        let bytes = std::fs::read(&r.path).unwrap();
+        match parse_dicom(&bytes) {
+            Err(Unreadable::MultiFrame(m)) => assert!(m.contains("frame 1 of 10") && m.contains("ImagePositionPatient"), "{m}"),
+            other => panic!("{}: no geometry, yet {:?}", r.path, other.map(|i| i.len())),
+        }
+        let frames = decode_frames(&bytes).unwrap_or_else(|e| panic!("{}: {e}", r.path));
+        let sums: Vec<u64> = frames.iter().map(|f| f.iter().map(|v| *v as u64).sum()).collect();
+        assert_eq!(&sums, r.pixel_sums.as_ref().unwrap(), "{} ({}): frames differ from pydicom's", r.path, r.transfer_syntax);
     }
     eprintln!("{read} read, {refused} refused of {}", rows.len());
     assert!(read >= 8, "most MR files are plain and must be read ({read} read)");
@@ -96,7 +119,7 @@ async fn real_files_outside_the_kaggle_layout_are_grouped_by_uid() {
         let name = r.path.rsplit('/').next().unwrap();
         let bytes = std::fs::read(&r.path).unwrap();
         match parse_dicom(&bytes) {
-            Ok(img) => uids.extend(img.header.study_uid.into_iter().chain(img.header.series_uid)),
+            Ok(images) => uids.extend(images.into_iter().flat_map(|img| img.header.study_uid.into_iter().chain(img.header.series_uid))),
             Err(_) => refused += 1,
         }
         std::fs::write(flat.join(name), bytes).unwrap();
@@ -107,7 +130,7 @@ async fn real_files_outside_the_kaggle_layout_are_grouped_by_uid() {
     let report = cinestream::ingest::run(&cfg, std::sync::Arc::new(cinestream::progress::Quiet)).await.unwrap();
     assert_eq!(report.image_files, rows.len());
     assert_eq!(report.files_quarantined, refused, "every refused file is quarantined, none dropped");
-    assert_eq!(report.image_files, report.frames_from_files + report.files_quarantined + report.files_excluded);
+    assert_eq!(report.image_files + report.extra_frames, report.frames_from_files + report.files_quarantined + report.files_excluded);
     assert!(report.studies_written >= 2, "{report:?}");
     let b = crate::common::sql(data.to_str().unwrap(), "SELECT DISTINCT study_id FROM frames").await;
     for id in crate::common::strs(&b, "study_id") {

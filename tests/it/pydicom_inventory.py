@@ -1,5 +1,6 @@
 """Lists the MR files shipped by pydicom and pydicom-data, as JSON lines, with what pydicom
-itself makes of them (for tests/it/pydicom_files.rs)."""
+itself makes of them: each frame's sum of non-negative pixel values, where pydicom decodes the
+file (JPEG-LS through pyjpegls, JPEG 2000 through Pillow), for tests/it/pydicom_files.rs."""
 import json
 import warnings
 
@@ -27,12 +28,13 @@ for path in sorted(get_testdata_files("*")):
         "samples": int(ds.get("SamplesPerPixel", 1) or 1),
         "bits": int(ds.get("BitsAllocated", 0) or 0),
         "transfer_syntax": str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")),
-        "pixel_sum": None,
+        "pixel_sums": None,
     }
     try:
         arr = ds.pixel_array
-        if row["frames"] == 1 and row["samples"] == 1:
-            row["pixel_sum"] = int(np.clip(arr.astype(np.int64), 0, None).sum())
+        if row["samples"] == 1:
+            frames = arr.reshape((row["frames"], row["rows"], row["cols"]))
+            row["pixel_sums"] = [int(np.clip(f.astype(np.int64), 0, None).sum()) for f in frames]
     except Exception as e:  # no handler for this compression, or broken data
         row["pixel_error"] = type(e).__name__
     print(json.dumps(row))

@@ -48,9 +48,12 @@ fn scheduler(file: &Path, once: bool) -> Child {
     scheduler_with(file, once, &[])
 }
 
+/// The pseudonym key the tests' schedulers name folders with (a scheduler needs one).
+pub const TEST_KEY: (&str, &str) = ("CINESTREAM_PSEUDONYM_KEY", "schedule-test-key-0123456789");
+
 fn scheduler_with(file: &Path, once: bool, env: &[(&str, &str)]) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cinestream"));
-    c.envs(env.iter().copied());
+    c.envs([TEST_KEY]).envs(env.iter().copied());
     c.arg("schedule").arg(file);
     if once {
         c.arg("--once");
@@ -261,7 +264,7 @@ async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
                 .unwrap();
         }
     }
-    let mut child = scheduler_with(&file, false, &[("CINESTREAM_PSEUDONYM_KEY", "schedule-test-key-0123456789")]);
+    let mut child = scheduler(&file, false);
     let metrics = metrics_when(port, Duration::from_secs(240), |t| t.contains("cinestream_drops_done_total{job=\"s3-job\"} 2\n"));
     eprintln!("{}", metrics.lines().filter(|l| l.starts_with("cinestream_")).collect::<Vec<_>>().join("\n"));
     assert!(metrics.contains("cinestream_last_run_success{job=\"s3-job\"} 1"), "{metrics}");
@@ -283,7 +286,7 @@ async fn bad_environments_fail_clearly_and_write_nothing() {
     let model = inbox_and_model(dir.path(), 2, &inbox).await;
     let run = |file: &Path, env: &[(&str, &str)]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cinestream"));
-        c.arg("schedule").arg(file).arg("--once");
+        c.arg("schedule").arg(file).arg("--once").envs([TEST_KEY]);
         for (k, v) in env {
             c.env(k, v);
         }
@@ -297,6 +300,12 @@ async fn bad_environments_fail_clearly_and_write_nothing() {
     std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/models/cinestream_unet.toml"), dir.path().join("broken.toml")).unwrap();
     let data = dir.path().join("data").display().to_string();
     let file = schedule_file(dir.path(), &inbox, &data, &[("good", &model), ("broken", broken.to_str().unwrap())], "");
+    // Without a pseudonym key (folders are named by keyed hashes): refused before any job.
+    let no_config = dir.path().join("no-config");
+    let (code, _, stderr) = run(&file, &[("CINESTREAM_PSEUDONYM_KEY", ""), ("CINESTREAM_CONFIG_DIR", no_config.to_str().unwrap())]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("needs a pseudonym key") && stderr.contains("cinestream key create"), "{stderr}");
+    assert!(!Path::new(&data).join("_schedule").exists(), "nothing written without a key");
     let (code, stdout, stderr) = run(&file, &[]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("job `broken` failed") && stderr.contains("broken.onnx"), "{stderr}");
