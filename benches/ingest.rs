@@ -8,6 +8,12 @@
 //!     cargo bench --bench ingest                 # BENCH_DIR (default /var/tmp/cinestream-bench)
 //!     BENCH_STUDIES=80 BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
 //!     BENCH_COMPARE_BIN=/path/to/old/cinestream BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
+//!     BENCH_ENHANCED=8 BENCH_STUDIES=8 BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
+//!
+//! With `BENCH_ENHANCED=N`, the N-study data set is also converted to Legacy Converted Enhanced
+//! MR by highdicom (`tests/it/enhanced_convert.py`, one multi-frame file per study and image
+//! size; kept in `BENCH_DIR` for later runs), and the classic and the multi-frame copy are
+//! ingested alternately `BENCH_REPEAT` times: medians of images/s and peak RSS, and their ratio.
 //!
 //! With `BENCH_COMPARE_BIN`, another build of cinestream (an older commit, say) ingests the
 //! large data set too, alternating with this one `BENCH_REPEAT` times (default 3); the medians
@@ -156,6 +162,56 @@ fn main() {
     if let Ok(other) = std::env::var("BENCH_COMPARE_BIN") {
         compare(bin, &other, &ensure_data(bin, &dir, studies), &dir);
     }
+    if let Some(n) = std::env::var("BENCH_ENHANCED").ok().and_then(|s| s.parse::<usize>().ok()) {
+        enhanced(bin, n, &dir);
+    }
+}
+
+/// The median of `v`.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Ingests `n` phantom studies as classic files and as their multi-frame conversion,
+/// alternately; prints the medians (images/s over the classic image count) and their ratio.
+fn enhanced(bin: &str, n: usize, dir: &Path) {
+    let raw = ensure_data(bin, dir, n);
+    let converted = dir.join(format!("raw-{n}-enhanced"));
+    if !converted.join("mapping.json").exists() {
+        let _ = std::fs::remove_dir_all(&converted);
+        eprintln!("converting {} to multi-frame files in {}", raw.display(), converted.display());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/enhanced_convert.py");
+        let out = Command::new("python3").args([script, raw.to_str().unwrap(), converted.to_str().unwrap(), "per_study"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::write(converted.join("mapping.json"), out.stdout).unwrap();
+    }
+    let mut files = Vec::new();
+    dicom_files(&raw, &mut files);
+    let images = files.len() as f64;
+    let mut multi = Vec::new();
+    dicom_files(&converted, &mut multi);
+    floor(&raw, false);
+    floor(&converted, false);
+    let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..repeat {
+        for (k, input) in [&raw, &converted].into_iter().enumerate() {
+            let out = dir.join(format!("out-enhanced-{k}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let m = timed(Command::new(bin).args(["-q", "ingest", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()]));
+            eprintln!("enhanced run {i}: {}: {:.2} s, {:.0} MiB", input.display(), m.seconds, m.peak_rss_mib);
+            runs[k].push(m);
+        }
+    }
+    let mut rates = Vec::new();
+    for (k, what) in [format!("classic ({} files)", files.len()), format!("multi-frame ({} files)", multi.len())].iter().enumerate() {
+        let s = median(runs[k].iter().map(|m| m.seconds).collect());
+        let rss = median(runs[k].iter().map(|m| m.peak_rss_mib).collect());
+        println!("{n} studies, {what}: median of {repeat}: {:.0} images/s ({s:.2} s), peak RSS {rss:.0} MiB", images / s);
+        rates.push(images / s);
+    }
+    println!("multi-frame / classic: {:.3}× the images/s", rates[1] / rates[0]);
 }
 
 /// Times this build and `other` alternately on the same data; prints medians and their ratio.
@@ -174,14 +230,10 @@ fn compare(bin: &str, other: &str, raw: &Path, dir: &Path) {
             runs[k].push(m);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let mut summary = Vec::new();
     for (k, b) in [bin, other].into_iter().enumerate() {
-        let s = median(&mut runs[k].iter().map(|m| m.seconds).collect());
-        let rss = median(&mut runs[k].iter().map(|m| m.peak_rss_mib).collect());
+        let s = median(runs[k].iter().map(|m| m.seconds).collect());
+        let rss = median(runs[k].iter().map(|m| m.peak_rss_mib).collect());
         println!("{b}: median of {repeat}: {:.0} images/s ({s:.2} s), peak RSS {rss:.0} MiB", images / s);
         summary.push((s, rss));
     }

@@ -66,6 +66,22 @@ if ! "$TORCH_ENV/bin/python" -c 'import onnx' >/dev/null 2>&1; then
   "$TORCH_ENV/bin/pip" install -q 'onnx==1.23.2'
 fi
 export CINESTREAM_TORCH_PYTHON=$TORCH_ENV/bin/python
+
+# A public model nobody here wrote, for the contract test (tests/it/label_contract.rs): myopari
+# 0.1.6's tiramisu (ACDC) from its wheel on PyPI, checked against its published SHA-256.
+MODELS=${CINESTREAM_MODELS_DIR:-/var/tmp/cinestream-models}
+TIRAMISU=$MODELS/tiramisu_acdc_fp32.onnx
+TIRAMISU_SHA=794d775a4977e714f4c4ef081c536ab371fe3d36ea682c7ce6014b52c8df0974
+if ! echo "$TIRAMISU_SHA  $TIRAMISU" | sha256sum -c --quiet 2>/dev/null; then
+  echo "test.sh: fetching myopari 0.1.6's tiramisu model from PyPI" >&2
+  wheel_dir=$(mktemp -d)
+  python3 -m pip download -q --no-deps 'myopari==0.1.6' -d "$wheel_dir"
+  mkdir -p "$MODELS"
+  python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("myopari/Resources/tiramisu_acdc_fp32.onnx"))' "$wheel_dir"/myopari-0.1.6-*.whl "$TIRAMISU"
+  rm -rf "$wheel_dir"
+  echo "$TIRAMISU_SHA  $TIRAMISU" | sha256sum -c --quiet
+fi
+export CINESTREAM_TIRAMISU_ONNX=$TIRAMISU
 parity_dir=$(mktemp -d)
 "$TORCH_ENV/bin/python" benches/torchvision_parity.py "$parity_dir" >&2
 export CINESTREAM_TORCHVISION_PARITY=$parity_dir

@@ -25,8 +25,18 @@ RE-INGEST AND CRASHES
   --replace, which swaps exactly its rows in the same commit. A killed run leaves files no
   commit references: rerun it to complete the work, `cinestream vacuum` to remove them.
 
+WHAT IT READS
+  DICOM MR: classic single-frame files, and enhanced or legacy-converted multi-frame files (one
+  per slice or one per study; each frame becomes one image, read from its per-frame and shared
+  functional groups, decoded frame by frame and named <file>#<frame number>). Transfer
+  syntaxes: implicit/explicit VR little endian, explicit big endian, deflated, JPEG baseline,
+  extended and lossless, JPEG-LS (lossless, near-lossless), JPEG 2000 (lossless, lossy, HTJ2K)
+  and RLE. A file that cannot be used is quarantined with its reason (curation_log), e.g. an
+  unknown transfer syntax, or a multi-frame file whose frames lack a position or share one.
+
 RECONCILIATION
-  image files = frames written + quarantined + excluded + skipped; the summary prints each.
+  image files + frames beyond the first of multi-frame files = frames written + quarantined +
+  excluded + skipped; the summary prints each.
 
 EXAMPLES
   cinestream ingest --input ./phantom --output ./data --labels ./phantom/truth --labeller phantom

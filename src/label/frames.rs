@@ -178,8 +178,13 @@ pub struct StudyFrames {
     pub whole_study: Option<Histogram>,
 }
 
-/// Histograms of every frame of the `partial` studies (one pass over their pixels).
-pub async fn study_histograms(session: &Session, partial: &BTreeSet<String>) -> Result<HashMap<String, Histogram>, InferError> {
+/// Histograms of every frame of the `partial` studies (one pass over their pixels), of their
+/// pixels above zero only when `nonzero`.
+pub async fn study_histograms(
+    session: &Session,
+    partial: &BTreeSet<String>,
+    nonzero: bool,
+) -> Result<HashMap<String, Histogram>, InferError> {
     let mut out: HashMap<String, Histogram> = HashMap::new();
     if partial.is_empty() {
         return Ok(out);
@@ -192,7 +197,7 @@ pub async fn study_histograms(session: &Session, partial: &BTreeSet<String>) -> 
         let b = b.map_err(ReadError::execute(ctx))?;
         let (ids, px) = (strings(&b, "study_id")?, b.column(1).as_binary::<i32>().clone());
         for i in 0..b.num_rows() {
-            out.entry(ids.value(i).to_string()).or_default().add(pixel_values(px.value(i)));
+            out.entry(ids.value(i).to_string()).or_default().add(pixel_values(px.value(i)).filter(|v| !nonzero || *v > 0));
         }
     }
     Ok(out)

@@ -416,7 +416,12 @@ pub async fn run(cfg: &LabelConfig, progress: Arc<dyn Progress>) -> Result<Label
         tracing::warn!(app_id = %app_id, "an earlier attempt of this job committed its tables: publishing it");
         Duration::ZERO
     } else {
-        let histograms = frames::study_histograms(session, &planned.partial).await?;
+        // Whole-study windows of studies labelled in part (the other rules need no extra pass).
+        let histograms = if contract.intensity.over() == crate::model::prep::Over::Study {
+            frames::study_histograms(session, &planned.partial, contract.intensity.nonzero()).await?
+        } else {
+            Default::default()
+        };
         let (tx_frames, rx_frames) = mpsc::channel(cfg.studies_in_flight);
         let (tx_jobs, rx_jobs) = mpsc::channel(2);
         let (tx_out, rx_out) = mpsc::channel(2);

@@ -132,7 +132,7 @@ fn check_input(dtype: &ValueType, contract: &Contract) -> Result<(), String> {
         return Err(format!("has {c} channels ({shape:?}, {:?}) but the contract gives {}", contract.layout, contract.channels));
     }
     let size = match contract.size {
-        SizePolicy::PadResize { size } | SizePolicy::CropResize { size } => Some(size as i64),
+        SizePolicy::PadResize { size } | SizePolicy::CropResize { size, .. } => Some(size as i64),
         SizePolicy::PadMultiple { .. } => None,
     };
     for (name, d) in [("height", h), ("width", w)] {

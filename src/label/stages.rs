@@ -2,6 +2,7 @@
 //! channels, so the model never waits for reading or writing and memory is bounded by
 //! `studies_in_flight` studies and two batches.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use super::frames::StudyFrames;
 use super::post;
 use crate::model::contract::Contract;
 use crate::model::contract::Layout;
-use crate::model::prep::{self, Histogram, Over, Placement};
+use crate::model::prep::{self, Bounds, Over, Placement};
 use crate::tables::label_rows::FrameGrid;
 
 /// What post-processing needs to know about a frame.
@@ -68,33 +69,48 @@ pub fn preprocess(
                 return;
             }
         };
-        let study_window = (contract.intensity.over() == Over::Study).then(|| {
-            let hist = study.whole_study.clone().unwrap_or_else(|| {
-                let mut h = Histogram::default();
-                for f in &study.frames {
-                    h.add(crate::pixels::pixel_values(&f.pixels));
+        let rule = &contract.intensity;
+        // The window of each frame: the study's, its time point's stack's, or its own.
+        let windows: Vec<(f32, f32)> = match rule.over() {
+            Over::Study => {
+                let hist = match &study.whole_study {
+                    Some(h) => h.clone(),
+                    None => rule.histogram(study.frames.iter().map(|f| f.pixels.as_slice())),
+                };
+                vec![rule.window(&hist); study.frames.len()]
+            }
+            Over::TimePoint => {
+                let mut by_time: HashMap<i32, (f32, f32)> = HashMap::new();
+                for t in study.frames.iter().map(|f| f.frame) {
+                    by_time.entry(t).or_insert_with(|| {
+                        rule.window(&rule.histogram(study.frames.iter().filter(|f| f.frame == t).map(|f| f.pixels.as_slice())))
+                    });
                 }
-                h
-            });
-            contract.intensity.window(&hist)
-        });
+                study.frames.iter().map(|f| by_time[&f.frame]).collect()
+            }
+            Over::Image => study.frames.iter().map(|f| rule.window(&rule.histogram(std::iter::once(f.pixels.as_slice())))).collect(),
+        };
+        // Scaled (and transposed) images, then where each sits on the model grid.
+        let mut images = Vec::with_capacity(study.frames.len());
+        for (f, window) in study.frames.iter().zip(&windows) {
+            let (h, w) = (f.grid.height as usize, f.grid.width as usize);
+            let image = prep::to_unit(&f.pixels, *window);
+            images.push(if contract.transpose { (transpose(&image, h, w), w, h) } else { (image, h, w) });
+        }
+        let mut bounds: HashMap<i32, Option<Bounds>> = HashMap::new();
+        if contract.size.crops_nonzero() {
+            for t in study.frames.iter().map(|f| f.frame) {
+                bounds.entry(t).or_insert_with(|| {
+                    let (_, ih, iw) = &images[study.frames.iter().position(|f| f.frame == t).expect("a frame of t")];
+                    let stack = study.frames.iter().zip(&images).filter(|(f, _)| f.frame == t).map(|(_, (img, _, _))| img.as_slice());
+                    Bounds::nonzero(stack, *ih, *iw)
+                });
+            }
+        }
         let mut metas = Vec::with_capacity(study.frames.len());
         let mut samples = Vec::with_capacity(study.frames.len());
-        for f in &study.frames {
-            let (h, w) = (f.grid.height as usize, f.grid.width as usize);
-            let window = study_window.unwrap_or_else(|| {
-                let mut hist = Histogram::default();
-                hist.add(crate::pixels::pixel_values(&f.pixels));
-                contract.intensity.window(&hist)
-            });
-            let mut image = prep::to_unit(&f.pixels, window);
-            let (ih, iw) = if contract.transpose {
-                image = transpose(&image, h, w);
-                (w, h)
-            } else {
-                (h, w)
-            };
-            let placement = contract.size.place(ih, iw);
+        for (f, (image, ih, iw)) in study.frames.iter().zip(images) {
+            let placement = contract.size.place_within(ih, iw, bounds.get(&f.frame).copied().flatten());
             samples.push((placement, placement.forward(&image)));
             metas.push(FrameMeta {
                 slice: f.slice,

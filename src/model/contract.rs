@@ -135,7 +135,7 @@ impl Contract {
             transpose: false,
             size: SizePolicy::PadResize { size: card.input.size },
             intensity: IntensityRule {
-                scaling: Scaling::Percentile { low: None, high: SCALE_PERCENTILE * 100.0, over },
+                scaling: Scaling::Percentile { low: None, high: SCALE_PERCENTILE * 100.0, over, nonzero: false },
                 normalise: Normalise::None,
             },
             output_kind: OutputKind::Logits,

@@ -1,14 +1,17 @@
 //! Pre-processing for a model and its exact inverse for the masks it returns.
 //!
 //! **Intensity** ([`IntensityRule`]): pixels are mapped to 0…1 by a percentile clip or a
-//! min–max over the study or the image, optionally followed by ImageNet normalisation.
+//! min–max over the study, one time point's stack or the image (optionally over the pixels
+//! above zero only), optionally followed by ImageNet normalisation.
 //!
 //! **Size** ([`SizePolicy`]): the image is placed on the model's input grid by an axis-aligned
 //! affine map of pixel centres, `input = a·model + b` per axis, sampled bilinearly (zeros
 //! outside):
 //! - `pad_resize` (fastai's `ResizeMethod.PAD`): the longer side resized to S, the shorter padded
 //!   with zeros, centred;
-//! - `crop_resize`: the centred square of the shorter side resized to S;
+//! - `crop_resize`: the centred square of the shorter side resized to S; with `crop_nonzero`,
+//!   first cut to the bounding box of the pixels that are above zero after scaling, over the
+//!   time point's whole stack (myopari's `crop_resize_image`), the square's start rounded down;
 //! - `pad_multiple` (ukbb_cardiac): zero padding to a multiple of k, `⌊pad/2⌋` before.
 //!
 //! A mask comes back onto the curated grid through the same map: each curated pixel takes the
@@ -28,6 +31,10 @@ pub enum Over {
     Study,
     /// The image's own pixels.
     Image,
+    /// Every slice of the image's time point (frame index): the 3-D stack a model trained on
+    /// volumes (NIfTI, one file per time point) was scaled by. Label whole time points (e.g.
+    /// `--where "frame_index IN (0, 9)"`), or the stack is the planned part of it.
+    TimePoint,
 }
 
 /// How pixels become 0…1.
@@ -36,8 +43,15 @@ pub enum Over {
 pub enum Scaling {
     /// `(v − P_low) / (P_high − P_low)` clipped to 0…1, percentiles in percent (e.g. 0.05 and
     /// 99.05); without `low`, `v / P_high` (zero stays zero: cinestream's own rule, with
-    /// `high = 99.95`). The divisor is at least 1.
-    Percentile { low: Option<f64>, high: f64, over: Over },
+    /// `high = 99.95`). The divisor is at least 1. With `nonzero`, the percentiles are of the
+    /// pixels above zero only (myopari's `image[image > 0]`).
+    Percentile {
+        low: Option<f64>,
+        high: f64,
+        over: Over,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        nonzero: bool,
+    },
     /// `(v − min) / (max − min)`.
     MinMax { over: Over },
 }
@@ -77,6 +91,24 @@ impl IntensityRule {
             }
         }
         Ok(())
+    }
+
+    /// Whether the percentiles leave out zero pixels.
+    pub fn nonzero(&self) -> bool {
+        matches!(self.scaling, Scaling::Percentile { nonzero: true, .. })
+    }
+
+    /// The histogram this rule takes its window from, of `pixels` (little-endian u16).
+    pub fn histogram<'a>(&self, pixels: impl Iterator<Item = &'a [u8]>) -> Histogram {
+        let mut h = Histogram::default();
+        for p in pixels {
+            if self.nonzero() {
+                h.add(pixel_values(p).filter(|v| *v > 0));
+            } else {
+                h.add(pixel_values(p));
+            }
+        }
+        h
     }
 
     /// The `(offset, divisor)` that maps pixels of `h` to 0…1.
@@ -148,15 +180,51 @@ pub fn to_unit(pixels: &[u8], (offset, divisor): (f32, f32)) -> Vec<f32> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SizePolicy {
-    PadResize { size: usize },
-    CropResize { size: usize },
-    PadMultiple { multiple: usize },
+    PadResize {
+        size: usize,
+    },
+    CropResize {
+        size: usize,
+        /// First cut to the bounding box of the pixels above zero after scaling, over the time
+        /// point's stack ([`Bounds`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        crop_nonzero: bool,
+    },
+    PadMultiple {
+        multiple: usize,
+    },
+}
+
+/// A rectangle of an image: rows `r0..r0 + h`, columns `c0..c0 + w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub r0: usize,
+    pub c0: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Bounds {
+    /// The bounding box of the values above zero of `images` (each `h × w`); `None` when all
+    /// are zero.
+    pub fn nonzero<'a>(images: impl Iterator<Item = &'a [f32]>, h: usize, w: usize) -> Option<Bounds> {
+        let (mut r0, mut r1, mut c0, mut c1) = (usize::MAX, 0, usize::MAX, 0);
+        for img in images {
+            for (i, v) in img.iter().enumerate() {
+                if *v > 0.0 {
+                    let (r, c) = (i / w, i % w);
+                    (r0, r1, c0, c1) = (r0.min(r), r1.max(r), c0.min(c), c1.max(c));
+                }
+            }
+        }
+        (r0 <= r1 && r0 < h).then(|| Bounds { r0, c0, h: r1 - r0 + 1, w: c1 - c0 + 1 })
+    }
 }
 
 impl SizePolicy {
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            SizePolicy::PadResize { size } | SizePolicy::CropResize { size } if *size == 0 => {
+            SizePolicy::PadResize { size } | SizePolicy::CropResize { size, .. } if *size == 0 => {
                 Err("size policy: size must be positive".into())
             }
             SizePolicy::PadMultiple { multiple: 0 } => Err("size policy: multiple must be positive".into()),
@@ -164,11 +232,31 @@ impl SizePolicy {
         }
     }
 
+    /// Whether the placement needs the bounding box of the time point's non-zero pixels.
+    pub fn crops_nonzero(&self) -> bool {
+        matches!(self, SizePolicy::CropResize { crop_nonzero: true, .. })
+    }
+
+    /// The placement of an `h × w` image; `bounds` is where its time point's non-zero pixels
+    /// lie (used by `crop_nonzero`; the whole image when `None`).
+    pub fn place_within(&self, h: usize, w: usize, bounds: Option<Bounds>) -> Placement {
+        match *self {
+            SizePolicy::CropResize { size, crop_nonzero: true } => {
+                let b = bounds.unwrap_or(Bounds { r0: 0, c0: 0, h, w });
+                let side = b.h.min(b.w);
+                let scale = side as f64 / size as f64;
+                let axis = |start: usize| Axis { a: scale, b: start as f64 + 0.5 * scale - 0.5 };
+                Placement { h, w, out_h: size, out_w: size, y: axis(b.r0 + (b.h - side) / 2), x: axis(b.c0 + (b.w - side) / 2) }
+            }
+            _ => self.place(h, w),
+        }
+    }
+
     /// The placement of an `h × w` image.
     pub fn place(&self, h: usize, w: usize) -> Placement {
         match *self {
             SizePolicy::PadResize { size } => Placement::centred(h, w, size, size as f64 / h.max(w) as f64),
-            SizePolicy::CropResize { size } => Placement::centred(h, w, size, size as f64 / h.min(w) as f64),
+            SizePolicy::CropResize { size, .. } => Placement::centred(h, w, size, size as f64 / h.min(w) as f64),
             SizePolicy::PadMultiple { multiple } => {
                 let (oh, ow) = (h.div_ceil(multiple) * multiple, w.div_ceil(multiple) * multiple);
                 let (pre_y, pre_x) = ((oh - h) / 2, (ow - w) / 2);
@@ -308,9 +396,11 @@ mod tests {
         // `bilinear` at each model pixel's centre.
         for (h, w) in [(30, 44), (44, 30), (17, 17), (300, 200)] {
             let img: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 1009) as f32 / 1008.0).collect();
-            for policy in
-                [SizePolicy::PadResize { size: 64 }, SizePolicy::CropResize { size: 96 }, SizePolicy::PadMultiple { multiple: 16 }]
-            {
+            for policy in [
+                SizePolicy::PadResize { size: 64 },
+                SizePolicy::CropResize { size: 96, crop_nonzero: false },
+                SizePolicy::PadMultiple { multiple: 16 },
+            ] {
                 let p = policy.place(h, w);
                 let got = p.forward(&img);
                 for oy in 0..p.out_h {
@@ -329,9 +419,11 @@ mod tests {
         // model grid is at least as fine (upsampling), for every policy.
         for (h, w) in [(40, 56), (56, 40), (33, 33), (50, 62)] {
             let truth: Vec<u8> = (0..h * w).map(|i| ((i / w) / 7 + (i % w) / 9) as u8 % 4).collect();
-            for policy in
-                [SizePolicy::PadResize { size: 128 }, SizePolicy::CropResize { size: 128 }, SizePolicy::PadMultiple { multiple: 16 }]
-            {
+            for policy in [
+                SizePolicy::PadResize { size: 128 },
+                SizePolicy::CropResize { size: 128, crop_nonzero: false },
+                SizePolicy::PadMultiple { multiple: 16 },
+            ] {
                 let p = policy.place(h, w);
                 // The model "predicts" the class at the input position of each model pixel.
                 let model: Vec<u8> = (0..p.out_h * p.out_w)
@@ -358,6 +450,28 @@ mod tests {
     }
 
     #[test]
+    fn crop_nonzero_cuts_the_box_then_its_centred_square() {
+        // A 20 × 30 image whose non-zero pixels span rows 4..=15, columns 3..=24 (12 × 22): the
+        // square is 12 wide, starting at column 3 + ⌊10 / 2⌋ = 8, rows 4..16; resized to 24.
+        let mut img = vec![0f32; 20 * 30];
+        img[4 * 30 + 3] = 0.5;
+        img[15 * 30 + 24] = 0.25;
+        let b = Bounds::nonzero([img.as_slice()].into_iter(), 20, 30).unwrap();
+        assert_eq!(b, Bounds { r0: 4, c0: 3, h: 12, w: 22 });
+        assert_eq!(Bounds::nonzero([vec![0f32; 6].as_slice()].into_iter(), 2, 3), None);
+        let p = SizePolicy::CropResize { size: 24, crop_nonzero: true }.place_within(20, 30, Some(b));
+        assert_eq!((p.out_h, p.out_w), (24, 24));
+        // Model pixel centres map into the square: its first and last centres at half a model
+        // pixel (a quarter of an image pixel) inside the square's edges.
+        assert!((p.y.b - (4.0 + 0.25 - 0.5)).abs() < 1e-12 && (p.y.a - 0.5).abs() < 1e-12);
+        assert!((p.x.b - (8.0 + 0.25 - 0.5)).abs() < 1e-12);
+        assert!((p.x.a * 23.0 + p.x.b - (8.0 + 12.0 - 0.25 - 0.5)).abs() < 1e-12);
+        // Without bounds it is the whole image's centred square, start rounded down.
+        let whole = SizePolicy::CropResize { size: 24, crop_nonzero: true }.place_within(20, 31, None);
+        assert!((whole.x.b - (5.0 + 20.0 / 48.0 - 0.5)).abs() < 1e-12, "{whole:?}");
+    }
+
+    #[test]
     fn pad_multiple_pads_floor_half_before() {
         let p = SizePolicy::PadMultiple { multiple: 16 }.place(20, 33);
         assert_eq!((p.out_h, p.out_w), (32, 48));
@@ -381,8 +495,10 @@ mod tests {
         sorted.sort();
         assert_eq!(h.quantile(0.0), f32::from(sorted[0]));
         assert_eq!(h.quantile(1.0), f32::from(*sorted.last().unwrap()));
-        let rule =
-            IntensityRule { scaling: Scaling::Percentile { low: Some(0.05), high: 99.05, over: Over::Image }, normalise: Normalise::None };
+        let rule = IntensityRule {
+            scaling: Scaling::Percentile { low: Some(0.05), high: 99.05, over: Over::Image, nonzero: false },
+            normalise: Normalise::None,
+        };
         let (lo, d) = rule.window(&h);
         assert_eq!(lo, f32::from(sorted[((v.len() - 1) as f64 * 0.0005) as usize]));
         assert_eq!(lo + d, f32::from(sorted[((v.len() - 1) as f64 * 0.9905) as usize]));

@@ -105,3 +105,81 @@ fn same_place_and_time(frames: &[(ImageHeader, Placement)]) -> Result<(), String
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use dicom_core::value::DataSetSequence;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+
+    use super::*;
+
+    /// A decimal string element of `\\`-separated values.
+    fn ds(tag: Tag, v: &str) -> InMemElement {
+        DataElement::new(tag, VR::DS, PrimitiveValue::Strs(v.split('\\').map(String::from).collect()))
+    }
+
+    fn group(tag: Tag, elements: Vec<InMemElement>) -> InMemElement {
+        DataElement::new(tag, VR::SQ, DataSetSequence::from(vec![InMemDicomObject::from_element_iter(elements)]))
+    }
+
+    /// An enhanced MR data set as scanners write it: geometry shared or per frame in functional
+    /// groups, the trigger delay in Cardiac Synchronization, stacks in Frame Content.
+    fn enhanced(positions: &[(&str, &str, f64)]) -> InMemDicomObject {
+        let per_frame: Vec<InMemDicomObject> = positions
+            .iter()
+            .map(|(stack, pos, trigger)| {
+                InMemDicomObject::from_element_iter([
+                    group(tags::PLANE_POSITION_SEQUENCE, vec![ds(tags::IMAGE_POSITION_PATIENT, pos)]),
+                    group(
+                        tags::CARDIAC_SYNCHRONIZATION_SEQUENCE,
+                        vec![DataElement::new(tags::NOMINAL_CARDIAC_TRIGGER_DELAY_TIME, VR::FD, PrimitiveValue::from(*trigger))],
+                    ),
+                    group(tags::FRAME_CONTENT_SEQUENCE, vec![DataElement::new(tags::STACK_ID, VR::SH, PrimitiveValue::from(*stack))]),
+                ])
+            })
+            .collect();
+        InMemDicomObject::from_element_iter([
+            DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(4u16)),
+            DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(6u16)),
+            DataElement::new(tags::SERIES_NUMBER, VR::IS, PrimitiveValue::from("7")),
+            DataElement::new(
+                tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![InMemDicomObject::from_element_iter([
+                    group(tags::PLANE_ORIENTATION_SEQUENCE, vec![ds(tags::IMAGE_ORIENTATION_PATIENT, "1\\0\\0\\0\\1\\0")]),
+                    group(tags::PIXEL_MEASURES_SEQUENCE, vec![ds(tags::PIXEL_SPACING, "1.5\\1.25"), ds(tags::SLICE_THICKNESS, "8")]),
+                ])]),
+            ),
+            DataElement::new(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, VR::SQ, DataSetSequence::from(per_frame)),
+        ])
+    }
+
+    #[test]
+    fn each_frame_reads_its_groups_then_the_shared_ones() {
+        let obj = enhanced(&[("1", "0\\0\\0", 0.0), ("1", "0\\0\\0", 40.0), ("1", "0\\0\\8", 0.0), ("2", "0\\0\\0", 0.0)]);
+        let f = frames(&obj, 4).unwrap();
+        assert_eq!(f.len(), 4);
+        let (h, p) = &f[1];
+        assert_eq!((h.rows, h.cols, h.pixel_spacing, h.orientation), (4, 6, [1.5, 1.25], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]));
+        assert_eq!((h.trigger_time_ms, h.slice_thickness, h.series_number), (Some(40.0), Some(8.0), Some(7)));
+        assert_eq!(h.instance_number, Some(2), "a frame without its own number is numbered by its place");
+        assert_eq!((p.number, p.stack.as_str()), (2, "1"));
+        assert_eq!(f[2].0.position, [0.0, 0.0, 8.0]);
+        assert_eq!(f[3].1.stack, "2", "another stack at the same place and time is another series");
+    }
+
+    #[test]
+    fn frames_that_cannot_be_placed_are_refused_with_the_reason() {
+        let twice = enhanced(&[("1", "0\\0\\0", 0.0), ("1", "0\\0\\0", 0.0)]);
+        let e = frames(&twice, 2).unwrap_err();
+        assert!(e.contains("frames 1 and 2 share their stack, position") && e.contains("trigger 0 ms"), "{e}");
+        let e = frames(&enhanced(&[("1", "0\\0\\0", 0.0)]), 3).unwrap_err();
+        assert!(e.contains("NumberOfFrames is 3 but the Per-Frame Functional Groups Sequence (5200,9230) has 1 items"), "{e}");
+        let no_position = InMemDicomObject::from_element_iter([
+            DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(4u16)),
+            DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(6u16)),
+        ]);
+        let e = frames(&no_position, 2).unwrap_err();
+        assert!(e.starts_with("frame 1 of 2: missing or unreadable attribute ImagePositionPatient"), "{e}");
+    }
+}

@@ -10,6 +10,7 @@ mod delta;
 mod evaluate;
 mod faults;
 mod label;
+mod label_contract;
 mod label_engines;
 mod label_onnx;
 mod multiframe;
