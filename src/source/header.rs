@@ -17,7 +17,9 @@ pub trait Attributes {
 
 impl Attributes for InMemDicomObject {
     fn attribute(&self, tag: dicom_core::Tag) -> Option<&InMemElement> {
-        self.element_opt(tag).ok().flatten()
+        // `get`, not `element_opt`: the latter builds an error (with a backtrace) for every
+        // absent attribute, which cost a tenth of a multi-frame ingest (perf, 2026-12-06).
+        self.get(tag)
     }
 }
 

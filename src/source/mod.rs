@@ -332,7 +332,7 @@ pub async fn load_study(
                     &f.name,
                     move |b: bytes::Bytes| {
                         use sha2::Digest;
-                        (sha2::Sha256::digest(&b).into(), parse::parse_dicom(&b))
+                        (sha2::Sha256::digest(&b).into(), parse::parse_dicom_owned(b))
                     },
                     bytes,
                 )

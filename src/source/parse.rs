@@ -53,17 +53,29 @@ pub struct ParsedImage {
 /// A file's multi-frame count: NumberOfFrames when the file holds functional groups or more
 /// than one frame; `None` for a classic single-frame image.
 fn multi_frame(obj: &dicom_object::InMemDicomObject) -> Option<u32> {
-    let frames = obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten().and_then(|e| e.to_int::<u32>().ok()).unwrap_or(1);
-    let enhanced = obj.element_opt(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).ok().flatten().is_some()
-        || obj.element_opt(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).ok().flatten().is_some();
+    let frames = obj.get(tags::NUMBER_OF_FRAMES).and_then(|e| e.to_int::<u32>().ok()).unwrap_or(1);
+    let enhanced =
+        obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).is_some() || obj.get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE).is_some();
     (frames > 1 || enhanced).then_some(frames.max(1))
 }
 
 /// Parses a whole DICOM Part 10 file held in memory: one image, or one per frame (in the
 /// file's frame order), each frame decoded on its own.
 pub fn parse_dicom(bytes: &[u8]) -> Result<Vec<ParsedImage>, Unreadable> {
-    let obj = open(bytes, None)?;
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+    images(open(bytes, None)?)
+}
+
+/// [`parse_dicom`] of bytes it owns: they are let go once parsed, before any frame is decoded,
+/// so a large multi-frame file is held as its data set and its decoded frames, not also as
+/// its bytes.
+pub fn parse_dicom_owned(bytes: bytes::Bytes) -> Result<Vec<ParsedImage>, Unreadable> {
+    let obj = open(&bytes, None)?;
+    drop(bytes);
+    images(obj)
+}
+
+fn images(obj: dicom_object::DefaultDicomObject) -> Result<Vec<ParsedImage>, Unreadable> {
+    if obj.get(tags::PIXEL_DATA).is_none() {
         return Err(Unreadable::NoPixelData);
     }
     let Some(count) = multi_frame(&obj) else {
@@ -88,7 +100,7 @@ pub fn parse_dicom(bytes: &[u8]) -> Result<Vec<ParsedImage>, Unreadable> {
 pub fn decode_frames(bytes: &[u8]) -> Result<Vec<Vec<u16>>, Unreadable> {
     use super::header::int;
     let obj = open(bytes, None)?;
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+    if obj.get(tags::PIXEL_DATA).is_none() {
         return Err(Unreadable::NoPixelData);
     }
     let (rows, cols) = (int(&*obj, tags::ROWS).unwrap_or(0) as u32, int(&*obj, tags::COLUMNS).unwrap_or(0) as u32);
