@@ -276,7 +276,7 @@ impl Leases {
 
     async fn put(&self, path: &Path, rec: &Record, mode: PutMode) -> Result<Result<Option<String>, object_store::Error>, LeaseError> {
         let body = PutPayload::from(serde_json::to_vec(rec).expect("a lease record serialises"));
-        match self.root.store.put_opts(path, body, PutOptions { mode, ..Default::default() }).await {
+        match put_in_folder(&self.root, path, body, mode).await {
             Ok(r) => Ok(Ok(r.e_tag)),
             Err(e @ (object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })) => Ok(Err(e)),
             Err(e) => Err(store_err(path)(e)),
@@ -438,6 +438,34 @@ impl Leases {
     }
 }
 
+/// A put that survives another worker emptying the folder meanwhile: a local store removes a
+/// folder once its last object is deleted, so a put into it can find the folder gone between
+/// creating it and creating its file ("No such file or directory"); that put is tried again.
+async fn put_in_folder(
+    root: &StoreLocation,
+    path: &Path,
+    body: PutPayload,
+    mode: PutMode,
+) -> Result<object_store::PutResult, object_store::Error> {
+    let mut attempt = 0;
+    loop {
+        match root.store.put_opts(path, body.clone(), PutOptions { mode: mode.clone(), ..Default::default() }).await {
+            Err(e) if attempt < 4 && folder_vanished(&e) => {
+                attempt += 1;
+                tracing::debug!(object = %path, attempt, "the folder was removed under the put: trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a store error comes from a file or folder that vanished while being created.
+fn folder_vanished(e: &object_store::Error) -> bool {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| e.source())
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound))
+}
+
 /// How this store can hold leases: creates a probe object, overwrites it with the ETag as the
 /// store returned it (then bare, for Ceph RGW), checks that a stale ETag is refused, and removes
 /// it. Stores without working `If-Match` (local folders) get [`Mode::Generations`].
@@ -445,7 +473,7 @@ pub async fn probe(root: &StoreLocation) -> Result<Mode, LeaseError> {
     let path = root.child(&format!("_probe/{}.json", crate::ids::random_hex(8)));
     let put = |body: &'static [u8], mode: PutMode| {
         let path = path.clone();
-        async move { root.store.put_opts(&path, PutPayload::from_static(body), PutOptions { mode, ..Default::default() }).await }
+        async move { put_in_folder(root, &path, PutPayload::from_static(body), mode).await }
     };
     let first = put(b"1", PutMode::Create).await.map_err(store_err(&path))?;
     let mode = match first.e_tag.clone() {
@@ -496,6 +524,14 @@ pub async fn probe(root: &StoreLocation) -> Result<Mode, LeaseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_put_whose_folder_vanished_is_told_apart() {
+        let err = |kind| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(std::io::Error::from(kind)) };
+        assert!(folder_vanished(&err(std::io::ErrorKind::NotFound)));
+        assert!(!folder_vanished(&err(std::io::ErrorKind::PermissionDenied)));
+        assert!(!folder_vanished(&object_store::Error::NotImplemented { operation: "x".into(), implementer: "y".into() }));
+    }
 
     fn leases(url: &str, mode: Mode, ttl_ms: u64, owner: &str) -> Leases {
         Leases::new(crate::store::open(url, &Default::default()).unwrap(), mode, Duration::from_millis(ttl_ms), owner.into())
