@@ -21,8 +21,9 @@ Object keys are names too (sites name folders and files after patients). Outputs
 errors call an object by its key from the Kaggle split or id folder on (`train/12/study/sax_5/
 IM-0005-0001.dcm`; the folders above are left out), or outside the Kaggle layout by `o` + 16 hex
 digits of HMAC-SHA256(key, its key) (`o3f…2a.dcm`); the scheduler calls inbox folders `d` + 16
-hex digits. `cinestream key find` turns those names back into objects, for whoever holds the key
-and can list the input.
+hex digits; a multi-frame file's frame is `<name>#<frame>`. `cinestream key find` turns those
+names back into objects (a frame into its file), for whoever holds the key and can list the
+input.
 
 EXAMPLES
   cinestream key create          # once per user or machine; prints the path and fingerprint

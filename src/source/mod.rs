@@ -203,7 +203,16 @@ pub struct Found {
 /// object names ([`layout::object_name`] or a Kaggle name) and folder names
 /// ([`layout::folder_name`], for a scheduler's inbox). Names that match nothing are left out.
 pub async fn find_names(input: &StoreLocation, key: &PseudonymKey, names: &[String]) -> Result<Vec<Found>, SourceError> {
-    let wanted: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    // A multi-frame file's frame (`<name>#<n>`) is found as its file.
+    let file_of = |n: &str| match n.rsplit_once('#') {
+        Some((file, frame)) if !frame.is_empty() && frame.bytes().all(|b| b.is_ascii_digit()) => file.to_string(),
+        _ => n.to_string(),
+    };
+    let asked: BTreeMap<String, Vec<&String>> = names.iter().fold(BTreeMap::new(), |mut m, n| {
+        m.entry(file_of(n)).or_insert_with(Vec::new).push(n);
+        m
+    });
+    let wanted: std::collections::BTreeSet<&str> = asked.keys().map(String::as_str).collect();
     let prefix = (!input.prefix.as_ref().is_empty()).then_some(&input.prefix);
     let metas: Vec<object_store::ObjectMeta> =
         input.store.list(prefix).try_collect().await.map_err(|source| SourceError::List { url: input.url().to_string(), source })?;
@@ -223,7 +232,10 @@ pub async fn find_names(input: &StoreLocation, key: &PseudonymKey, names: &[Stri
             folder = parent;
         }
     }
-    Ok(found.into_iter().map(|(name, url)| Found { name, url }).collect())
+    Ok(found
+        .into_iter()
+        .flat_map(|(name, url)| asked[&name].iter().map(move |n| Found { name: n.to_string(), url: url.clone() }))
+        .collect())
 }
 
 /// Numeric ids sort numerically, then others by text.
@@ -412,4 +424,35 @@ pub async fn load_study(
         digests,
         extra_frames,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_in_outputs_lead_back_to_their_objects() {
+        let input = crate::store::open("memory://find-names/in", &Default::default()).unwrap();
+        for k in ["Doe_Jane/series 1/a.dcm", "x/train/3/study/sax_5/IM-1.dcm", "Roe/mf.dcm"] {
+            input.store.put(&input.child(k), object_store::PutPayload::from_static(b"x")).await.unwrap();
+        }
+        let key = PseudonymKey::new(b"find-names-key-0123456789", "test").unwrap();
+        let s = key.secret();
+        let names = vec![
+            layout::object_name(s, "Doe_Jane/series 1/a.dcm"),
+            format!("{}#7", layout::object_name(s, "Roe/mf.dcm")),
+            "train/3/study/sax_5/IM-1.dcm".to_string(),
+            layout::folder_name(s, "Doe_Jane"),
+            "o0000000000000000.dcm".to_string(),
+        ];
+        let found = find_names(&input, &key, &names).await.unwrap();
+        let url = |n: &String| found.iter().find(|f| &f.name == n).map(|f| f.url.clone());
+        assert!(
+            url(&names[0]).unwrap().ends_with("Doe_Jane/series%201/a.dcm") || url(&names[0]).unwrap().ends_with("Doe_Jane/series 1/a.dcm")
+        );
+        assert!(url(&names[1]).unwrap().ends_with("Roe/mf.dcm"), "a frame is found as its file");
+        assert!(url(&names[2]).unwrap().ends_with("x/train/3/study/sax_5/IM-1.dcm"));
+        assert!(url(&names[3]).unwrap().ends_with("Doe_Jane/"));
+        assert_eq!((found.len(), url(&names[4])), (4, None));
+    }
 }
