@@ -203,6 +203,10 @@ mod tests {
             if f.parent().is_some_and(|p| p.ends_with("models")) {
                 crate::model::contract::Contract::parse(&text, &name).unwrap_or_else(|e| panic!("{name}: {e}"));
                 contracts += 1;
+            } else if f.parent().is_some_and(|p| p.ends_with("datasets")) {
+                crate::source::nifti::classmap::ClassMap::parse(&text, &name).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let stem = f.file_stem().unwrap().to_string_lossy();
+                assert!(crate::source::nifti::classmap::SHIPPED.iter().any(|(n, _)| *n == stem), "{name} is not built in");
             } else {
                 let file = PipelineFile::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
                 file.validate().unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod ingest;
 pub mod label;
 pub mod model;
+pub mod nifti;
 pub mod pixels;
 pub mod plot;
 pub mod progress;

@@ -1,4 +1,4 @@
-//! `cinestream ingest`: DICOM studies → curation → Delta tables.
+//! `cinestream ingest`: DICOM studies and NIfTI datasets → curation → Delta tables.
 
 use anyhow::{Context, Result, bail};
 
@@ -34,12 +34,30 @@ WHAT IT READS
   and RLE. A file that cannot be used is quarantined with its reason (curation_log), e.g. an
   unknown transfer syntax, or a multi-frame file whose frames lack a position or share one.
 
+  NIfTI-1 datasets (.nii, .nii.gz), one study per folder and patient, the layout found from
+  the file names or named with --layout:
+    acdc   patientNNN_4d.nii.gz, patientNNN_frameNN_gt.nii.gz (ED and ES), Info.cfg (ED/ES)
+    mnms   <code>_sa.nii.gz + 4-D <code>_sa_gt.nii.gz and the CSV with `External code,ED,ES`
+           (M&Ms-1); <code>_SA_CINE.nii.gz + <code>_SA_ED/ES[_gt].nii.gz (M&Ms-2)
+    ukbb   sa.nii.gz, seg_sa.nii.gz, sa_ED/ES.nii.gz, seg_sa_ED/ES.nii.gz (what
+           `cinestream export --format nifti` writes)
+    nifti  any NIfTI files, each a series of the folder's study (dcm2niix output); no masks
+  Each volume's slices and frames become frames rows placed by its affine (sform, else qform;
+  a file with neither is quarantined), frames pixdim[4] apart. Expert masks become labels rows
+  under --labeller (default `expert`), their values turned into ours (1 LV, 2 MY, 3 RV) by the
+  layout's class map (pipelines/datasets/*.toml: ACDC 1 RV 2 MY 3 LV; M&Ms and ukbb 1 LV
+  2 MY 3 RV) or --class-map FILE. A mask that does not fit its image (shape, place, a value
+  outside the map) is reported and ignored. The dataset's ED/ES go into
+  studies.dataset_ed_frame/dataset_es_frame (saved query `dataset_esed`). Study ids and file
+  names are keyed hashes, as for DICOM outside the Kaggle layout (needs the pseudonym key).
+
 RECONCILIATION
   image files + frames beyond the first of multi-frame files = frames written + quarantined +
   excluded + skipped; the summary prints each.
 
 EXAMPLES
   cinestream ingest --input ./phantom --output ./data --labels ./phantom/truth --labeller phantom
+  cinestream ingest --input ./ACDC/database/training --output ./data   # expert masks as `expert`
   export AWS_ENDPOINT_URL=http://127.0.0.1:9000   # MinIO
   cinestream ingest --input s3://raw/kaggle --output s3://curated/v1 \\
       --truth s3://raw/kaggle/train.csv
@@ -66,9 +84,17 @@ pub struct Args {
     /// Label masks (Parquet keyed by object key), e.g. <synth out>/truth.
     #[arg(long)]
     labels: Option<String>,
-    /// Labeller name for those masks (default `manual`; the phantom's are `phantom`).
+    /// Labeller name for those masks (default `manual`; the phantom's are `phantom`), and
+    /// for a NIfTI dataset's expert masks (default `expert`).
     #[arg(long)]
     labeller: Option<String>,
+    /// Layout of NIfTI folders (default: found per folder from its file names).
+    #[arg(long, value_enum)]
+    layout: Option<cinestream::source::nifti::layout::Layout>,
+    /// Class map TOML for NIfTI masks (`name = "…"`, `[labels]` value = "lv"|"my"|"rv"|
+    /// "background"), instead of the layout's shipped one.
+    #[arg(long, value_name = "FILE")]
+    class_map: Option<String>,
     /// Studies loaded and curated at once (bounds memory).
     #[arg(long)]
     studies_in_flight: Option<usize>,
@@ -107,6 +133,12 @@ fn ingest_config(a: &Args) -> Result<IngestConfig> {
         cfg.truth = a.truth.clone();
     }
     cfg.set_labels(a.labels.clone(), a.labeller.clone());
+    if let Some(l) = a.layout {
+        cfg.source.layout = l;
+    }
+    if let Some(m) = &a.class_map {
+        cfg.source.class_map = Some(m.clone());
+    }
     if let Some(n) = a.studies_in_flight {
         cfg.studies_in_flight = n;
     }

@@ -31,6 +31,9 @@ pub struct IngestConfig {
     /// Labeller name written with those masks.
     #[serde(default = "default_labeller")]
     pub labeller: String,
+    /// Labeller name written with a NIfTI dataset's expert masks.
+    #[serde(default = "default_expert")]
+    pub expert_labeller: String,
     /// Studies fetched and curated concurrently (bounds memory: about this many studies are held).
     #[serde(default = "default_in_flight")]
     pub studies_in_flight: usize,
@@ -63,6 +66,9 @@ pub struct IngestConfig {
 fn default_labeller() -> String {
     "manual".into()
 }
+fn default_expert() -> String {
+    "expert".into()
+}
 fn default_in_flight() -> usize {
     2
 }
@@ -76,6 +82,7 @@ impl IngestConfig {
             truth: Vec::new(),
             labels: None,
             labeller: default_labeller(),
+            expert_labeller: default_expert(),
             studies_in_flight: default_in_flight(),
             source: SourceConfig::default(),
             curation: CurationConfig::default(),
@@ -90,13 +97,15 @@ impl IngestConfig {
 
     /// Sets the label masks to read and who made them. Without a labeller, masks from a
     /// `…/truth` folder (what `cinestream synth` writes beside its studies) are the phantom's,
-    /// and masks from anywhere else keep the configured labeller.
+    /// and masks from anywhere else keep the configured labeller. A labeller given also names a
+    /// NIfTI dataset's expert masks (otherwise `expert`).
     pub fn set_labels(&mut self, labels: Option<String>, labeller: Option<String>) {
         let from_synth = labels.as_deref().is_some_and(|l| l.trim_end_matches('/').ends_with("truth"));
         if labels.is_some() {
             self.labels = labels;
         }
         if let Some(l) = labeller {
+            self.expert_labeller = l.clone();
             self.labeller = l;
         } else if from_synth {
             self.labeller = "phantom".into();
@@ -121,8 +130,8 @@ impl IngestConfig {
         if self.source.header_bytes < 1024 {
             return bad("source.header_bytes must be at least 1024".into());
         }
-        if self.labeller.trim().is_empty() {
-            return bad("labeller must not be empty".into());
+        if self.labeller.trim().is_empty() || self.expert_labeller.trim().is_empty() {
+            return bad("labeller and expert_labeller must not be empty".into());
         }
         self.curation.validate().map_err(InvalidIngestConfig)?;
         self.shards.validate().map_err(InvalidIngestConfig)?;

@@ -116,10 +116,13 @@ impl Salt {
 
     /// From the listing alone: keys, sizes, ETags.
     pub fn listing_fingerprint(&self, plan: &StudyPlan, truth: Option<Truth>) -> String {
-        let mut files: Vec<(&str, u64, &str)> =
-            plan.files.iter().map(|f| (f.key.as_str(), f.size, f.e_tag.as_deref().unwrap_or(""))).collect();
+        let (listed, ed_es) = plan.listed();
+        let mut files: Vec<(&str, u64, &str)> = listed.iter().map(|f| (f.key.as_str(), f.size, f.e_tag.as_deref().unwrap_or(""))).collect();
         files.sort();
         let mut h = self.hasher(truth);
+        if let Some(n) = &plan.nifti {
+            h.update(format!("nifti {:?} {ed_es:?} {:?}\n", n.layout, n.class_map).as_bytes());
+        }
         for (k, size, tag) in files {
             h.update(format!("{k}\t{size}\t{tag}\n").as_bytes());
         }
@@ -175,7 +178,7 @@ mod tests {
             size: 10,
             e_tag: Some(tag.into()),
         };
-        StudyPlan { study_id: "7".into(), split: None, files: vec![f("b.dcm"), f("a.dcm")] }
+        StudyPlan { study_id: "7".into(), split: None, files: vec![f("b.dcm"), f("a.dcm")], nifti: None }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod known;
+pub mod report;
 pub mod rows;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,7 +27,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::curate::{self, CurationOutput};
@@ -43,6 +43,7 @@ use crate::tables::{self, SourceRow};
 use crate::tables::{RunInfo, ShardError, ShardSet, TableChange, commit_run, committed_tables, rewrite};
 pub use config::{IngestConfig, InvalidIngestConfig};
 use known::{Decision, Known, Salt};
+pub use report::IngestReport;
 
 /// Errors that stop an ingest run.
 #[derive(Debug, thiserror::Error)]
@@ -71,165 +72,29 @@ pub enum IngestError {
     Reconcile(String),
 }
 
-/// The reconciled summary of a run (also stored in each commit's info).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct IngestReport {
-    pub objects_listed: usize,
-    /// Objects that are not images (CSV, Parquet, …), not read.
-    pub side_files: usize,
-    /// Image files considered.
-    pub image_files: usize,
-    /// Images beyond the first of each multi-frame file read: such a file counts once in
-    /// `image_files` and once per frame in what it became (frames, quarantined, excluded).
-    pub extra_frames: usize,
-    /// Source files that became frames.
-    pub frames_from_files: usize,
-    /// Frames copied to fill a missing time point or slice.
-    pub frames_filled: usize,
-    pub files_quarantined: usize,
-    /// Source files removed by curation rules (repeats, non-parallel planes, outliers, …).
-    pub files_excluded: usize,
-    /// Image files of studies not ingested again (already present, or changed and refused).
-    pub files_skipped: usize,
-    /// Image files of studies (and unreadable files) that are other workers' share (`--shard`).
-    pub files_other_workers: usize,
-    /// Source studies that are other workers' share.
-    pub studies_other_workers: usize,
-    /// This worker's share (`i/N`), when the work is split.
-    pub share: Option<String>,
-    /// Source studies in the input.
-    pub studies_in: usize,
-    /// The ids of this run's source studies (this worker's share), new or not (not stored in
-    /// commits).
-    #[serde(skip)]
-    pub source_studies: Vec<String>,
-    /// Curated studies written (a split stack counts twice).
-    pub studies_written: usize,
-    /// Source studies new to the tables.
-    pub sources_new: usize,
-    /// Source studies whose rows were replaced (`--replace`).
-    pub sources_replaced: Vec<String>,
-    /// Source studies already in the tables, with how they were recognised.
-    pub sources_present: BTreeMap<String, String>,
-    /// Source studies that changed since they were ingested and were left as they are.
-    pub sources_refused: Vec<String>,
-    pub label_rows: usize,
-    /// Findings per problem class.
-    pub findings: BTreeMap<String, usize>,
-    /// Files quarantined or excluded, per reason (problem class or parse failure).
-    pub excluded_by_reason: BTreeMap<String, usize>,
-    pub bytes_read: u64,
-    pub seconds: f64,
-    pub images_per_second: f64,
-    /// The fingerprint of the pseudonym key that named studies outside the Kaggle layout (never
-    /// the key); `None` when no id was a pseudonym.
-    pub pseudonym_key: Option<String>,
-    /// The application transaction id of the run's commits (empty when nothing was committed).
-    pub app_id: String,
-    /// Per table: the version committed, `already committed`, or `unchanged`.
-    pub commits: BTreeMap<String, String>,
-}
-
-impl IngestReport {
-    /// `image files = frames from files + quarantined + excluded`, or what differs.
-    pub fn reconcile(&self) -> Result<(), String> {
-        let rhs = self.frames_from_files + self.files_quarantined + self.files_excluded + self.files_skipped + self.files_other_workers;
-        if self.image_files + self.extra_frames == rhs {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} image files + {} frames beyond the first of multi-frame files ≠ {} frames from files + {} quarantined + {} excluded + {} skipped + {} other workers'",
-                self.image_files,
-                self.extra_frames,
-                self.frames_from_files,
-                self.files_quarantined,
-                self.files_excluded,
-                self.files_skipped,
-                self.files_other_workers
-            ))
-        }
+/// What the summary says about NIfTI input: the layouts, what curation cannot check there,
+/// and the files not read (by reason).
+fn nifti_notes(inv: &source::Inventory) -> Vec<String> {
+    let mut notes = Vec::new();
+    if inv.layouts.is_empty() && inv.not_read.is_empty() {
+        return notes;
     }
-
-    /// The human summary printed at the end of a run.
-    pub fn render(&self) -> String {
-        let mut s = format!(
-            "ingest summary\n  objects listed        {}\n  side files (not read) {}\n  image files           {}{}\n    = frames written    {}\n    + quarantined       {}\n    + excluded          {}\n    + skipped           {} (studies already present or refused)\n  filled frames         {} (copies for missing time points / slices)\n  source studies        {} in: {} new, {} replaced, {} already present, {} changed and refused\n  studies written       {}\n  label rows            {}\n  throughput            {:.0} images/s, {:.1} MB/s over {:.1} s\n",
-            self.objects_listed,
-            self.side_files,
-            self.image_files,
-            if self.extra_frames > 0 {
-                format!(" + {} frames beyond the first of multi-frame files", self.extra_frames)
-            } else {
-                String::new()
-            },
-            self.frames_from_files,
-            self.files_quarantined,
-            self.files_excluded,
-            self.files_skipped,
-            self.frames_filled,
-            self.studies_in,
-            self.sources_new,
-            self.sources_replaced.len(),
-            self.sources_present.len(),
-            self.sources_refused.len(),
-            self.studies_written,
-            self.label_rows,
-            self.images_per_second,
-            self.bytes_read as f64 / 1e6 / self.seconds.max(1e-9),
-            self.seconds
-        );
-        if let Some(share) = &self.share {
-            s.push_str(&format!(
-                "    + other workers'    {} ({} studies are not worker {share}'s share)\n",
-                self.files_other_workers, self.studies_other_workers
-            ));
-        }
-        if !self.excluded_by_reason.is_empty() {
-            s.push_str("  quarantined/excluded by reason\n");
-            for (k, v) in &self.excluded_by_reason {
-                s.push_str(&format!("    {k:<28} {v}\n"));
-            }
-        }
-        if !self.findings.is_empty() {
-            s.push_str("  findings (curation_log)\n");
-            for (k, v) in &self.findings {
-                s.push_str(&format!("    {k:<28} {v}\n"));
-            }
-        }
-        if !self.sources_present.is_empty() {
-            let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-            for (study, why) in &self.sources_present {
-                by_reason.entry(why.as_str()).or_default().push(study.as_str());
-            }
-            s.push_str("  already present (skipped)\n");
-            for (why, studies) in by_reason {
-                s.push_str(&format!("    {} ({why}): {}\n", studies.len(), abbreviate(&studies)));
-            }
-        }
-        if !self.sources_refused.is_empty() {
-            let ids: Vec<&str> = self.sources_refused.iter().map(String::as_str).collect();
-            s.push_str(&format!("  CHANGED, NOT INGESTED  {} — rerun with --replace to swap their rows\n", abbreviate(&ids)));
-        }
-        if self.commits.is_empty() {
-            s.push_str("  commits               none (nothing new)\n");
-        } else {
-            s.push_str("  commits (Delta)\n");
-            for (t, v) in &self.commits {
-                s.push_str(&format!("    {t:<19} {v}\n"));
-            }
-        }
-        s
+    let layouts: Vec<String> = inv.layouts.iter().map(|(l, n)| format!("{l} {n}")).collect();
+    notes.push(format!(
+        "NIfTI studies by layout: {}. Their slices lie where each file's affine puts them and frames are {}; curation of spacing, orientation, \
+         sizes and missing slices applies as for DICOM, while what NIfTI does not carry is not checked: trigger times per image, \
+         repeated acquisitions by series and time, slice thickness, field strength, sex and age",
+        if layouts.is_empty() { "none".into() } else { layouts.join(", ") },
+        "pixdim[4] apart (no trigger time when the file gives no time unit)"
+    ));
+    let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, why) in &inv.not_read {
+        by_reason.entry(why.as_str()).or_default().push(name.as_str());
     }
-}
-
-/// `a, b, c, … (n more)`.
-fn abbreviate(ids: &[&str]) -> String {
-    const SHOWN: usize = 12;
-    let mut s = ids.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
-    if ids.len() > SHOWN {
-        s.push_str(&format!(", … ({} more)", ids.len() - SHOWN));
+    for (why, names) in by_reason {
+        notes.push(format!("{} dataset file(s) not read — {why}: {}", names.len(), report::abbreviate(&names)));
     }
-    s
+    notes
 }
 
 /// Fails early (before any work) when the output cannot be listed, e.g. wrong credentials.
@@ -262,6 +127,10 @@ enum Outcome {
         extra_frames: usize,
         fingerprint: String,
         replace: bool,
+        /// ED/ES from a NIfTI dataset's metadata; whether its masks are expert masks (NIfTI).
+        ed_es: Option<[u32; 2]>,
+        nifti: bool,
+        rescaled: usize,
     },
 }
 
@@ -332,10 +201,16 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         _ => None,
     };
     let known: Arc<Known> = Arc::new(known::load(&output).await?);
-    let salt = Arc::new(Salt::new(&cfg.labeller, &serde_json::to_value(&cfg.curation).expect("curation settings serialise")));
+    // The expert labeller joins the fingerprint only when it is not the default, so that the
+    // fingerprints of studies ingested before it existed stay as they were.
+    let labellers =
+        if cfg.expert_labeller == "expert" { cfg.labeller.clone() } else { format!("{} expert={}", cfg.labeller, cfg.expert_labeller) };
+    let salt = Arc::new(Salt::new(&labellers, &serde_json::to_value(&cfg.curation).expect("curation settings serialise")));
     let mut report = IngestReport {
-        objects_listed: inv.image_files() + inv.side_files.len(),
+        objects_listed: inv.image_files() + inv.side_files.len() + inv.dataset_files,
         side_files: inv.side_files.len(),
+        dataset_files: inv.dataset_files,
+        notes: nifti_notes(&inv),
         image_files: inv.image_files(),
         studies_in: inv.studies.len(),
         pseudonym_key: report_key,
@@ -417,6 +292,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
             let study = plan.study_id.clone();
             let handle = tokio::spawn(async move {
                 let files = plan.files.len();
+                let nifti = plan.nifti.is_some();
                 if let Some(Decision::Present(why)) = decision {
                     return Ok::<_, SourceError>(Outcome::Skipped { why: why.into(), refused: false, files });
                 }
@@ -432,12 +308,24 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
                     _ => {}
                 }
                 let (bytes, extra_frames) = (loaded.bytes_read, loaded.extra_frames);
+                let (ed_es, rescaled) = (loaded.ed_es, loaded.rescaled);
                 let quarantined = loaded.quarantined;
                 let object = format!("study {} (curation)", loaded.input.study_id);
                 let out = tokio::task::spawn_blocking(move || curate::curate(loaded.input, &cur_cfg))
                     .await
                     .map_err(|source| SourceError::Task { object, source })?;
-                Ok(Outcome::Curated { quarantined, out, files, bytes, extra_frames, fingerprint, replace: decision == Decision::Changed })
+                Ok(Outcome::Curated {
+                    quarantined,
+                    out,
+                    files,
+                    bytes,
+                    extra_frames,
+                    fingerprint,
+                    replace: decision == Decision::Changed,
+                    ed_es,
+                    nifti,
+                    rescaled,
+                })
             });
             async move { (study, listing, handle.await) }
         })
@@ -447,7 +335,7 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
     let mut replaced: BTreeMap<String, Vec<String>> = BTreeMap::new();
     while let Some((study, listing, joined)) = studies.next().await {
         let outcome = joined.map_err(|source| IngestError::Task { study: study.clone(), source })??;
-        let (quarantined, out, files, bytes, extra_frames, fingerprint, replace) = match outcome {
+        let (quarantined, out, files, bytes, extra_frames, fingerprint, replace, ed_es, nifti) = match outcome {
             Outcome::Skipped { why, refused, files } => {
                 report.files_skipped += files;
                 if refused {
@@ -460,8 +348,13 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
                 progress.advance(files as u64, &parts.done("studies"));
                 continue;
             }
-            Outcome::Curated { quarantined, out, files, bytes, extra_frames, fingerprint, replace } => {
-                (quarantined, out, files, bytes, extra_frames, fingerprint, replace)
+            Outcome::Curated { quarantined, out, files, bytes, extra_frames, fingerprint, replace, ed_es, nifti, rescaled } => {
+                if rescaled > 0 {
+                    report.notes.push(format!(
+                        "study {study}: {rescaled} NIfTI volume(s) with fractional intensities scaled to 0–4095 (16-bit pixels)"
+                    ));
+                }
+                (quarantined, out, files, bytes, extra_frames, fingerprint, replace, ed_es, nifti)
             }
         };
         let mut findings = quarantined;
@@ -470,7 +363,8 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         report.bytes_read += bytes;
         report.extra_frames += extra_frames;
         for s in &out.studies {
-            let b = rows::study_batches(s, truth.get(&s.source_study_id).copied(), &cfg.labeller);
+            let labeller = if nifti { &cfg.expert_labeller } else { &cfg.labeller };
+            let b = rows::study_batches(s, truth.get(&s.source_study_id).copied(), ed_es, labeller);
             report.frames_filled += s.slices.iter().flat_map(|sl| &sl.frames).filter(|f| f.fill.is_some()).count();
             report.frames_from_files += s.source_files;
             report.studies_written += 1;

@@ -24,8 +24,8 @@ pub struct StudyBatches {
     pub studies: RecordBatch,
 }
 
-/// Builds the rows of one curated study.
-pub fn study_batches(s: &CuratedStudy, truth: Option<Truth>, labeller: &str) -> StudyBatches {
+/// Builds the rows of one curated study; `ed_es` are the frames a NIfTI dataset gives.
+pub fn study_batches(s: &CuratedStudy, truth: Option<Truth>, ed_es: Option<[u32; 2]>, labeller: &str) -> StudyBatches {
     let g = FrameGrid {
         height: s.grid.rows as i32,
         width: s.grid.cols as i32,
@@ -113,6 +113,7 @@ pub fn study_batches(s: &CuratedStudy, truth: Option<Truth>, labeller: &str) -> 
             .chain(&toward_base)
             .map(|v| Arc::new(Float64Array::from(vec![*v])) as ArrayRef),
     );
+    cols.extend([0, 1].map(|k| Arc::new(Int32Array::from(vec![ed_es.map(|e| e[k] as i32)])) as ArrayRef));
     StudyBatches { frames: frames_batch, labels, studies: batch(&STUDIES, cols) }
 }
 

@@ -33,6 +33,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("confidence_frames", include_str!("../../pipelines/queries/confidence_frames.sql")),
     ("esed_frames", include_str!("../../pipelines/queries/esed_frames.sql")),
     ("esed_ties", include_str!("../../pipelines/queries/esed_ties.sql")),
+    ("dataset_esed", include_str!("../../pipelines/queries/dataset_esed.sql")),
     ("subset_pool", include_str!("../../pipelines/queries/subset_pool.sql")),
     ("subset_volunteers", include_str!("../../pipelines/queries/subset_volunteers.sql")),
     ("subset_images", include_str!("../../pipelines/queries/subset_images.sql")),

@@ -11,6 +11,7 @@ pub mod header;
 pub mod labels;
 pub mod layout;
 pub mod multiframe;
+pub mod nifti;
 pub mod parse;
 pub mod pseudonym;
 pub mod study;
@@ -44,12 +45,16 @@ pub enum SourceError {
     Task { object: String, source: tokio::task::JoinError },
     #[error(transparent)]
     Labels(#[from] labels::LabelError),
+    #[error(transparent)]
+    ClassMap(#[from] nifti::classmap::ClassMapError),
     #[error(
         "{files} files under `{url}` are outside the Kaggle layout (`<id>/study/<series>/<file>` with a numeric id), so \
          their studies are grouped by StudyInstanceUID and they and their studies are named by keyed hashes, which \
          need a secret key: {how}"
     )]
     NoPseudonymKey { url: String, files: usize, how: String },
+    #[error("cannot read the class map `{file}`: {source}")]
+    ClassMapFile { file: String, source: std::io::Error },
 }
 
 /// Source settings (`[source]` in a pipeline file).
@@ -60,11 +65,16 @@ pub struct SourceConfig {
     pub fetch_concurrency: usize,
     /// Bytes read for a header-only pass (files outside the Kaggle layout).
     pub header_bytes: u64,
+    /// The layout of NIfTI folders (`auto`: found per folder from its file names).
+    pub layout: nifti::layout::Layout,
+    /// A class map TOML for NIfTI masks, instead of the layout's shipped one
+    /// (`pipelines/datasets/*.toml`).
+    pub class_map: Option<String>,
 }
 
 impl Default for SourceConfig {
     fn default() -> Self {
-        Self { fetch_concurrency: 16, header_bytes: 64 * 1024 }
+        Self { fetch_concurrency: 16, header_bytes: 64 * 1024, layout: Default::default(), class_map: None }
     }
 }
 
@@ -89,6 +99,17 @@ pub struct StudyPlan {
     pub study_id: String,
     pub split: Option<String>,
     pub files: Vec<PlannedFile>,
+    /// A NIfTI study's masks, phase copies and metadata (`None` for DICOM).
+    pub nifti: Option<Arc<nifti::NiftiPlan>>,
+}
+
+impl StudyPlan {
+    /// Every object the study is read from (what its listing fingerprint covers), and the
+    /// dataset's ED/ES when a NIfTI dataset gives them.
+    pub fn listed(&self) -> (Vec<&PlannedFile>, Option<[u32; 2]>) {
+        let extra = self.nifti.iter().flat_map(|n| n.files());
+        (self.files.iter().chain(extra).collect(), self.nifti.as_ref().and_then(|n| n.ed_es))
+    }
 }
 
 /// What the listing found.
@@ -101,6 +122,13 @@ pub struct Inventory {
     pub unreadable: Vec<(String, Unreadable)>,
     /// Whether study ids were made with the pseudonym key (files outside the Kaggle layout).
     pub pseudonymised: bool,
+    /// NIfTI dataset files that are not cine volumes (masks, phase copies, `Info.cfg`, files
+    /// not read).
+    pub dataset_files: usize,
+    /// Dataset files not read, by name, with why.
+    pub not_read: Vec<(String, String)>,
+    /// NIfTI studies per layout.
+    pub layouts: BTreeMap<&'static str, usize>,
 }
 
 impl Inventory {
@@ -138,8 +166,13 @@ pub async fn inventory(
     let mut inv = Inventory::default();
     let mut kaggle: BTreeMap<String, StudyPlan> = BTreeMap::new();
     let mut generic: Vec<PlannedFile> = Vec::new();
+    let mut datasets: Vec<nifti::Listed> = Vec::new();
     for m in metas {
         let key = input.relative(&m.location).to_string();
+        if nifti::layout::is_dataset_file(&key) {
+            datasets.push(nifti::Listed { key, meta: m });
+            continue;
+        }
         if layout::is_side_file(&key) {
             inv.side_files.push(key);
             continue;
@@ -150,6 +183,7 @@ pub async fn inventory(
                     study_id: place.study_id.clone(),
                     split: place.split.clone(),
                     files: Vec::new(),
+                    nifti: None,
                 });
                 plan.files.push(PlannedFile {
                     key,
@@ -172,19 +206,33 @@ pub async fn inventory(
     }
     let mut studies: Vec<StudyPlan> = kaggle.into_values().collect();
     studies.sort_by_key(|s| natural(&s.study_id));
-    if !generic.is_empty() {
+    if !generic.is_empty() || !datasets.is_empty() {
         let Some(key) = key else {
             return Err(SourceError::NoPseudonymKey {
                 url: input.url().to_string(),
-                files: generic.len(),
+                files: generic.len() + datasets.len(),
                 how: crate::source::pseudonym::how_to_get_one(),
             });
         };
+        inv.pseudonymised = true;
+        if !datasets.is_empty() {
+            let class_map = match &cfg.class_map {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file).map_err(|source| SourceError::ClassMapFile { file: file.clone(), source })?;
+                    Some(Arc::new(nifti::classmap::ClassMap::parse(&text, file)?))
+                }
+                None => None,
+            };
+            let planned = nifti::plan(input, datasets, &inv.side_files, cfg.layout, class_map.as_ref(), key.secret()).await?;
+            studies.extend(planned.studies);
+            (inv.dataset_files, inv.not_read, inv.layouts) = (planned.dataset_files, planned.not_read, planned.layouts);
+        }
+    }
+    if let Some(key) = key.filter(|_| !generic.is_empty()) {
         for f in &mut generic {
             f.name = layout::object_name(key.secret(), &f.key);
         }
         studies.extend(group_by_uid(input, generic, cfg, key.secret(), &mut inv.unreadable).await?);
-        inv.pseudonymised = true;
     }
     inv.studies = studies;
     Ok(inv)
@@ -289,7 +337,7 @@ async fn group_by_uid(
         let id = layout::pseudonym(secret, study_uid);
         let parent = f.key.rsplit_once('/').map(|(p, _)| p).unwrap_or_default();
         f.series_key = layout::pseudonym(secret, h.series_uid.as_deref().unwrap_or(parent));
-        by_study.entry(id.clone()).or_insert_with(|| StudyPlan { study_id: id, split: None, files: Vec::new() }).files.push(f);
+        by_study.entry(id.clone()).or_insert_with(|| StudyPlan { study_id: id, split: None, files: Vec::new(), nifti: None }).files.push(f);
     }
     Ok(by_study.into_values().collect())
 }
@@ -321,6 +369,10 @@ pub struct LoadedStudy {
     /// Images beyond the first of each multi-frame file read (so that the images of a run
     /// reconcile: files + these = frames + quarantined + excluded + …).
     pub extra_frames: usize,
+    /// ED and ES (0-based frames) as a NIfTI dataset gives them.
+    pub ed_es: Option<[u32; 2]>,
+    /// NIfTI cine volumes whose fractional intensities were scaled to 0–4095.
+    pub rescaled: usize,
 }
 
 /// One fetched file: its plan, size, SHA-256 and what parsing made of it.
@@ -333,6 +385,9 @@ pub async fn load_study(
     labels: Option<&LabelIndex>,
     cfg: &SourceConfig,
 ) -> Result<LoadedStudy, SourceError> {
+    if plan.nifti.is_some() {
+        return nifti::load(input, plan, cfg).await;
+    }
     let store = input.store.clone();
     let results: Vec<Fetched> = futures::stream::iter(plan.files)
         .map(|f| {
@@ -423,6 +478,8 @@ pub async fn load_study(
         bytes_read,
         digests,
         extra_frames,
+        ed_es: None,
+        rescaled: 0,
     })
 }
 

@@ -11,7 +11,7 @@ use super::schemas;
 use super::spec::{Lanes, TableSpec};
 
 /// Version of the table layouts; bumped on any schema change.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Version of what the rows hold for the same input, part of every study's fingerprint: bumped
 /// when re-ingesting the same input would write other values into existing columns, not when

@@ -111,6 +111,13 @@ pub fn studies() -> SchemaRef {
     c.push(f("truth_edv_ml", DataType::Float64, true, "True end-diastolic volume from the truth CSVs (mL)"));
     c.push(f("source_files", DataType::Int32, false, "Source files that became frames"));
     study_geometry_fields(&mut c);
+    c.push(f(
+        "dataset_ed_frame",
+        DataType::Int32,
+        true,
+        "End-diastolic frame as the source dataset gives it (ACDC Info.cfg, the M&Ms CSV, a NIfTI ED copy); null for DICOM",
+    ));
+    c.push(f("dataset_es_frame", DataType::Int32, true, "End-systolic frame as the source dataset gives it; null for DICOM"));
     Arc::new(Schema::new(c))
 }
 

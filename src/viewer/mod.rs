@@ -3,10 +3,9 @@
 //! many studies by eye. Study by study from the tables to any store; memory is bounded by the
 //! studies in flight (two).
 //!
-//! `study` rebuilds a study from the tables, `nifti` writes NIfTI-1, `montage` draws the PNGs.
+//! `study` rebuilds a study from the tables, [`crate::nifti`] writes NIfTI-1, `montage` draws the PNGs.
 
 pub mod montage;
-pub mod nifti;
 pub mod study;
 
 use std::collections::BTreeMap;
@@ -16,11 +15,11 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
+use crate::nifti::{self, Image, Voxel};
 use crate::progress::Progress;
 use crate::query::Session;
 use crate::query::read::{self as read, ReadError};
 use crate::store::StoreLocation;
-use nifti::{Image, Voxel};
 use study::Study;
 
 /// What went wrong while exporting.

@@ -9,8 +9,8 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 
 use super::ViewerError;
-use super::nifti::Placement;
 use crate::geometry::V3;
+use crate::nifti::Placement;
 use crate::query::Session;
 use crate::query::read::{collect, column, quote};
 

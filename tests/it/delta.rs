@@ -418,7 +418,8 @@ async fn manifest_prefixes_are_refused_then_upgraded() {
 /// `studies` as cinestream wrote it before the curated grid's geometry columns (schema 2).
 fn studies_schema_2() -> arrow::datatypes::SchemaRef {
     let full = tables::STUDIES.schema();
-    let n = full.fields().len() - tables::schemas::STUDY_GEOMETRY.len();
+    // Schema 2 ended before the geometry columns (schema 3), which came before the dataset's ED/ES (4).
+    let n = full.index_of(tables::schemas::STUDY_GEOMETRY[0].0).unwrap();
     Arc::new(arrow::datatypes::Schema::new(full.fields()[..n].to_vec()))
 }
 

@@ -97,7 +97,7 @@ async fn add_labeller(data: &str, name: &str, rows: &[(&Phantom, Vec<u8>)]) {
     append_labels(&open(data), &format!("test-{name}"), &label_rows).await.unwrap();
 }
 
-fn read_parquet(path: &std::path::Path) -> Vec<arrow::array::RecordBatch> {
+pub fn read_parquet(path: &std::path::Path) -> Vec<arrow::array::RecordBatch> {
     ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .unwrap()
         .build()

@@ -14,6 +14,7 @@ mod label_contract;
 mod label_engines;
 mod label_onnx;
 mod multiframe;
+mod nifti;
 mod phi;
 mod pseudonym;
 mod pydicom_files;

@@ -245,7 +245,11 @@ async fn every_saved_query_runs_and_volumes_match_the_phantom() {
         opts.views.push(("study_log".into(), "SELECT * FROM authors_study_log".into()));
     }
     let session = Session::open(Some(&open(data)), &opts).await.unwrap();
-    for q in catalog.iter().filter(|q| authors.is_some() || !["study_summary", "authors_study_log"].contains(&q.name.as_str())) {
+    // dataset_esed needs a NIfTI dataset's ED/ES (tests/it/nifti.rs runs it); the phantom is DICOM.
+    let runs = |q: &&cinestream::query::saved::SavedQuery| {
+        q.name != "dataset_esed" && (authors.is_some() || !["study_summary", "authors_study_log"].contains(&q.name.as_str()))
+    };
+    for q in catalog.iter().filter(runs) {
         let b = run_sql(&session, &format!("SELECT * FROM {}", q.name)).await;
         let rows: usize = b.iter().map(|b| b.num_rows()).sum();
         assert!(rows > 0, "saved query {} returned nothing on the phantom", q.name);

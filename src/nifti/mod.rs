@@ -1,4 +1,5 @@
-//! NIfTI-1 single files (`.nii.gz`) that 3D Slicer, ITK-SNAP and nibabel place correctly.
+//! NIfTI-1 single files (`.nii`, `.nii.gz`): written so that 3D Slicer, ITK-SNAP and nibabel place
+//! them correctly (this module), and read back with their affine ([`read`]).
 //!
 //! The voxel array is stored x fastest: x = image column, y = image row, z = slice (0 = most
 //! apical), t = frame. An image row-major in memory (`[row][col]`) is therefore one contiguous
@@ -10,6 +11,8 @@
 //! anatomical): nibabel reads the sform, ITK the qform; both give the same world positions.
 
 use std::io::Write;
+
+pub mod read;
 
 use crate::geometry::{V3, cross, dot, normalize};
 
