@@ -9,11 +9,17 @@
 //!     BENCH_STUDIES=80 BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
 //!     BENCH_COMPARE_BIN=/path/to/old/cinestream BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
 //!     BENCH_ENHANCED=8 BENCH_STUDIES=8 BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
+//!     BENCH_NIFTI=8 BENCH_STUDIES=8 BENCH_SKIP_BASELINE=1 cargo bench --bench ingest
 //!
 //! With `BENCH_ENHANCED=N`, the N-study data set is also converted to Legacy Converted Enhanced
 //! MR by highdicom (`tests/it/enhanced_convert.py`, one multi-frame file per study and image
 //! size; kept in `BENCH_DIR` for later runs), and the classic and the multi-frame copy are
 //! ingested alternately `BENCH_REPEAT` times: medians of images/s and peak RSS, and their ratio.
+//!
+//! With `BENCH_NIFTI=N`, the N-study data set is ingested with its phantom masks and exported
+//! as NIfTI (`export --format nifti`, the ukbb layout; kept in `BENCH_DIR`), and the DICOM and
+//! the NIfTI copy are ingested alternately `BENCH_REPEAT` times: medians of images/s (images
+//! as each input holds them: DICOM files, NIfTI slices × frames) and peak RSS.
 //!
 //! With `BENCH_COMPARE_BIN`, another build of cinestream (an older commit, say) ingests the
 //! large data set too, alternating with this one `BENCH_REPEAT` times (default 3); the medians
@@ -164,6 +170,73 @@ fn main() {
     }
     if let Some(n) = std::env::var("BENCH_ENHANCED").ok().and_then(|s| s.parse::<usize>().ok()) {
         enhanced(bin, n, &dir);
+    }
+    if let Some(n) = std::env::var("BENCH_NIFTI").ok().and_then(|s| s.parse::<usize>().ok()) {
+        nifti(bin, n, &dir);
+    }
+}
+
+/// Ingests `n` phantom studies as DICOM and as their NIfTI export, alternately; prints the
+/// medians of images/s and peak RSS.
+fn nifti(bin: &str, n: usize, dir: &Path) {
+    const KEY: (&str, &str) = ("CINESTREAM_PSEUDONYM_KEY", "bench-nifti-key-0123456789");
+    let raw = ensure_data(bin, dir, n);
+    let exported = dir.join(format!("nifti-{n}"));
+    let data = dir.join(format!("nifti-{n}-source-tables"));
+    if !exported.join("done").exists() {
+        let _ = std::fs::remove_dir_all(&exported);
+        let _ = std::fs::remove_dir_all(&data);
+        let (r, d, e) = (raw.to_str().unwrap(), data.to_str().unwrap(), exported.to_str().unwrap());
+        let truth = format!("{r}/truth");
+        let st = Command::new(bin)
+            .args(["-q", "ingest", "--input", r, "--output", d, "--labels", &truth, "--labeller", "phantom"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let st = Command::new(bin).args(["-q", "export", "--data", d, "--labeller", "phantom", "--out", e]).status().unwrap();
+        assert!(st.success());
+        std::fs::write(exported.join("done"), b"").unwrap();
+    }
+    let mut files = Vec::new();
+    dicom_files(&raw, &mut files);
+    let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+    let mut nifti_images = 0.0;
+    for i in 0..repeat {
+        for (k, input) in [&raw, &exported].into_iter().enumerate() {
+            let out = dir.join(format!("out-nifti-{k}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let m = timed(Command::new(bin).env(KEY.0, KEY.1).args([
+                "-q",
+                "ingest",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ]));
+            eprintln!("nifti run {i}: {}: {:.2} s, {:.0} MiB", input.display(), m.seconds, m.peak_rss_mib);
+            runs[k].push(m);
+            if k == 1 {
+                let q = Command::new(bin)
+                    .args(["sql", "--data", out.to_str().unwrap(), "--format", "csv", "SELECT count(*) AS n FROM frames"])
+                    .output()
+                    .unwrap();
+                nifti_images =
+                    String::from_utf8_lossy(&q.stdout).lines().filter_map(|l| l.trim().parse::<f64>().ok()).next().expect("a frame count");
+            }
+        }
+    }
+    for (k, (what, images)) in
+        [(format!("DICOM ({} files)", files.len()), files.len() as f64), ("NIfTI export (ukbb layout)".to_string(), nifti_images)]
+            .iter()
+            .enumerate()
+    {
+        let s = median(runs[k].iter().map(|m| m.seconds).collect());
+        let rss = median(runs[k].iter().map(|m| m.peak_rss_mib).collect());
+        println!(
+            "{n} studies, {what}: {images:.0} images, median of {repeat}: {:.0} images/s ({s:.2} s), peak RSS {rss:.0} MiB",
+            images / s
+        );
     }
 }
 

@@ -201,10 +201,14 @@ pub async fn run(cfg: &IngestConfig, progress: Arc<dyn Progress>) -> Result<Inge
         _ => None,
     };
     let known: Arc<Known> = Arc::new(known::load(&output).await?);
-    // The expert labeller joins the fingerprint only when it is not the default, so that the
-    // fingerprints of studies ingested before it existed stay as they were.
-    let labellers =
-        if cfg.expert_labeller == "expert" { cfg.labeller.clone() } else { format!("{} expert={}", cfg.labeller, cfg.expert_labeller) };
+    // The expert labeller joins the fingerprint only when it is neither the default nor the
+    // labeller (`--labeller` sets both), so that fingerprints made before it existed stay as
+    // they were.
+    let labellers = if cfg.expert_labeller == "expert" || cfg.expert_labeller == cfg.labeller {
+        cfg.labeller.clone()
+    } else {
+        format!("{} expert={}", cfg.labeller, cfg.expert_labeller)
+    };
     let salt = Arc::new(Salt::new(&labellers, &serde_json::to_value(&cfg.curation).expect("curation settings serialise")));
     let mut report = IngestReport {
         objects_listed: inv.image_files() + inv.side_files.len() + inv.dataset_files,
