@@ -17,9 +17,10 @@
 //! ingested alternately `BENCH_REPEAT` times: medians of images/s and peak RSS, and their ratio.
 //!
 //! With `BENCH_NIFTI=N`, the N-study data set is ingested with its phantom masks and exported
-//! as NIfTI (`export --format nifti`, the ukbb layout; kept in `BENCH_DIR`), and the DICOM and
-//! the NIfTI copy are ingested alternately `BENCH_REPEAT` times: medians of images/s (images
-//! as each input holds them: DICOM files, NIfTI slices × frames) and peak RSS.
+//! as NIfTI (`export --format nifti`, the ukbb layout; kept in `BENCH_DIR`), and the DICOM (with
+//! its truth masks) and the NIfTI copy (with its `seg_sa` masks) are ingested alternately
+//! `BENCH_REPEAT` times: medians of images/s (images as each input holds them: DICOM files,
+//! NIfTI slices × frames) and peak RSS.
 //!
 //! With `BENCH_COMPARE_BIN`, another build of cinestream (an older commit, say) ingests the
 //! large data set too, alternating with this one `BENCH_REPEAT` times (default 3); the medians
@@ -41,6 +42,7 @@ struct Measured {
 fn timed(cmd: &mut Command) -> Measured {
     let mut full = Command::new("/usr/bin/time");
     full.arg("-f").arg("BENCH %e %M").arg(cmd.get_program()).args(cmd.get_args());
+    full.envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
     let out = full.output().expect("run /usr/bin/time (apt-get install time)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?} failed:\n{}\n{stderr}", cmd, String::from_utf8_lossy(&out.stdout));
@@ -202,18 +204,18 @@ fn nifti(bin: &str, n: usize, dir: &Path) {
     let repeat: usize = std::env::var("BENCH_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let mut runs: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
     let mut nifti_images = 0.0;
+    // Both with their masks: the DICOM with the phantom's truth masks, the NIfTI with seg_sa.
+    let truth = format!("{}/truth", raw.display());
     for i in 0..repeat {
         for (k, input) in [&raw, &exported].into_iter().enumerate() {
             let out = dir.join(format!("out-nifti-{k}"));
             let _ = std::fs::remove_dir_all(&out);
-            let m = timed(Command::new(bin).env(KEY.0, KEY.1).args([
-                "-q",
-                "ingest",
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                out.to_str().unwrap(),
-            ]));
+            let mut cmd = Command::new(bin);
+            cmd.env(KEY.0, KEY.1).args(["-q", "ingest", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+            if k == 0 {
+                cmd.args(["--labels", &truth, "--labeller", "phantom"]);
+            }
+            let m = timed(&mut cmd);
             eprintln!("nifti run {i}: {}: {:.2} s, {:.0} MiB", input.display(), m.seconds, m.peak_rss_mib);
             runs[k].push(m);
             if k == 1 {

@@ -144,6 +144,25 @@ impl Volume {
         }
     }
 
+    /// Every voxel as a 16-bit value when the file stores unscaled 8- or 16-bit integers that
+    /// all fit (no negatives): one pass, without the per-voxel dispatch of [`Volume::convert`].
+    pub fn exact_u16(&self) -> Option<Vec<u16>> {
+        if (self.slope, self.inter) != (1.0, 0.0) {
+            return None;
+        }
+        let be = self.big_endian;
+        let pair = |c: &[u8]| if be { [c[0], c[1]] } else { [c[1], c[0]] };
+        match self.kind {
+            Kind::U8 => Some(self.data.iter().map(|v| *v as u16).collect()),
+            Kind::U16 => Some(self.data.chunks_exact(2).map(|c| u16::from_be_bytes(pair(c))).collect()),
+            Kind::I16 => {
+                let v: Vec<u16> = self.data.chunks_exact(2).map(|c| u16::from_be_bytes(pair(c))).collect();
+                v.iter().all(|x| *x < 0x8000).then_some(v)
+            }
+            _ => None,
+        }
+    }
+
     /// The stored bytes of voxels `range`: two volumes of one type hold the same values exactly
     /// when these are equal.
     pub fn raw(&self, range: std::ops::Range<usize>) -> &[u8] {
@@ -310,6 +329,7 @@ mod tests {
         let v = read(&encode_gz(&img)).unwrap();
         assert_eq!(v.dims, [4, 3, 2, 5]);
         assert_eq!(v.convert(|x| x as u16), values);
+        assert_eq!(v.exact_u16().unwrap(), values, "the one-pass path gives the same values");
         let q = v.placement;
         for (a, b) in [(q.origin, p.origin), (q.row_dir, p.row_dir), (q.col_dir, p.col_dir), (q.slice_dir, p.slice_dir)] {
             for k in 0..3 {
@@ -359,6 +379,7 @@ mod tests {
         }
         let v = read(&h).unwrap();
         assert_eq!((v.dims, v.convert(|x| x)), ([2, 2, 1, 1], vec![1.0, 3.0, 5.0, 599.0]));
+        assert_eq!(v.exact_u16(), None, "scaled values take the general path");
         assert!((v.placement.origin[0] + 12.5).abs() < 1e-4);
     }
 }

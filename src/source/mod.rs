@@ -47,12 +47,8 @@ pub enum SourceError {
     Labels(#[from] labels::LabelError),
     #[error(transparent)]
     ClassMap(#[from] nifti::classmap::ClassMapError),
-    #[error(
-        "{files} files under `{url}` are outside the Kaggle layout (`<id>/study/<series>/<file>` with a numeric id), so \
-         their studies are grouped by StudyInstanceUID and they and their studies are named by keyed hashes, which \
-         need a secret key: {how}"
-    )]
-    NoPseudonymKey { url: String, files: usize, how: String },
+    #[error("{what} under `{url}` are named by keyed hashes (studies and files), which need a secret key: {how}")]
+    NoPseudonymKey { url: String, what: String, how: String },
     #[error("cannot read the class map `{file}`: {source}")]
     ClassMapFile { file: String, source: std::io::Error },
 }
@@ -208,9 +204,19 @@ pub async fn inventory(
     studies.sort_by_key(|s| natural(&s.study_id));
     if !generic.is_empty() || !datasets.is_empty() {
         let Some(key) = key else {
+            let mut what = Vec::new();
+            if !generic.is_empty() {
+                what.push(format!(
+                    "{} files outside the Kaggle layout (`<id>/study/<series>/<file>` with a numeric id), grouped by StudyInstanceUID,",
+                    generic.len()
+                ));
+            }
+            if !datasets.is_empty() {
+                what.push(format!("{} NIfTI dataset files", datasets.len()));
+            }
             return Err(SourceError::NoPseudonymKey {
                 url: input.url().to_string(),
-                files: generic.len() + datasets.len(),
+                what: what.join(" and "),
                 how: crate::source::pseudonym::how_to_get_one(),
             });
         };

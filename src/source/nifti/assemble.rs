@@ -112,6 +112,13 @@ pub fn assemble(study_id: &str, plan: &NiftiPlan, images: Vec<(PlannedFile, Byte
             },
             _ => continue,
         };
+        // A frame a 4-D mask already labelled keeps those masks: its copy's mask is not decoded.
+        let nz = cine.vol.dims[2];
+        if let Some(t) = frames.filter(|t| *t < t_count)
+            && (0..nz).all(|z| out.images[cine.first + t * nz + z].mask.is_some())
+        {
+            continue;
+        }
         if let Err(why) = attach(&mut out.images, &cine, &masks[i], frames, plan) {
             tracing::warn!(study = %study_id, object = %f.name, reason = %why, "expert mask ignored");
             out.quarantined.push(finding(
@@ -186,6 +193,9 @@ fn add_images(images: &mut Vec<SourceImage>, vol: &Volume, f: &PlannedFile) -> b
 
 /// The volume's values as 16-bit pixels, and whether they had to be scaled.
 fn intensities(vol: &Volume) -> (Vec<u16>, bool) {
+    if let Some(v) = vol.exact_u16() {
+        return (v, false);
+    }
     let (mut lo, mut hi, mut integral) = (f64::INFINITY, f64::NEG_INFINITY, true);
     let _: Vec<()> = vol.convert(|x| {
         if x.is_finite() {
