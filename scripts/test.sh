@@ -32,6 +32,11 @@ if ! python3 -c 'import nibabel' >/dev/null 2>&1; then
   echo "test.sh: installing nibabel" >&2
   python3 -m pip install -q 'nibabel==5.3.2'
 fi
+# dcm2niix converts the phantom's DICOM to NIfTI for the NIfTI source test (tests/it/nifti.rs).
+if ! command -v dcm2niix >/dev/null 2>&1; then
+  echo "test.sh: installing dcm2niix" >&2
+  python3 -m pip install -q 'dcm2niix==1.0.20260724'
+fi
 # highdicom turns the phantom into (legacy-converted) enhanced multi-frame MR; pyjpegls (with
 # it) and Pillow let pydicom decode the JPEG-LS and JPEG 2000 test files we compare against.
 if ! python3 -c 'import highdicom, jpeg_ls, PIL' >/dev/null 2>&1; then
