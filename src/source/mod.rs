@@ -1,8 +1,8 @@
 //! Source stage: list the input prefix, plan studies, fetch and parse their files.
 //!
 //! Listing is cheap (keys and sizes only) and happens once; files in the Kaggle layout are
-//! grouped by path, others by a header-only pass that reads the first bytes of each file for its
-//! StudyInstanceUID. Studies are then fetched one by one with bounded concurrency and parsed on
+//! grouped by path, NIfTI datasets by folder and patient ([`nifti`]), other files by a
+//! header-only pass that reads the first bytes of each file for its StudyInstanceUID. Studies are then fetched one by one with bounded concurrency and parsed on
 //! blocking threads, so memory holds only the studies in flight. A file that cannot be parsed is
 //! quarantined (a finding with its reason), never dropped silently; a storage failure stops the
 //! run with the object's name.
