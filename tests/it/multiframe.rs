@@ -83,8 +83,9 @@ async fn legacy_converted_enhanced_mr_ingests_as_the_classic_series() {
     }
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");
-    // Every planted defect, on 4 studies (sizes, rotations, repeats, gaps, broken files).
-    synth(raw.to_str().unwrap(), 4, 31, "all").await;
+    // Every planted defect (sizes, rotations, repeats, gaps, broken files), spread over 4 studies
+    // (5 in a soak run, scripts/soak.sh).
+    synth(raw.to_str().unwrap(), sized(4, 5), 31, "all").await;
     // The two conversions (python processes) run while the classic series is ingested.
     let conversions: Vec<_> = ["per_slice", "per_study"]
         .into_iter()
