@@ -218,9 +218,14 @@ fn frame_of(cine: &Volume, copy: &Volume) -> Result<usize, String> {
         return Err(format!("its shape {:?} is not one frame of the cine volume's {:?}", copy.dims, cine.dims));
     }
     let n = copy.voxels();
+    // Stored bytes compare when both store alike; otherwise values, the copy's decoded once.
+    let values = (!cine.same_encoding(copy)).then(|| copy.convert(|x| x));
     let equal = |t: usize| {
         let range = t * n..(t + 1) * n;
-        if cine.same_encoding(copy) { cine.raw(range) == copy.raw(0..n) } else { cine.convert_range(range, |x| x) == copy.convert(|x| x) }
+        match &values {
+            None => cine.raw(range) == copy.raw(0..n),
+            Some(v) => cine.convert_range(range, |x| x) == *v,
+        }
     };
     (0..cine.dims[3]).find(|t| equal(*t)).ok_or_else(|| "its voxels equal no frame of the cine volume".to_string())
 }

@@ -209,25 +209,26 @@ pub async fn load(input: &StoreLocation, plan: StudyPlan, cfg: &SourceConfig) ->
         .try_collect()
         .await?;
     let bytes_read = fetched.iter().map(|(_, b)| b.len() as u64).sum();
-    let mut digests: Vec<(String, [u8; 32])> = fetched
-        .iter()
-        .map(|(f, b)| {
-            use sha2::Digest;
-            (f.key.clone(), sha2::Sha256::digest(b).into())
-        })
-        .collect();
-    {
-        use sha2::Digest;
-        let about = format!("{:?} {:?} {:?}", nifti.layout, nifti.ed_es, nifti.class_map);
-        digests.push(("#nifti".into(), sha2::Sha256::digest(about.as_bytes()).into()));
-    }
-    let mut rest = fetched.into_iter();
-    let images: Vec<(PlannedFile, bytes::Bytes)> = rest.by_ref().take(plan.files.len()).collect();
-    let masks: Vec<bytes::Bytes> = rest.by_ref().take(nifti.masks.len()).map(|(_, b)| b).collect();
-    let phases: Vec<bytes::Bytes> = rest.map(|(_, b)| b).collect();
-    let files = images.len();
+    let files = plan.files.len();
     let id = plan.study_id.clone();
-    let a = blocking(&format!("study {id}"), move |_| assemble::assemble(&id, &nifti, images, masks, phases), bytes::Bytes::new()).await?;
+    // Hashing and assembling are CPU work: one blocking task, as for DICOM files.
+    let (digests, a) = blocking(
+        &format!("study {id}"),
+        move |_| {
+            use sha2::Digest;
+            let mut digests: Vec<(String, [u8; 32])> =
+                fetched.iter().map(|(f, b)| (f.key.clone(), sha2::Sha256::digest(b).into())).collect();
+            let about = format!("{:?} {:?} {:?}", nifti.layout, nifti.ed_es, nifti.class_map);
+            digests.push(("#nifti".into(), sha2::Sha256::digest(about.as_bytes()).into()));
+            let mut rest = fetched.into_iter();
+            let images: Vec<(PlannedFile, bytes::Bytes)> = rest.by_ref().take(files).collect();
+            let masks: Vec<bytes::Bytes> = rest.by_ref().take(nifti.masks.len()).map(|(_, b)| b).collect();
+            let phases: Vec<bytes::Bytes> = rest.map(|(_, b)| b).collect();
+            (digests, assemble::assemble(&id, &nifti, images, masks, phases))
+        },
+        bytes::Bytes::new(),
+    )
+    .await?;
     tracing::debug!(study = %plan.study_id, files, images = a.images.len(), "NIfTI study assembled");
     Ok(LoadedStudy {
         input: StudyInput { study_id: plan.study_id, split: plan.split, images: a.images },
