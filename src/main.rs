@@ -13,6 +13,9 @@ use cinestream::store;
 const EXIT_TRANSIENT: u8 = 75;
 
 fn main() -> std::process::ExitCode {
+    // Training and labelling free and reallocate megabyte tensors every step (BENCHMARKS.md,
+    // "CPU training engine").
+    cinestream_cpu_kernels::keep_freed_tensor_memory();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -100,8 +100,10 @@ impl Evaluation {
 
 fn summary_md(ev: &Evaluation) -> String {
     let mut s = format!("# Evaluation: `{}` against `{}`\n\n| | |\n|---|---|\n", ev.labeller, ev.reference);
+    // A `|` inside a cell (`|EF error|`) would end it: Markdown tables take it escaped.
+    let cell = |t: &str| t.replace('|', "\\|");
     for (k, v) in ev.summary_rows() {
-        s.push_str(&format!("| {k} | {v} |\n"));
+        s.push_str(&format!("| {} | {} |\n", cell(&k), cell(&v)));
     }
     if !ev.problems.is_empty() {
         s.push_str("\n## Left out\n\n");

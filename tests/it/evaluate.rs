@@ -222,7 +222,12 @@ async fn evaluation_plots_report_and_bad_input() {
     }
     assert!(stdout.contains("report.html"), "{stdout}");
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    assert!(md.contains("Dice LV") && md.contains("|EF error|"), "{md}");
+    assert!(md.contains("Dice LV") && md.contains("\\|EF error\\|"), "{md}");
+    // Every table row has its two cells: no pipe inside a cell left unescaped.
+    for row in md.lines().filter(|l| l.starts_with('|')) {
+        let cells = row.replace("\\|", "").matches('|').count() - 1;
+        assert_eq!(cells, 2, "a summary.md row with {cells} cells: {row}");
+    }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(html.matches("<img ").count(), 4 + 2, "four plots and two overlays");
     assert!(!html.contains("src=\"http") && !html.contains("src=\"/"), "self-contained");

@@ -4,6 +4,7 @@ mod architecture;
 mod codecs;
 mod common;
 mod compose;
+mod conv_engine;
 mod crashes;
 mod curation;
 mod delta;
