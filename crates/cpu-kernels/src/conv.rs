@@ -36,11 +36,15 @@ struct Mat {
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
 
-/// `dst (m × n, row stride dst_rs) = lhs (m × k) · rhs (k × n)`, plus `dst` when `accumulate`.
+/// `dst (m × n, strides (rs, cs)) = lhs (m × k) · rhs (k × n)`, plus `dst` when `accumulate`.
+///
+/// gemm's kernels read column-major operands: a row-major `dst` makes it solve the transposed
+/// product, and an operand whose rows are not contiguous in that product is repacked (a
+/// transposing copy) first.
 ///
 /// # Safety
 /// The operands must cover the given shapes and strides; `dst` must not alias them.
-unsafe fn gemm([m, n, k]: [usize; 3], (dst, dst_rs): (*mut f32, usize), accumulate: bool, lhs: Mat, rhs: Mat) {
+unsafe fn gemm([m, n, k]: [usize; 3], (dst, dst_rs, dst_cs): (*mut f32, usize, usize), accumulate: bool, lhs: Mat, rhs: Mat) {
     let s = |v: usize| v as isize;
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -49,7 +53,7 @@ unsafe fn gemm([m, n, k]: [usize; 3], (dst, dst_rs): (*mut f32, usize), accumula
             n,
             k,
             dst,
-            1,
+            s(dst_cs),
             s(dst_rs),
             accumulate,
             lhs.ptr,
@@ -87,7 +91,7 @@ pub fn conv2d_forward(g: &Conv2d, x: &[f32], weight: &[f32], bias: Option<&[f32]
         let run = |rhs: Mat| {
             // SAFETY: rows `oy` of image `b` are this task's alone; the operands cover
             // `cout × k` and `k × n`.
-            unsafe { gemm([g.cout, n, k], (dst.at(out_at), out_plane), false, lhs, rhs) }
+            unsafe { gemm([g.cout, n, k], (dst.at(out_at), out_plane, 1), false, lhs, rhs) }
         };
         if g.is_pointwise() {
             run(Mat { ptr: xb[oy.start * ow..].as_ptr(), rs: out_plane, cs: 1 });
@@ -126,7 +130,7 @@ pub fn conv2d_input_grad(g: &Conv2d, dy: &[f32], weight: &[f32]) -> Vec<f32> {
             with_scratch(k * n, |col| {
                 let rhs = Mat { ptr: dyb[oy.start * ow..].as_ptr(), rs: out_plane, cs: 1 };
                 // SAFETY: `col` is `k × n`; the operands cover their shapes.
-                unsafe { gemm([k, n, g.cout], (col.as_mut_ptr(), n), false, lhs, rhs) };
+                unsafe { gemm([k, n, g.cout], (col.as_mut_ptr(), n, 1), false, lhs, rhs) };
                 col2im_add(g, col, oy.clone(), dxb);
             });
         }
@@ -154,8 +158,10 @@ pub fn conv2d_weight_grad(g: &Conv2d, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 let xb = &x[b * in_img..(b + 1) * in_img];
                 let n = oy.len() * ow;
                 let lhs = Mat { ptr: dy[b * g.cout * out_plane + oy.start * ow..].as_ptr(), rs: out_plane, cs: 1 };
-                // SAFETY: `acc` is `cout × k`; the operands cover their shapes.
-                let run = |rhs: Mat, acc: &mut [f32]| unsafe { gemm([g.cout, k, n], (acc.as_mut_ptr(), k), true, lhs, rhs) };
+                // `acc` is dW column-major (`k × cout` in memory): gemm then solves this product
+                // as it stands and repacks only the output gradient, not the 9× larger patches.
+                // SAFETY: `acc` holds `cout × k`; the operands cover their shapes.
+                let run = |rhs: Mat, acc: &mut [f32]| unsafe { gemm([g.cout, k, n], (acc.as_mut_ptr(), 1, g.cout), true, lhs, rhs) };
                 if g.is_pointwise() {
                     // xᵀ of the band: `n × cin`.
                     run(Mat { ptr: xb[oy.start * ow..].as_ptr(), rs: 1, cs: out_plane }, &mut acc);
@@ -174,7 +180,14 @@ pub fn conv2d_weight_grad(g: &Conv2d, x: &[f32], dy: &[f32]) -> Vec<f32> {
     for part in parts {
         sum.iter_mut().zip(&part).for_each(|(s, v)| *s += v);
     }
-    sum
+    // `k × cout` → `cout × k`.
+    let mut dw = vec![0.0f32; sum.len()];
+    for (kk, row) in sum.chunks_exact(g.cout).enumerate() {
+        for (co, &v) in row.iter().enumerate() {
+            dw[co * k + kk] = v;
+        }
+    }
+    dw
 }
 
 /// For stride 1, the input gradient is a forward convolution of the output gradient with the

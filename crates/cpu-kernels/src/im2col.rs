@@ -59,9 +59,17 @@ fn each_row(g: &Conv2d, mut f: impl FnMut(usize, usize, &Tap, usize)) {
 pub(crate) fn im2col(g: &Conv2d, x: &[f32], oy: Range<usize>, col: &mut [f32]) {
     let ow = g.out_w();
     let n = oy.len() * ow;
+    // Stride 1 with the output as wide as the input ("same" padding): a tap's row of the band
+    // is one run of the input plane, shifted; only the columns that fall in the padding differ.
+    let one_run = g.stride == [1, 1] && ow == g.w;
     each_row(g, |ci, ky, tap, r| {
         let plane = &x[ci * g.in_plane()..(ci + 1) * g.in_plane()];
-        for (dst, y) in col[r * n..(r + 1) * n].chunks_exact_mut(ow).zip(oy.clone()) {
+        let dst = &mut col[r * n..(r + 1) * n];
+        if one_run {
+            shifted_run(g, plane, oy.clone(), ky, tap, dst);
+            return;
+        }
+        for (dst, y) in dst.chunks_exact_mut(ow).zip(oy.clone()) {
             let Some(iy) = Tap::input_row(g, y, ky) else {
                 dst.fill(0.0);
                 continue;
@@ -80,6 +88,36 @@ pub(crate) fn im2col(g: &Conv2d, x: &[f32], oy: Range<usize>, col: &mut [f32]) {
             }
         }
     });
+}
+
+/// One tap's row of a band for stride 1 and `out_w == w`: the rows whose input row lies in the
+/// image are one copy of the plane from `(iy, tap offset)` on; then the padding columns of each
+/// row (which that copy filled from the neighbouring input row) and the rows in the padding are
+/// zeroed.
+fn shifted_run(g: &Conv2d, plane: &[f32], oy: Range<usize>, ky: usize, tap: &Tap, dst: &mut [f32]) {
+    let w = g.w;
+    let inside: Vec<usize> = oy.clone().filter(|&y| Tap::input_row(g, y, ky).is_some()).collect();
+    let (Some(&first), Some(&last)) = (inside.first(), inside.last()) else {
+        dst.fill(0.0);
+        return;
+    };
+    let (r0, r1) = (first - oy.start, last + 1 - oy.start);
+    dst[..r0 * w].fill(0.0);
+    dst[r1 * w..].fill(0.0);
+    let iy = Tap::input_row(g, first, ky).expect("a row inside the image");
+    // Plane index of output column 0 of row `first`; may be before the plane's start.
+    let start = (iy * w + tap.col_offset) as isize - g.pad[1] as isize;
+    let len = (r1 - r0) * w;
+    let from = start.max(0) as usize;
+    let to = ((start + len as isize) as usize).min(plane.len());
+    let skip = (from as isize - start) as usize;
+    let run = &mut dst[r0 * w..r1 * w];
+    run[skip..skip + (to - from)].copy_from_slice(&plane[from..to]);
+    let Range { start: lo, end: hi } = tap.cols.clone();
+    for row in run.chunks_exact_mut(w) {
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+    }
 }
 
 /// Adds the patch matrix `col` of band `oy` back onto image gradient `dx` (`cin × h × w`): the

@@ -112,6 +112,9 @@ fn no_padding_wide_padding_and_dilation() {
     check(conv(2, 3, [8, 8], 4, 3, 1, 0));
     check(conv(1, 2, [6, 7], 3, 3, 1, 3));
     check(Conv2d { dilation: [2, 3], ..conv(2, 3, [12, 13], 4, 3, 1, 2) });
+    // "Same" padding with dilation: the one-copy-per-tap path of im2col.
+    check(Conv2d { dilation: [2, 2], ..conv(2, 3, [11, 10], 4, 3, 1, 2) });
+    check(conv(2, 2, [9, 12], 3, 5, 1, 2));
     check(Conv2d { kh: 3, kw: 1, pad: [1, 0], ..conv(2, 3, [9, 6], 2, 3, 1, 1) });
 }
 
