@@ -17,6 +17,7 @@ pub mod layers;
 pub mod losses;
 pub mod metrics;
 pub mod norm;
+mod norm_flex;
 pub mod prep;
 pub mod scaling;
 pub mod unet;

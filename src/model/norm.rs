@@ -16,25 +16,45 @@
 //!
 //! Training mode is taken from the backend, as Burn does: with autodiff, batch statistics;
 //! without, the running ones.
+//!
+//! On the CPU engine (flex, and autodiff over it) both modes run as one fused operation instead
+//! (`norm_flex`: one pass for the statistics, one for the output, a backward step of its own);
+//! other backends (CUDA) take the composed version above.
 
 use burn::nn::BatchNorm;
+
+use super::norm_flex;
 use burn::tensor::{Tensor, backend::Backend};
 
 /// Batch norm of a 4-D map (see the module docs).
 pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, _, h, w] = x.dims();
+    let x = if B::ad_enabled(&x.device()) {
+        match norm_flex::train(bn, x) {
+            Ok((y, mean, var)) => {
+                update_running(bn, mean, var, b * h * w);
+                return y;
+            }
+            Err(x) => x,
+        }
+    } else {
+        match norm_flex::eval(bn, x) {
+            Ok(y) => return y,
+            Err(x) => x,
+        }
+    };
+    composed(bn, x)
+}
+
+/// Batch norm from Burn's tensor operations: any backend.
+pub(crate) fn composed<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [b, c, h, w] = x.dims();
     let (mean, var) = if B::ad_enabled(&x.device()) {
         let n = (b * h * w) as f64;
         let per_channel = |t: Tensor<B, 4>| t.reshape([b, c, h * w]).sum_dim(2).sum_dim(0).reshape([1, c, 1, 1]).div_scalar(n);
         let mean = per_channel(x.clone());
         let var = per_channel((x.clone() - per_sample(mean.clone(), b)).square());
-        let m = bn.momentum;
-        let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-        bn.running_mean
-            .update(bn.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.clone().detach().reshape([c]).mul_scalar(m)).detach());
-        bn.running_var.update(
-            bn.running_var.value_sync().mul_scalar(1.0 - m).add(var.clone().detach().reshape([c]).mul_scalar(m * unbiased)).detach(),
-        );
+        update_running(bn, mean.clone().reshape([c]), var.clone().reshape([c]), b * h * w);
         (mean, var)
     } else {
         (bn.running_mean.value().reshape([1, c, 1, 1]), bn.running_var.value().reshape([1, c, 1, 1]))
@@ -42,6 +62,15 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
     let scale = bn.gamma.val().reshape([1, c, 1, 1]) / var.add_scalar(bn.epsilon).sqrt();
     let shift = bn.beta.val().reshape([1, c, 1, 1]) - mean * scale.clone();
     x * per_sample(scale, b) + per_sample(shift, b)
+}
+
+/// Moves the running statistics towards a batch's `[c]` mean and biased variance over `n`
+/// values per channel (the variance made unbiased, as torch does).
+fn update_running<B: Backend>(bn: &BatchNorm<B>, mean: Tensor<B, 1>, var: Tensor<B, 1>, n: usize) {
+    let m = bn.momentum;
+    let unbiased = if n > 1 { n as f64 / (n as f64 - 1.0) } else { 1.0 };
+    bn.running_mean.update(bn.running_mean.value_sync().mul_scalar(1.0 - m).add(mean.detach().mul_scalar(m)).detach());
+    bn.running_var.update(bn.running_var.value_sync().mul_scalar(1.0 - m).add(var.detach().mul_scalar(m * unbiased)).detach());
 }
 
 /// `[1, c, 1, 1]` → a contiguous `[b, c, 1, 1]`: `flex` broadcasts one scalar per (sample,
@@ -54,7 +83,7 @@ fn per_sample<B: Backend>(t: Tensor<B, 4>, b: usize) -> Tensor<B, 4> {
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
-    use burn::module::AutodiffModule;
+    use burn::module::{AutodiffModule, Param};
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Distribution, Tolerance};
 
@@ -66,6 +95,47 @@ mod tests {
         for (x, y) in a.iter().zip(b) {
             assert!((x - y).abs() < 1e-4, "{a:?} vs {b:?}");
         }
+    }
+
+    /// The fused CPU path against the composed one: output, the gradients of the input, gamma
+    /// and beta, and the running statistics.
+    #[test]
+    fn the_fused_cpu_path_matches_the_composed_one() {
+        let dev = Default::default();
+        let x: Tensor<A, 4> = Tensor::random([4, 3, 6, 7], Distribution::Normal(0.7, 1.3), &dev);
+        let weights: Tensor<A, 4> = Tensor::random([4, 3, 6, 7], Distribution::Normal(0.0, 1.0), &dev);
+        let make = || {
+            let mut bn = BatchNormConfig::new(3).init::<A>(&dev);
+            bn.gamma = Param::from_tensor(Tensor::from_floats([1.5, 0.9, 1.2], &dev));
+            bn.beta = Param::from_tensor(Tensor::from_floats([-0.4, 0.1, 0.3], &dev));
+            bn
+        };
+        let run = |fused: bool| {
+            let bn = make();
+            let xg = x.clone().require_grad();
+            let y = if fused { batch_norm(&bn, xg.clone()) } else { composed(&bn, xg.clone()) };
+            let grads = (y.clone() * weights.clone()).sum().backward();
+            let data = |t: Tensor<B, 1>| t.into_data().to_vec::<f32>().unwrap();
+            let [dg, db] = [&bn.gamma, &bn.beta].map(|p| data(p.grad(&grads).unwrap()));
+            (
+                y.inner().into_data(),
+                xg.grad(&grads).unwrap().into_data(),
+                dg,
+                db,
+                data(bn.running_mean.value_sync().inner()),
+                data(bn.running_var.value_sync().inner()),
+            )
+        };
+        let (fused, reference) = (run(true), run(false));
+        fused.0.assert_approx_eq::<f32>(&reference.0, Tolerance::absolute(1e-5));
+        fused.1.assert_approx_eq::<f32>(&reference.1, Tolerance::absolute(1e-4));
+        for (f, c) in [(&fused.2, &reference.2), (&fused.3, &reference.3), (&fused.4, &reference.4), (&fused.5, &reference.5)] {
+            close(Tensor::<B, 1>::from_floats(f.as_slice(), &dev), c);
+        }
+        // Inference: the same as the composed version with the running statistics.
+        let bn = make().valid();
+        let xi = x.inner();
+        batch_norm(&bn, xi.clone()).into_data().assert_approx_eq::<f32>(&composed(&bn, xi).into_data(), Tolerance::absolute(1e-5));
     }
 
     #[test]

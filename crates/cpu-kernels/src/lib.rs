@@ -14,6 +14,9 @@
 //! - **weight gradient**: one gemm per band, accumulated per thread over a fixed split of the
 //!   bands, the partial sums added in a fixed order (the same bits for the same thread count).
 //!
+//! Batch normalisation ([`channel_stats`], [`scale_shift`], [`batch_norm_backward`]) in as few
+//! passes over the maps as its arithmetic needs.
+//!
 //! [`keep_freed_tensor_memory`] tunes glibc's allocator for a tensor engine's traffic.
 //!
 //! The vendored `burn-flex` (`vendor/burn-flex`, see `vendor/PATCHES.md`) calls these for f32,
@@ -23,11 +26,13 @@ mod conv;
 mod geometry;
 mod im2col;
 mod memory;
+mod norm;
 mod scratch;
 
 pub use conv::{conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad};
 pub use geometry::Conv2d;
 pub use memory::keep_freed_tensor_memory;
+pub use norm::{Maps, batch_norm_backward, channel_stats, scale_shift};
 
 #[cfg(test)]
 mod tests;

@@ -146,3 +146,61 @@ fn geometry_rejects_a_kernel_larger_than_the_padded_input() {
     assert!(conv(0, 1, [8, 8], 1, 3, 1, 1).checked().is_none());
     assert!(conv(1, 1, [2, 2], 1, 5, 1, 2).checked().is_some());
 }
+
+mod norm {
+    use crate::{Maps, batch_norm_backward, channel_stats, scale_shift};
+
+    use super::values;
+
+    /// `Σ w · batch_norm(x)` in f64, by the textbook formula.
+    fn loss(m: Maps, x: &[f64], w: &[f32], gamma: &[f32], beta: &[f32]) -> f64 {
+        let n = (m.batch * m.plane) as f64;
+        let mut total = 0.0;
+        for c in 0..m.channels {
+            let idx: Vec<usize> = (0..m.batch).flat_map(|b| (0..m.plane).map(move |p| (b * m.channels + c) * m.plane + p)).collect();
+            let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / n;
+            let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / n;
+            for &i in &idx {
+                total += w[i] as f64 * ((x[i] - mean) / (var + 1e-5).sqrt() * gamma[c] as f64 + beta[c] as f64);
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn forward_and_gradients_match_the_formula_and_finite_differences() {
+        let m = Maps { batch: 3, channels: 2, plane: 5 };
+        let x: Vec<f32> = values(30, 11).iter().map(|v| v * 2.0 + 0.5).collect();
+        let w = values(30, 12);
+        let (gamma, beta) = (vec![1.3f32, 0.7], vec![-0.2f32, 0.4]);
+        let (mean, var) = channel_stats(m, &x);
+        let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
+        let scale: Vec<f32> = gamma.iter().zip(&invstd).map(|(g, s)| g * s).collect();
+        let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, mu), k)| b - mu * k).collect();
+        let y = scale_shift(m, &x, &scale, &shift);
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let forward: f64 = y.iter().zip(&w).map(|(&y, &w)| y as f64 * w as f64).sum();
+        assert!((forward - loss(m, &x64, &w, &gamma, &beta)).abs() < 1e-4, "{forward}");
+        let (dx, dgamma, dbeta) = batch_norm_backward(m, &x, &w, &mean, &invstd, &gamma);
+        let h = 1e-4;
+        for i in 0..30 {
+            let (mut up, mut down) = (x64.clone(), x64.clone());
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (loss(m, &up, &w, &gamma, &beta) - loss(m, &down, &w, &gamma, &beta)) / (2.0 * h);
+            assert!((dx[i] as f64 - numeric).abs() < 1e-3, "dx[{i}] = {}, finite difference {numeric}", dx[i]);
+        }
+        for c in 0..2 {
+            let bump = |dg: f32, db: f32| {
+                let (mut g, mut b) = (gamma.clone(), beta.clone());
+                g[c] += dg;
+                b[c] += db;
+                loss(m, &x64, &w, &g, &b)
+            };
+            let numeric_g = (bump(h as f32, 0.0) - bump(-h as f32, 0.0)) / (2.0 * h);
+            let numeric_b = (bump(0.0, h as f32) - bump(0.0, -h as f32)) / (2.0 * h);
+            assert!((dgamma[c] as f64 - numeric_g).abs() < 1e-2, "dgamma[{c}] = {}, {numeric_g}", dgamma[c]);
+            assert!((dbeta[c] as f64 - numeric_b).abs() < 1e-2, "dbeta[{c}] = {}, {numeric_b}", dbeta[c]);
+        }
+    }
+}

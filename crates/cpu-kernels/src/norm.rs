@@ -1,0 +1,88 @@
+//! Batch normalisation of `[batch, channels, plane]` maps in as few passes as the arithmetic
+//! allows: statistics in one read (f64 sums per channel), the output in one read and one write,
+//! the gradients in two reads and one write. Burn's composed version makes a full-size tensor
+//! at each of its steps (centre, square, scale, shift) and again in the backward pass.
+
+use rayon::prelude::*;
+
+/// A `[batch, channels, plane]` map (NCHW with `plane = H · W`).
+#[derive(Clone, Copy, Debug)]
+pub struct Maps {
+    pub batch: usize,
+    pub channels: usize,
+    pub plane: usize,
+}
+
+impl Maps {
+    fn len(&self) -> usize {
+        self.batch * self.channels * self.plane
+    }
+
+    /// The planes of channel `c`, one per image.
+    fn planes<'a>(&self, x: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> {
+        let (plane, stride) = (self.plane, self.channels * self.plane);
+        (0..self.batch).map(move |b| &x[b * stride + c * plane..][..plane])
+    }
+}
+
+/// Per channel: the mean and the biased variance over batch and plane.
+pub fn channel_stats(m: Maps, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(x.len(), m.len(), "batch norm: input length");
+    let count = (m.batch * m.plane) as f64;
+    let stats: Vec<(f32, f32)> = (0..m.channels)
+        .into_par_iter()
+        .map(|c| {
+            let (mut sum, mut squares) = (0.0f64, 0.0f64);
+            for p in m.planes(x, c) {
+                // f32 partial sums of a plane (vectorised), gathered in f64.
+                let (s, q) = p.iter().fold((0.0f32, 0.0f32), |(s, q), &v| (s + v, q + v * v));
+                sum += s as f64;
+                squares += q as f64;
+            }
+            let mean = sum / count;
+            ((mean) as f32, (squares / count - mean * mean).max(0.0) as f32)
+        })
+        .collect();
+    stats.into_iter().unzip()
+}
+
+/// `x · scale[c] + shift[c]` for every value of channel `c`.
+pub fn scale_shift(m: Maps, x: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), m.len(), "batch norm: input length");
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(m.plane).zip(x.par_chunks(m.plane)).enumerate().for_each(|(i, (out, inp))| {
+        let (a, b) = (scale[i % m.channels], shift[i % m.channels]);
+        out.iter_mut().zip(inp).for_each(|(o, &v)| *o = v * a + b);
+    });
+    y
+}
+
+/// The gradients of `y = (x − mean) · invstd · gamma + beta` given `dy`: `(dx, dgamma, dbeta)`,
+/// with the batch statistics' own dependence on `x` (training mode).
+pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], mean: &[f32], invstd: &[f32], gamma: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    assert_eq!((x.len(), dy.len()), (m.len(), m.len()), "batch norm backward: lengths");
+    // Per channel: Σ dy and Σ dy · x̂, x̂ = (x − mean) · invstd.
+    let sums: Vec<(f32, f32)> = (0..m.channels)
+        .into_par_iter()
+        .map(|c| {
+            let (mut sum, mut dot) = (0.0f64, 0.0f64);
+            for (xp, gp) in m.planes(x, c).zip(m.planes(dy, c)) {
+                let (s, d) = xp.iter().zip(gp).fold((0.0f32, 0.0f32), |(s, d), (&v, &g)| (s + g, d + g * (v - mean[c])));
+                sum += s as f64;
+                dot += d as f64 * invstd[c] as f64;
+            }
+            (sum as f32, dot as f32)
+        })
+        .collect();
+    let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
+    let count = (m.batch * m.plane) as f32;
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(m.plane).zip(x.par_chunks(m.plane).zip(dy.par_chunks(m.plane))).enumerate().for_each(|(i, (out, (xp, gp)))| {
+        let c = i % m.channels;
+        let (k, mb, s, is) = (gamma[c] * invstd[c], dbeta[c] / count, dgamma[c] / count, invstd[c]);
+        for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
+            *o = k * (g - mb - (v - mean[c]) * is * s);
+        }
+    });
+    (dx, dgamma, dbeta)
+}
