@@ -13,7 +13,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Distribution, Tensor, backend::Backend};
 
-use super::norm::batch_norm;
+use super::norm::{batch_norm, relu_batch_norm};
 
 /// A `kernel`×`kernel` convolution with `same` padding.
 pub fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, bias: bool) -> Conv2dConfig {
@@ -41,8 +41,7 @@ impl<B: Backend> ConvLayer<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let y = self.conv.forward(x);
-        let y = if self.activation { relu(y) } else { y };
-        batch_norm(&self.bn, y)
+        if self.activation { relu_batch_norm(&self.bn, y) } else { batch_norm(&self.bn, y) }
     }
 }
 

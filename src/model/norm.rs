@@ -22,15 +22,25 @@
 //! other backends (CUDA) take the composed version above.
 
 use burn::nn::BatchNorm;
+use burn::tensor::activation;
 
 use super::norm_flex;
 use burn::tensor::{Tensor, backend::Backend};
 
 /// Batch norm of a 4-D map (see the module docs).
 pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    normalise(bn, x, false)
+}
+
+/// `batch_norm(relu(x))`, fastai's order in `conv_layer`: one fused pass on the CPU engine.
+pub fn relu_batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    normalise(bn, x, true)
+}
+
+fn normalise<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
     let [b, _, h, w] = x.dims();
     let x = if B::ad_enabled(&x.device()) {
-        match norm_flex::train(bn, x) {
+        match norm_flex::train(bn, x, relu) {
             Ok((y, mean, var)) => {
                 update_running(bn, mean, var, b * h * w);
                 return y;
@@ -38,12 +48,12 @@ pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4
             Err(x) => x,
         }
     } else {
-        match norm_flex::eval(bn, x) {
+        match norm_flex::eval(bn, x, relu) {
             Ok(y) => return y,
             Err(x) => x,
         }
     };
-    composed(bn, x)
+    composed(bn, if relu { activation::relu(x) } else { x })
 }
 
 /// Batch norm from Burn's tensor operations: any backend.
@@ -110,10 +120,22 @@ mod tests {
             bn.beta = Param::from_tensor(Tensor::from_floats([-0.4, 0.1, 0.3], &dev));
             bn
         };
+        for relu in [false, true] {
+            check_fused(&x, &weights, &make, relu);
+        }
+    }
+
+    fn check_fused(x: &Tensor<A, 4>, weights: &Tensor<A, 4>, make: &dyn Fn() -> BatchNorm<A>, relu: bool) {
+        let dev = Default::default();
         let run = |fused: bool| {
             let bn = make();
             let xg = x.clone().require_grad();
-            let y = if fused { batch_norm(&bn, xg.clone()) } else { composed(&bn, xg.clone()) };
+            let y = match (fused, relu) {
+                (true, false) => batch_norm(&bn, xg.clone()),
+                (true, true) => relu_batch_norm(&bn, xg.clone()),
+                (false, false) => composed(&bn, xg.clone()),
+                (false, true) => composed(&bn, activation::relu(xg.clone())),
+            };
             let grads = (y.clone() * weights.clone()).sum().backward();
             let data = |t: Tensor<B, 1>| t.into_data().to_vec::<f32>().unwrap();
             let [dg, db] = [&bn.gamma, &bn.beta].map(|p| data(p.grad(&grads).unwrap()));
@@ -134,8 +156,13 @@ mod tests {
         }
         // Inference: the same as the composed version with the running statistics.
         let bn = make().valid();
-        let xi = x.inner();
-        batch_norm(&bn, xi.clone()).into_data().assert_approx_eq::<f32>(&composed(&bn, xi).into_data(), Tolerance::absolute(1e-5));
+        let xi = x.clone().inner();
+        let (fused, reference) = if relu {
+            (relu_batch_norm(&bn, xi.clone()), composed(&bn, activation::relu(xi)))
+        } else {
+            (batch_norm(&bn, xi.clone()), composed(&bn, xi))
+        };
+        fused.into_data().assert_approx_eq::<f32>(&reference.into_data(), Tolerance::absolute(1e-5));
     }
 
     #[test]

@@ -34,9 +34,9 @@ fn cast<T: 'static, U: 'static>(t: T) -> U {
     same(t).unwrap_or_else(|_| unreachable!("the backend was checked"))
 }
 
-fn maps(x: &FlexTensor) -> Option<Maps> {
+fn maps(x: &FlexTensor, relu: bool) -> Option<Maps> {
     let s = x.layout().shape();
-    (x.dtype() == DType::F32 && s.num_dims() == 4).then(|| Maps { batch: s[0], channels: s[1], plane: s[2] * s[3] })
+    (x.dtype() == DType::F32 && s.num_dims() == 4).then(|| Maps { batch: s[0], channels: s[1], plane: s[2] * s[3], relu })
 }
 
 fn flex(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
@@ -47,14 +47,18 @@ fn channel_values(t: FlexTensor) -> Vec<f32> {
     t.to_contiguous().storage::<f32>().to_vec()
 }
 
-/// Training mode on autodiff over flex: `Ok((y, batch mean, biased batch variance))`, or the
-/// input back on any other backend or dtype.
+/// Training mode on autodiff over flex (of `relu(x)` with `relu`): `Ok((y, batch mean, biased
+/// batch variance))`, or the input back on any other backend or dtype.
 #[allow(clippy::type_complexity)]
-pub(super) fn train<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), Tensor<B, 4>> {
+pub(super) fn train<B: Backend>(
+    bn: &BatchNorm<B>,
+    x: Tensor<B, 4>,
+    relu: bool,
+) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), Tensor<B, 4>> {
     let x: Tensor<A, 4> = same(x)?;
     let xp = x.into_primitive().tensor();
     let input = xp.primitive.to_contiguous();
-    let Some(m) = maps(&input) else {
+    let Some(m) = maps(&input, relu) else {
         return Err(cast(Tensor::<A, 4>::from_primitive(TensorPrimitive::Float(xp))));
     };
     let (gp, bp) = (
@@ -80,12 +84,12 @@ pub(super) fn train<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Result<(T
     Ok((cast(Tensor::<A, 4>::from_primitive(TensorPrimitive::Float(out))), stat(mean), stat(var)))
 }
 
-/// Inference on flex with the running statistics: one pass; the input back on any other
-/// backend or dtype.
-pub(super) fn eval<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+/// Inference on flex with the running statistics (of `relu(x)` with `relu`): one pass; the
+/// input back on any other backend or dtype.
+pub(super) fn eval<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, relu: bool) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let x: Tensor<Flex, 4> = same(x)?;
     let input = x.into_primitive().tensor().to_contiguous();
-    let Some(m) = maps(&input) else {
+    let Some(m) = maps(&input, relu) else {
         return Err(cast(Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(input))));
     };
     let values = |t: Tensor<B, 1>| channel_values(cast::<_, Tensor<Flex, 1>>(t).into_primitive().tensor());

@@ -79,7 +79,9 @@ pub fn conv2d_forward(g: &Conv2d, x: &[f32], weight: &[f32], bias: Option<&[f32]
     assert_eq!(x.len(), g.batch * in_img, "conv2d: input length");
     assert_eq!(weight.len(), g.cout * k, "conv2d: weight length");
     let ow = g.out_w();
-    let mut out = vec![0.0f32; g.batch * g.cout * out_plane];
+    // Not zeroed first: the gemms below write every value (a memset was 6.5% of inference).
+    let len = g.batch * g.cout * out_plane;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let dst = SharedMut(out.as_mut_ptr());
     let bands: Vec<_> = g.bands().collect();
     let lhs = Mat { ptr: weight.as_ptr(), rs: k, cs: 1 };
@@ -109,6 +111,9 @@ pub fn conv2d_forward(g: &Conv2d, x: &[f32], weight: &[f32], bias: Option<&[f32]
             }
         }
     });
+    // SAFETY: the tasks covered every (image, band) and each gemm wrote all `cout × n` values
+    // of its band.
+    unsafe { out.set_len(len) };
     out
 }
 

@@ -3,6 +3,8 @@
 //! the gradients in two reads and one write. Burn's composed version makes a full-size tensor
 //! at each of its steps (centre, square, scale, shift) and again in the backward pass.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// A `[batch, channels, plane]` map (NCHW with `plane = H · W`).
@@ -11,11 +13,20 @@ pub struct Maps {
     pub batch: usize,
     pub channels: usize,
     pub plane: usize,
+    /// The maps are normalised after a ReLU (fastai's conv → ReLU → BatchNorm): the kernels
+    /// apply it as they read, and the backward step passes no gradient where the input was ≤ 0.
+    pub relu: bool,
 }
 
 impl Maps {
     fn len(&self) -> usize {
         self.batch * self.channels * self.plane
+    }
+
+    /// The value the normalisation sees.
+    #[inline(always)]
+    fn seen(&self, v: f32) -> f32 {
+        if self.relu { v.max(0.0) } else { v }
     }
 
     /// The planes of channel `c`, one per image.
@@ -35,7 +46,7 @@ pub fn channel_stats(m: Maps, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
             let (mut sum, mut squares) = (0.0f64, 0.0f64);
             for p in m.planes(x, c) {
                 // f32 partial sums of a plane (vectorised), gathered in f64.
-                let (s, q) = p.iter().fold((0.0f32, 0.0f32), |(s, q), &v| (s + v, q + v * v));
+                let (s, q) = p.iter().map(|&v| m.seen(v)).fold((0.0f32, 0.0f32), |(s, q), v| (s + v, q + v * v));
                 sum += s as f64;
                 squares += q as f64;
             }
@@ -49,16 +60,27 @@ pub fn channel_stats(m: Maps, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
 /// `x · scale[c] + shift[c]` for every value of channel `c`.
 pub fn scale_shift(m: Maps, x: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), m.len(), "batch norm: input length");
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(m.plane).zip(x.par_chunks(m.plane)).enumerate().for_each(|(i, (out, inp))| {
-        let (a, b) = (scale[i % m.channels], shift[i % m.channels]);
-        out.iter_mut().zip(inp).for_each(|(o, &v)| *o = v * a + b);
-    });
-    y
+    planes_out(m, |i, out| {
+        let (a, b, inp) = (scale[i % m.channels], shift[i % m.channels], &x[i * m.plane..(i + 1) * m.plane]);
+        out.iter_mut().zip(inp).for_each(|(o, &v)| {
+            o.write(m.seen(v) * a + b);
+        });
+    })
+}
+
+/// A new map, each plane `i` (image · channels + channel) written by `f(i, plane)` on rayon's
+/// pool; `f` must write every value (nothing is zeroed first).
+fn planes_out(m: Maps, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(m.len());
+    out.spare_capacity_mut()[..m.len()].par_chunks_mut(m.plane).enumerate().for_each(|(i, plane)| f(i, plane));
+    // SAFETY: `f` wrote every value of every plane.
+    unsafe { out.set_len(m.len()) };
+    out
 }
 
 /// The gradients of `y = (x − mean) · invstd · gamma + beta` given `dy`: `(dx, dgamma, dbeta)`,
-/// with the batch statistics' own dependence on `x` (training mode).
+/// with the batch statistics' own dependence on `x` (training mode); with `m.relu`, of
+/// `x ↦ y(relu(x))`.
 pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], mean: &[f32], invstd: &[f32], gamma: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!((x.len(), dy.len()), (m.len(), m.len()), "batch norm backward: lengths");
     // Per channel: Σ dy and Σ dy · x̂, x̂ = (x − mean) · invstd.
@@ -67,7 +89,7 @@ pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], mean: &[f32], invstd:
         .map(|c| {
             let (mut sum, mut dot) = (0.0f64, 0.0f64);
             for (xp, gp) in m.planes(x, c).zip(m.planes(dy, c)) {
-                let (s, d) = xp.iter().zip(gp).fold((0.0f32, 0.0f32), |(s, d), (&v, &g)| (s + g, d + g * (v - mean[c])));
+                let (s, d) = xp.iter().zip(gp).fold((0.0f32, 0.0f32), |(s, d), (&v, &g)| (s + g, d + g * (m.seen(v) - mean[c])));
                 sum += s as f64;
                 dot += d as f64 * invstd[c] as f64;
             }
@@ -76,12 +98,14 @@ pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], mean: &[f32], invstd:
         .collect();
     let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
     let count = (m.batch * m.plane) as f32;
-    let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut(m.plane).zip(x.par_chunks(m.plane).zip(dy.par_chunks(m.plane))).enumerate().for_each(|(i, (out, (xp, gp)))| {
+    let dx = planes_out(m, |i, out| {
         let c = i % m.channels;
         let (k, mb, s, is) = (gamma[c] * invstd[c], dbeta[c] / count, dgamma[c] / count, invstd[c]);
+        let (xp, gp) = (&x[i * m.plane..(i + 1) * m.plane], &dy[i * m.plane..(i + 1) * m.plane]);
         for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
-            *o = k * (g - mb - (v - mean[c]) * is * s);
+            // Where the ReLU cut the input off, no gradient reaches it.
+            let through = !m.relu || v > 0.0;
+            o.write(if through { k * (g - mb - (m.seen(v) - mean[c]) * is * s) } else { 0.0 });
         }
     });
     (dx, dgamma, dbeta)

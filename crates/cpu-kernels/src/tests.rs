@@ -152,8 +152,9 @@ mod norm {
 
     use super::values;
 
-    /// `Σ w · batch_norm(x)` in f64, by the textbook formula.
+    /// `Σ w · batch_norm(x)` (of `relu(x)` with `m.relu`) in f64, by the textbook formula.
     fn loss(m: Maps, x: &[f64], w: &[f32], gamma: &[f32], beta: &[f32]) -> f64 {
+        let x: Vec<f64> = x.iter().map(|&v| if m.relu { v.max(0.0) } else { v }).collect();
         let n = (m.batch * m.plane) as f64;
         let mut total = 0.0;
         for c in 0..m.channels {
@@ -169,7 +170,15 @@ mod norm {
 
     #[test]
     fn forward_and_gradients_match_the_formula_and_finite_differences() {
-        let m = Maps { batch: 3, channels: 2, plane: 5 };
+        check(Maps { batch: 3, channels: 2, plane: 5, relu: false });
+    }
+
+    #[test]
+    fn with_the_relu_before_it_too() {
+        check(Maps { batch: 3, channels: 2, plane: 5, relu: true });
+    }
+
+    fn check(m: Maps) {
         let x: Vec<f32> = values(30, 11).iter().map(|v| v * 2.0 + 0.5).collect();
         let w = values(30, 12);
         let (gamma, beta) = (vec![1.3f32, 0.7], vec![-0.2f32, 0.4]);
