@@ -17,7 +17,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, backend::Backend};
 
 use super::layers::conv;
-use super::norm::batch_norm;
+use super::norm::{batch_norm, batch_norm_relu};
 
 /// Encoder features: skips from the finest (stride 1 or 2) to the coarsest, then the deepest map.
 pub struct Features<B: Backend> {
@@ -78,7 +78,7 @@ impl<B: Backend> Block<B> {
             Some(d) => batch_norm(&d.bn, d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let y = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        let y = batch_norm_relu(&self.bn1, self.conv1.forward(x));
         let y = batch_norm(&self.bn2, self.conv2.forward(y));
         let y = match (&self.conv3, &self.bn3) {
             (Some(c3), Some(b3)) => batch_norm(b3, c3.forward(relu(y))),
@@ -136,7 +136,7 @@ impl<B: Backend> ResNet<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Features<B> {
         let run = |layer: &[Block<B>], x: Tensor<B, 4>| layer.iter().fold(x, |x, b| b.forward(x));
-        let s2 = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        let s2 = batch_norm_relu(&self.bn1, self.conv1.forward(x));
         let s4 = run(&self.layer1, self.maxpool.forward(s2.clone()));
         let s8 = run(&self.layer2, s4.clone());
         let s16 = run(&self.layer3, s8.clone());
@@ -190,7 +190,7 @@ impl<B: Backend> Vgg<B> {
                 x = self.pool.forward(x);
             }
             for _ in 0..*n {
-                x = relu(batch_norm(&self.bns[i], self.convs[i].forward(x)));
+                x = batch_norm_relu(&self.bns[i], self.convs[i].forward(x));
                 i += 1;
             }
         }

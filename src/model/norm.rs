@@ -24,20 +24,27 @@
 use burn::nn::BatchNorm;
 use burn::tensor::activation;
 
+use cinestream_cpu_kernels::Relu;
+
 use super::norm_flex;
 use burn::tensor::{Tensor, backend::Backend};
 
 /// Batch norm of a 4-D map (see the module docs).
 pub fn batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    normalise(bn, x, false)
+    normalise(bn, x, Relu::None)
 }
 
 /// `batch_norm(relu(x))`, fastai's order in `conv_layer`: one fused pass on the CPU engine.
 pub fn relu_batch_norm<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    normalise(bn, x, true)
+    normalise(bn, x, Relu::Before)
 }
 
-fn normalise<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
+/// `relu(batch_norm(x))`, torchvision's order in ResNets: one fused pass on the CPU engine.
+pub fn batch_norm_relu<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    normalise(bn, x, Relu::After)
+}
+
+fn normalise<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, relu: Relu) -> Tensor<B, 4> {
     let [b, _, h, w] = x.dims();
     let x = if B::ad_enabled(&x.device()) {
         match norm_flex::train(bn, x, relu) {
@@ -53,7 +60,11 @@ fn normalise<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, relu: bool) -> Tens
             Err(x) => x,
         }
     };
-    composed(bn, if relu { activation::relu(x) } else { x })
+    match relu {
+        Relu::None => composed(bn, x),
+        Relu::Before => composed(bn, activation::relu(x)),
+        Relu::After => activation::relu(composed(bn, x)),
+    }
 }
 
 /// Batch norm from Burn's tensor operations: any backend.
@@ -120,22 +131,26 @@ mod tests {
             bn.beta = Param::from_tensor(Tensor::from_floats([-0.4, 0.1, 0.3], &dev));
             bn
         };
-        for relu in [false, true] {
+        for relu in [Relu::None, Relu::Before, Relu::After] {
             check_fused(&x, &weights, &make, relu);
         }
     }
 
-    fn check_fused(x: &Tensor<A, 4>, weights: &Tensor<A, 4>, make: &dyn Fn() -> BatchNorm<A>, relu: bool) {
+    /// The fused path of `relu` (`normalise`) against the composed one.
+    fn reference<C: Backend>(bn: &BatchNorm<C>, x: Tensor<C, 4>, relu: Relu) -> Tensor<C, 4> {
+        match relu {
+            Relu::None => composed(bn, x),
+            Relu::Before => composed(bn, activation::relu(x)),
+            Relu::After => activation::relu(composed(bn, x)),
+        }
+    }
+
+    fn check_fused(x: &Tensor<A, 4>, weights: &Tensor<A, 4>, make: &dyn Fn() -> BatchNorm<A>, relu: Relu) {
         let dev = Default::default();
         let run = |fused: bool| {
             let bn = make();
             let xg = x.clone().require_grad();
-            let y = match (fused, relu) {
-                (true, false) => batch_norm(&bn, xg.clone()),
-                (true, true) => relu_batch_norm(&bn, xg.clone()),
-                (false, false) => composed(&bn, xg.clone()),
-                (false, true) => composed(&bn, activation::relu(xg.clone())),
-            };
+            let y = if fused { normalise(&bn, xg.clone(), relu) } else { reference(&bn, xg.clone(), relu) };
             let grads = (y.clone() * weights.clone()).sum().backward();
             let data = |t: Tensor<B, 1>| t.into_data().to_vec::<f32>().unwrap();
             let [dg, db] = [&bn.gamma, &bn.beta].map(|p| data(p.grad(&grads).unwrap()));
@@ -148,21 +163,17 @@ mod tests {
                 data(bn.running_var.value_sync().inner()),
             )
         };
-        let (fused, reference) = (run(true), run(false));
-        fused.0.assert_approx_eq::<f32>(&reference.0, Tolerance::absolute(1e-5));
-        fused.1.assert_approx_eq::<f32>(&reference.1, Tolerance::absolute(1e-4));
-        for (f, c) in [(&fused.2, &reference.2), (&fused.3, &reference.3), (&fused.4, &reference.4), (&fused.5, &reference.5)] {
+        let (fused, composed) = (run(true), run(false));
+        fused.0.assert_approx_eq::<f32>(&composed.0, Tolerance::absolute(1e-5));
+        fused.1.assert_approx_eq::<f32>(&composed.1, Tolerance::absolute(1e-4));
+        for (f, c) in [(&fused.2, &composed.2), (&fused.3, &composed.3), (&fused.4, &composed.4), (&fused.5, &composed.5)] {
             close(Tensor::<B, 1>::from_floats(f.as_slice(), &dev), c);
         }
         // Inference: the same as the composed version with the running statistics.
         let bn = make().valid();
         let xi = x.clone().inner();
-        let (fused, reference) = if relu {
-            (relu_batch_norm(&bn, xi.clone()), composed(&bn, activation::relu(xi)))
-        } else {
-            (batch_norm(&bn, xi.clone()), composed(&bn, xi))
-        };
-        fused.into_data().assert_approx_eq::<f32>(&reference.into_data(), Tolerance::absolute(1e-5));
+        let fused = normalise(&bn, xi.clone(), relu);
+        fused.into_data().assert_approx_eq::<f32>(&reference(&bn, xi, relu).into_data(), Tolerance::absolute(1e-5));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::nn::BatchNorm;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive, backend::Backend};
 use burn_flex::FlexTensor;
-use cinestream_cpu_kernels::{Maps, batch_norm_backward, channel_stats, scale_shift};
+use cinestream_cpu_kernels::{Maps, Relu, Stats, batch_norm_backward, channel_stats, scale_shift};
 
 type A = Autodiff<Flex>;
 
@@ -34,7 +34,7 @@ fn cast<T: 'static, U: 'static>(t: T) -> U {
     same(t).unwrap_or_else(|_| unreachable!("the backend was checked"))
 }
 
-fn maps(x: &FlexTensor, relu: bool) -> Option<Maps> {
+fn maps(x: &FlexTensor, relu: Relu) -> Option<Maps> {
     let s = x.layout().shape();
     (x.dtype() == DType::F32 && s.num_dims() == 4).then(|| Maps { batch: s[0], channels: s[1], plane: s[2] * s[3], relu })
 }
@@ -47,13 +47,13 @@ fn channel_values(t: FlexTensor) -> Vec<f32> {
     t.to_contiguous().storage::<f32>().to_vec()
 }
 
-/// Training mode on autodiff over flex (of `relu(x)` with `relu`): `Ok((y, batch mean, biased
-/// batch variance))`, or the input back on any other backend or dtype.
+/// Training mode on autodiff over flex, with `relu` fused: `Ok((y, batch mean, biased batch
+/// variance))`, or the input back on any other backend or dtype.
 #[allow(clippy::type_complexity)]
 pub(super) fn train<B: Backend>(
     bn: &BatchNorm<B>,
     x: Tensor<B, 4>,
-    relu: bool,
+    relu: Relu,
 ) -> Result<(Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>), Tensor<B, 4>> {
     let x: Tensor<A, 4> = same(x)?;
     let xp = x.into_primitive().tensor();
@@ -76,7 +76,7 @@ pub(super) fn train<B: Backend>(
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish(State { input, maps: m, mean: mean.clone(), invstd, gamma }, y),
+        OpsKind::Tracked(prep) => prep.finish(State { input, maps: m, mean: mean.clone(), invstd, gamma, beta }, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     };
     let stat =
@@ -84,9 +84,9 @@ pub(super) fn train<B: Backend>(
     Ok((cast(Tensor::<A, 4>::from_primitive(TensorPrimitive::Float(out))), stat(mean), stat(var)))
 }
 
-/// Inference on flex with the running statistics (of `relu(x)` with `relu`): one pass; the
-/// input back on any other backend or dtype.
-pub(super) fn eval<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, relu: bool) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+/// Inference on flex with the running statistics, with `relu` fused: one pass; the input back
+/// on any other backend or dtype.
+pub(super) fn eval<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, relu: Relu) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     let x: Tensor<Flex, 4> = same(x)?;
     let input = x.into_primitive().tensor().to_contiguous();
     let Some(m) = maps(&input, relu) else {
@@ -112,6 +112,7 @@ struct State {
     mean: Vec<f32>,
     invstd: Vec<f32>,
     gamma: Vec<f32>,
+    beta: Vec<f32>,
 }
 
 impl Backward<Flex, 3> for BatchNormBackward {
@@ -121,7 +122,8 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let [x, gamma, beta] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
         let s = ops.state;
-        let (dx, dgamma, dbeta) = batch_norm_backward(s.maps, s.input.storage(), dy.storage(), &s.mean, &s.invstd, &s.gamma);
+        let stats = Stats { mean: &s.mean, invstd: &s.invstd, gamma: &s.gamma, beta: &s.beta };
+        let (dx, dgamma, dbeta) = batch_norm_backward(s.maps, s.input.storage(), dy.storage(), stats);
         let channels = vec![s.maps.channels];
         for (node, grad, shape) in [(x, dx, s.input.layout().shape().to_vec()), (gamma, dgamma, channels.clone()), (beta, dbeta, channels)]
         {

@@ -20,7 +20,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use super::encoder::Features;
 use super::layers::{ConvLayer, PixelShuffleIcnr};
-use super::norm::batch_norm;
+use super::norm::{batch_norm, batch_norm_relu};
 
 fn fit<B: Backend>(x: Tensor<B, 4>, like: [usize; 4]) -> Tensor<B, 4> {
     let d = x.dims();
@@ -101,7 +101,7 @@ impl<B: Backend> Decoder<B> {
 
     /// `input`: the normalised 3-channel image; returns logits at its size.
     pub fn forward(&self, f: Features<B>, input: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(batch_norm(&self.middle_bn, f.deepest));
+        let x = batch_norm_relu(&self.middle_bn, f.deepest);
         let mut x = self.middle2.forward(self.middle1.forward(x));
         for (block, skip) in self.blocks.iter().zip(f.skips.into_iter().rev()) {
             x = block.forward(x, skip);

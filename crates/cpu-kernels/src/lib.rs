@@ -32,7 +32,7 @@ mod scratch;
 pub use conv::{conv2d_bias_grad, conv2d_forward, conv2d_input_grad, conv2d_weight_grad};
 pub use geometry::Conv2d;
 pub use memory::keep_freed_tensor_memory;
-pub use norm::{Maps, batch_norm_backward, channel_stats, scale_shift};
+pub use norm::{Maps, Relu, Stats, batch_norm_backward, channel_stats, scale_shift};
 
 #[cfg(test)]
 mod tests;

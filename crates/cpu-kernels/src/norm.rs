@@ -13,9 +13,20 @@ pub struct Maps {
     pub batch: usize,
     pub channels: usize,
     pub plane: usize,
-    /// The maps are normalised after a ReLU (fastai's conv → ReLU → BatchNorm): the kernels
-    /// apply it as they read, and the backward step passes no gradient where the input was ≤ 0.
-    pub relu: bool,
+    /// Where a ReLU sits next to the normalisation, fused into its passes.
+    pub relu: Relu,
+}
+
+/// A ReLU fused with the batch norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relu {
+    None,
+    /// Before it (fastai's conv → ReLU → BatchNorm): applied as the input is read; no gradient
+    /// passes where the input was ≤ 0.
+    Before,
+    /// After it (torchvision's conv → BatchNorm → ReLU): applied as the output is written; no
+    /// gradient passes where the normalised value was ≤ 0.
+    After,
 }
 
 impl Maps {
@@ -26,7 +37,7 @@ impl Maps {
     /// The value the normalisation sees.
     #[inline(always)]
     fn seen(&self, v: f32) -> f32 {
-        if self.relu { v.max(0.0) } else { v }
+        if self.relu == Relu::Before { v.max(0.0) } else { v }
     }
 
     /// The planes of channel `c`, one per image.
@@ -57,13 +68,23 @@ pub fn channel_stats(m: Maps, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     stats.into_iter().unzip()
 }
 
+/// A batch's statistics and the affine parameters, per channel.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats<'a> {
+    pub mean: &'a [f32],
+    pub invstd: &'a [f32],
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+}
+
 /// `x · scale[c] + shift[c]` for every value of channel `c`.
 pub fn scale_shift(m: Maps, x: &[f32], scale: &[f32], shift: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), m.len(), "batch norm: input length");
     planes_out(m, |i, out| {
         let (a, b, inp) = (scale[i % m.channels], shift[i % m.channels], &x[i * m.plane..(i + 1) * m.plane]);
         out.iter_mut().zip(inp).for_each(|(o, &v)| {
-            o.write(m.seen(v) * a + b);
+            let y = m.seen(v) * a + b;
+            o.write(if m.relu == Relu::After { y.max(0.0) } else { y });
         });
     })
 }
@@ -79,9 +100,14 @@ fn planes_out(m: Maps, f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send)
 }
 
 /// The gradients of `y = (x − mean) · invstd · gamma + beta` given `dy`: `(dx, dgamma, dbeta)`,
-/// with the batch statistics' own dependence on `x` (training mode); with `m.relu`, of
-/// `x ↦ y(relu(x))`.
-pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], mean: &[f32], invstd: &[f32], gamma: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// with the batch statistics' own dependence on `x` (training mode), and through the ReLU of
+/// `m.relu`.
+pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], stats: Stats<'_>) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Stats { mean, invstd, gamma, beta } = stats;
+    // With the ReLU after: the gradient reaching the normalised value (zero where it was ≤ 0).
+    let reaching = |c: usize, v: f32, g: f32| {
+        if m.relu == Relu::After && (v - mean[c]) * invstd[c] * gamma[c] + beta[c] <= 0.0 { 0.0 } else { g }
+    };
     assert_eq!((x.len(), dy.len()), (m.len(), m.len()), "batch norm backward: lengths");
     // Per channel: Σ dy and Σ dy · x̂, x̂ = (x − mean) · invstd.
     let sums: Vec<(f32, f32)> = (0..m.channels)
@@ -89,7 +115,10 @@ pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], mean: &[f32], invstd:
         .map(|c| {
             let (mut sum, mut dot) = (0.0f64, 0.0f64);
             for (xp, gp) in m.planes(x, c).zip(m.planes(dy, c)) {
-                let (s, d) = xp.iter().zip(gp).fold((0.0f32, 0.0f32), |(s, d), (&v, &g)| (s + g, d + g * (m.seen(v) - mean[c])));
+                let (s, d) = xp.iter().zip(gp).fold((0.0f32, 0.0f32), |(s, d), (&v, &g)| {
+                    let g = reaching(c, v, g);
+                    (s + g, d + g * (m.seen(v) - mean[c]))
+                });
                 sum += s as f64;
                 dot += d as f64 * invstd[c] as f64;
             }
@@ -103,8 +132,9 @@ pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], mean: &[f32], invstd:
         let (k, mb, s, is) = (gamma[c] * invstd[c], dbeta[c] / count, dgamma[c] / count, invstd[c]);
         let (xp, gp) = (&x[i * m.plane..(i + 1) * m.plane], &dy[i * m.plane..(i + 1) * m.plane]);
         for ((o, &v), &g) in out.iter_mut().zip(xp).zip(gp) {
-            // Where the ReLU cut the input off, no gradient reaches it.
-            let through = !m.relu || v > 0.0;
+            // Where the ReLU before cut the input off, no gradient reaches it.
+            let through = m.relu != Relu::Before || v > 0.0;
+            let g = reaching(c, v, g);
             o.write(if through { k * (g - mb - (m.seen(v) - mean[c]) * is * s) } else { 0.0 });
         }
     });

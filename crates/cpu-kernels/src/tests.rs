@@ -148,13 +148,13 @@ fn geometry_rejects_a_kernel_larger_than_the_padded_input() {
 }
 
 mod norm {
-    use crate::{Maps, batch_norm_backward, channel_stats, scale_shift};
+    use crate::{Maps, Relu, Stats, batch_norm_backward, channel_stats, scale_shift};
 
     use super::values;
 
     /// `Σ w · batch_norm(x)` (of `relu(x)` with `m.relu`) in f64, by the textbook formula.
     fn loss(m: Maps, x: &[f64], w: &[f32], gamma: &[f32], beta: &[f32]) -> f64 {
-        let x: Vec<f64> = x.iter().map(|&v| if m.relu { v.max(0.0) } else { v }).collect();
+        let x: Vec<f64> = x.iter().map(|&v| if m.relu == Relu::Before { v.max(0.0) } else { v }).collect();
         let n = (m.batch * m.plane) as f64;
         let mut total = 0.0;
         for c in 0..m.channels {
@@ -162,7 +162,8 @@ mod norm {
             let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / n;
             let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / n;
             for &i in &idx {
-                total += w[i] as f64 * ((x[i] - mean) / (var + 1e-5).sqrt() * gamma[c] as f64 + beta[c] as f64);
+                let y = (x[i] - mean) / (var + 1e-5).sqrt() * gamma[c] as f64 + beta[c] as f64;
+                total += w[i] as f64 * if m.relu == Relu::After { y.max(0.0) } else { y };
             }
         }
         total
@@ -170,12 +171,13 @@ mod norm {
 
     #[test]
     fn forward_and_gradients_match_the_formula_and_finite_differences() {
-        check(Maps { batch: 3, channels: 2, plane: 5, relu: false });
+        check(Maps { batch: 3, channels: 2, plane: 5, relu: Relu::None });
     }
 
     #[test]
-    fn with_the_relu_before_it_too() {
-        check(Maps { batch: 3, channels: 2, plane: 5, relu: true });
+    fn with_a_relu_before_or_after_it_too() {
+        check(Maps { batch: 3, channels: 2, plane: 5, relu: Relu::Before });
+        check(Maps { batch: 3, channels: 2, plane: 5, relu: Relu::After });
     }
 
     fn check(m: Maps) {
@@ -190,7 +192,7 @@ mod norm {
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         let forward: f64 = y.iter().zip(&w).map(|(&y, &w)| y as f64 * w as f64).sum();
         assert!((forward - loss(m, &x64, &w, &gamma, &beta)).abs() < 1e-4, "{forward}");
-        let (dx, dgamma, dbeta) = batch_norm_backward(m, &x, &w, &mean, &invstd, &gamma);
+        let (dx, dgamma, dbeta) = batch_norm_backward(m, &x, &w, Stats { mean: &mean, invstd: &invstd, gamma: &gamma, beta: &beta });
         let h = 1e-4;
         for i in 0..30 {
             let (mut up, mut down) = (x64.clone(), x64.clone());
