@@ -54,13 +54,8 @@ pub fn channel_stats(m: Maps, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let stats: Vec<(f32, f32)> = (0..m.channels)
         .into_par_iter()
         .map(|c| {
-            let (mut sum, mut squares) = (0.0f64, 0.0f64);
-            for p in m.planes(x, c) {
-                // f32 partial sums of a plane (vectorised), gathered in f64.
-                let (s, q) = p.iter().map(|&v| m.seen(v)).fold((0.0f32, 0.0f32), |(s, q), v| (s + v, q + v * v));
-                sum += s as f64;
-                squares += q as f64;
-            }
+            // In f64: the variance is E[x²] − mean², which f32 sums of a 256² plane would blur.
+            let (sum, squares) = m.planes(x, c).flatten().map(|&v| m.seen(v) as f64).fold((0.0f64, 0.0f64), |(s, q), v| (s + v, q + v * v));
             let mean = sum / count;
             ((mean) as f32, (squares / count - mean * mean).max(0.0) as f32)
         })
@@ -113,16 +108,11 @@ pub fn batch_norm_backward(m: Maps, x: &[f32], dy: &[f32], stats: Stats<'_>) -> 
     let sums: Vec<(f32, f32)> = (0..m.channels)
         .into_par_iter()
         .map(|c| {
-            let (mut sum, mut dot) = (0.0f64, 0.0f64);
-            for (xp, gp) in m.planes(x, c).zip(m.planes(dy, c)) {
-                let (s, d) = xp.iter().zip(gp).fold((0.0f32, 0.0f32), |(s, d), (&v, &g)| {
-                    let g = reaching(c, v, g);
-                    (s + g, d + g * (m.seen(v) - mean[c]))
-                });
-                sum += s as f64;
-                dot += d as f64 * invstd[c] as f64;
-            }
-            (sum as f32, dot as f32)
+            let (sum, dot) = m.planes(x, c).flatten().zip(m.planes(dy, c).flatten()).fold((0.0f64, 0.0f64), |(s, d), (&v, &g)| {
+                let g = reaching(c, v, g) as f64;
+                (s + g, d + g * (m.seen(v) - mean[c]) as f64)
+            });
+            (sum as f32, (dot * invstd[c] as f64) as f32)
         })
         .collect();
     let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
