@@ -47,6 +47,15 @@ fn channel_values(t: FlexTensor) -> Vec<f32> {
     t.to_contiguous().storage::<f32>().to_vec()
 }
 
+/// Per channel: `1 / √(var + ε)`, and the scale and shift that normalise with these statistics
+/// and then apply gamma and beta (`y = x · scale + shift`).
+fn affine(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], epsilon: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + epsilon as f32).sqrt()).collect();
+    let scale: Vec<f32> = gamma.iter().zip(&invstd).map(|(g, s)| g * s).collect();
+    let shift: Vec<f32> = beta.iter().zip(mean).zip(&scale).map(|((b, mu), k)| b - mu * k).collect();
+    (invstd, scale, shift)
+}
+
 /// Training mode on autodiff over flex, with `relu` fused: `Ok((y, batch mean, biased batch
 /// variance))`, or the input back on any other backend or dtype.
 #[allow(clippy::type_complexity)]
@@ -67,9 +76,7 @@ pub(super) fn train<B: Backend>(
     );
     let (gamma, beta) = (channel_values(gp.primitive.clone()), channel_values(bp.primitive.clone()));
     let (mean, var) = channel_stats(m, input.storage());
-    let invstd: Vec<f32> = var.iter().map(|v| 1.0 / (v + bn.epsilon as f32).sqrt()).collect();
-    let scale: Vec<f32> = gamma.iter().zip(&invstd).map(|(g, s)| g * s).collect();
-    let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, mu), k)| b - mu * k).collect();
+    let (invstd, scale, shift) = affine(&gamma, &beta, &mean, &var, bn.epsilon);
     let y = flex(scale_shift(m, input.storage(), &scale, &shift), input.layout().shape().to_vec());
     let out = match BatchNormBackward
         .prepare::<NoCheckpointing>([xp.node.clone(), gp.node.clone(), bp.node.clone()])
@@ -95,8 +102,7 @@ pub(super) fn eval<B: Backend>(bn: &BatchNorm<B>, x: Tensor<B, 4>, relu: Relu) -
     let values = |t: Tensor<B, 1>| channel_values(cast::<_, Tensor<Flex, 1>>(t).into_primitive().tensor());
     let (mean, var) = (values(bn.running_mean.value()), values(bn.running_var.value()));
     let (gamma, beta) = (values(bn.gamma.val()), values(bn.beta.val()));
-    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + bn.epsilon as f32).sqrt()).collect();
-    let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((b, mu), k)| b - mu * k).collect();
+    let (_, scale, shift) = affine(&gamma, &beta, &mean, &var, bn.epsilon);
     let y = flex(scale_shift(m, input.storage(), &scale, &shift), input.layout().shape().to_vec());
     Ok(cast(Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(y))))
 }

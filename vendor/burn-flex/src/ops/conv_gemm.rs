@@ -34,10 +34,6 @@ fn geometry(x: &Shape, weight: &Shape, options: &ConvOptions<2>, dtype: DType) -
     .filter(|g| weight[1] == g.cin)
 }
 
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    t.to_contiguous()
-}
-
 fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(Shape::from(shape.to_vec())), DType::F32)
 }
@@ -50,7 +46,7 @@ pub(crate) fn conv2d(
     options: &ConvOptions<2>,
 ) -> Option<FlexTensor> {
     let g = geometry(x.layout().shape(), weight.layout().shape(), options, x.dtype())?;
-    let (x, weight, bias) = (contiguous(x), contiguous(weight), bias.map(contiguous));
+    let (x, weight, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.map(FlexTensor::to_contiguous));
     let y = conv2d_forward(&g, x.storage(), weight.storage(), bias.as_ref().map(|b| b.storage()));
     Some(tensor(y, [g.batch, g.cout, g.out_h(), g.out_w()]))
 }
@@ -63,7 +59,7 @@ pub(crate) fn x_backward(
     options: ConvOptions<2>,
 ) -> FlexTensor {
     if let Some(g) = geometry(x.layout().shape(), weight.layout().shape(), &options, output_grad.dtype()) {
-        let dx = conv2d_input_grad(&g, contiguous(&output_grad).storage(), contiguous(&weight).storage());
+        let dx = conv2d_input_grad(&g, output_grad.to_contiguous().storage(), weight.to_contiguous().storage());
         return tensor(dx, [g.batch, g.cin, g.h, g.w]);
     }
     // burn's default: a transposed convolution of the output gradient.
@@ -82,7 +78,7 @@ pub(crate) fn weight_backward(
 ) -> FlexTensor {
     let ws = weight.layout().shape().clone();
     if let Some(g) = geometry(x.layout().shape(), &ws, &options, output_grad.dtype()) {
-        let dw = conv2d_weight_grad(&g, contiguous(&x).storage(), contiguous(&output_grad).storage());
+        let dw = conv2d_weight_grad(&g, x.to_contiguous().storage(), output_grad.to_contiguous().storage());
         return tensor(dw, [g.cout, g.cin, g.kh, g.kw]);
     }
     // burn's default: per group, a convolution of the input by the output gradient with batch
@@ -123,6 +119,6 @@ pub(crate) fn bias_backward(bias: FlexTensor, output_grad: FlexTensor) -> FlexTe
         let grad = Flex::float_reshape(grad, Shape::from(alloc::vec![c, ys.num_elements() / c]));
         return Flex::float_reshape(Flex::float_sum_dim(grad, 1), bias.layout().shape().clone());
     }
-    let db = conv2d_bias_grad(contiguous(&output_grad).storage(), ys[0], ys[1], ys[2] * ys[3]);
+    let db = conv2d_bias_grad(output_grad.to_contiguous().storage(), ys[0], ys[1], ys[2] * ys[3]);
     FlexTensor::new(Bytes::from_elems(db), Layout::contiguous(bias.layout().shape().clone()), DType::F32)
 }
