@@ -176,6 +176,8 @@ pub struct StudyFrames {
     pub frames: Vec<Frame>,
     /// The histogram of every frame of the study, when the plan holds only some of them.
     pub whole_study: Option<Histogram>,
+    /// The plan holds only some of the study's frames.
+    pub partial: bool,
 }
 
 /// Histograms of every frame of the `partial` studies (one pass over their pixels), of their
@@ -251,6 +253,7 @@ pub async fn stream(
                 split: splits.is_valid(i).then(|| splits.value(i).to_string()),
                 frames: Vec::new(),
                 whole_study: histograms.remove(id),
+                partial: planned.partial.contains(id),
             });
             study.frames.push(Frame {
                 slice: slice.value(i),

@@ -535,6 +535,7 @@ async fn write_study(
         h: g.height as usize,
         w: g.width as usize,
         ml_per_pixel: g.pixel_spacing_row_mm * g.pixel_spacing_col_mm * g.slice_spacing_mm / 1000.0,
+        whole_cycle: !m.partial,
     };
     let frames: Vec<qc::FrameMask> =
         m.frames.iter().zip(&l.masks).map(|(f, mask)| qc::FrameMask { slice: f.slice as usize, frame: f.frame as usize, mask }).collect();

@@ -6,7 +6,13 @@
 //!   LV and MY;
 //! - `slice_gap`: the slices with LV and MY are consecutive;
 //! - `lv_not_enclosed`: at least `min_lv_enclosed` of the LV's boundary pixels touch MY;
-//! - `implausible_volumes`: EDV, ESV and EF lie in plausible ranges.
+//! - `implausible_volumes`: EDV, ESV and EF lie in plausible ranges;
+//! - `ed_far_from_trigger`: ED (the frame of largest LV volume) lies within `ed_max_offset` of the
+//!   frames from the first frame, counting around the cycle. An ECG-gated cine starts at the R wave,
+//!   so end-diastole is at its first or last frames; a volume curve that peaks mid-cycle means the
+//!   masks are wrong at some phase (say, basal slices over-segmented through systole), and its ED,
+//!   ES and EF with them, although each frame on its own looks plausible. Checked only where every
+//!   frame of the study is labelled.
 //!
 //! A study whose frames do not cover a whole cycle of every slice still gets ED and ES from the
 //! frames it has.
@@ -27,6 +33,9 @@ pub struct QcConfig {
     pub edv_ml: [f64; 2],
     pub esv_ml: [f64; 2],
     pub ef_pct: [f64; 2],
+    /// The ED frame's largest distance from the first frame, as a share of the study's frames,
+    /// counted around the cycle (frame T − 1 is 1 frame away); 0.5 turns the check off.
+    pub ed_max_offset: f64,
 }
 
 impl Default for QcConfig {
@@ -39,6 +48,7 @@ impl Default for QcConfig {
             edv_ml: [20.0, 600.0],
             esv_ml: [5.0, 500.0],
             ef_pct: [10.0, 90.0],
+            ed_max_offset: 0.2,
         }
     }
 }
@@ -52,6 +62,9 @@ impl QcConfig {
         range("ef_pct", self.ef_pct)?;
         if !(0.0..=1.0).contains(&self.min_slice_fraction) || !(0.0..=1.0).contains(&self.min_lv_enclosed) {
             return Err("qc.min_slice_fraction and qc.min_lv_enclosed are shares in 0…1".into());
+        }
+        if !(0.0..=0.5).contains(&self.ed_max_offset) {
+            return Err("qc.ed_max_offset is a share of the frames in 0…0.5 (0.5 turns the check off)".into());
         }
         Ok(())
     }
@@ -91,6 +104,9 @@ pub struct StudyGrid {
     pub w: usize,
     /// Pixel area (mm²) × slice spacing (mm) / 1000: mL per pixel.
     pub ml_per_pixel: f64,
+    /// Every frame of the study is labelled (not a selection of some), so the frames are the
+    /// whole cycle and `ed_far_from_trigger` applies.
+    pub whole_cycle: bool,
 }
 
 /// ED = frame of maximum LV volume (ties → highest), ES = minimum (ties → lowest).
@@ -178,6 +194,9 @@ pub fn check(frames: &[FrameMask], grid: &StudyGrid, classes: &[u8], cfg: &QcCon
     if !within(edv, cfg.edv_ml) || !within(esv, cfg.esv_ml) || !ef.is_some_and(|e| within(e, cfg.ef_pct)) {
         failures.push("implausible_volumes");
     }
+    if grid.whole_cycle && ed_offset(ed, &volumes) > cfg.ed_max_offset {
+        failures.push("ed_far_from_trigger");
+    }
     QcResult {
         passed: failures.is_empty(),
         failures,
@@ -192,6 +211,14 @@ pub fn check(frames: &[FrameMask], grid: &StudyGrid, classes: &[u8], cfg: &QcCon
         slices,
         lv_enclosed: enclosed,
     }
+}
+
+/// The ED frame's distance from the first frame around the cycle, as a share of the frames
+/// (`volumes`: one entry per frame of the study, in frame order).
+fn ed_offset(ed: usize, volumes: &[(usize, f64)]) -> f64 {
+    let n = volumes.len().max(1);
+    let k = volumes.iter().position(|v| v.0 == ed).unwrap_or(0);
+    k.min(n - k) as f64 / n as f64
 }
 
 /// (LV pixels with a 4-neighbour that is not LV or lies outside the image, those of them with a
@@ -244,8 +271,29 @@ mod tests {
     }
 
     fn run(masks: &[(usize, usize, Vec<u8>)], cfg: &QcConfig) -> QcResult {
+        run_on(masks, cfg, true)
+    }
+
+    fn run_on(masks: &[(usize, usize, Vec<u8>)], cfg: &QcConfig, whole_cycle: bool) -> QcResult {
         let frames: Vec<FrameMask> = masks.iter().map(|(s, t, m)| FrameMask { slice: *s, frame: *t, mask: m }).collect();
-        check(&frames, &StudyGrid { h: 40, w: 40, ml_per_pixel: 1.5 * 1.5 * 8.0 / 1000.0 }, &[0, 1, 2], cfg)
+        check(&frames, &StudyGrid { h: 40, w: 40, ml_per_pixel: 1.5 * 1.5 * 8.0 / 1000.0, whole_cycle }, &[0, 1, 2], cfg)
+    }
+
+    #[test]
+    fn a_volume_curve_peaking_mid_cycle_is_flagged() {
+        let cfg = QcConfig::default();
+        // Ten frames, the largest LV at frame 3: 3 frames (0.3 of the cycle) from the trigger.
+        let mid = study(&[7.0, 8.0, 9.0, 10.0, 9.0, 8.0, 7.0, 6.0, 6.0, 6.5], 8);
+        let q = run(&mid, &cfg);
+        assert_eq!((q.ed_frame, q.es_frame, q.failures.clone()), (Some(3), Some(7), vec!["ed_far_from_trigger"]), "{q:?}");
+        assert!(run(&mid, &QcConfig { ed_max_offset: 0.3, ..cfg.clone() }).passed, "exactly at the limit passes");
+        assert!(run(&mid, &QcConfig { ed_max_offset: 0.5, ..cfg.clone() }).passed, "0.5 turns the check off");
+        assert!(run_on(&mid, &cfg, false).passed, "a selection of frames is not a cycle");
+        // Retrospective gating: ED at the second-last of ten frames is 2 frames from the trigger.
+        let late = study(&[9.5, 9.0, 8.0, 7.0, 6.0, 6.5, 7.0, 8.0, 10.0, 9.8], 8);
+        let q = run(&late, &cfg);
+        assert!(q.passed && q.ed_frame == Some(8), "{q:?}");
+        assert!(QcConfig { ed_max_offset: 0.6, ..cfg }.validate().is_err());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct StudyMeta {
     pub study_id: String,
     pub split: Option<String>,
     pub frames: Vec<FrameMeta>,
+    /// Only some of the study's frames are labelled.
+    pub partial: bool,
 }
 
 /// Work for the inference thread: a study starts, or a batch of its frames.
@@ -121,7 +123,7 @@ pub fn preprocess(
                 placement,
             });
         }
-        let meta = Arc::new(StudyMeta { study_id: study.study_id, split: study.split, frames: metas });
+        let meta = Arc::new(StudyMeta { study_id: study.study_id, split: study.split, frames: metas, partial: study.partial });
         if tx.blocking_send(Ok(Job::Study(meta))).is_err() {
             return;
         }

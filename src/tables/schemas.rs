@@ -165,7 +165,7 @@ pub fn label_qc() -> SchemaRef {
     let mut c = vec![study_id()];
     c.push(f("labeller", DataType::Utf8, false, "The labeller whose masks were checked (a `cinestream label --labeller` name)"));
     c.push(f("passed", DataType::Boolean, false, "Every check passed"));
-    c.push(f("failures", DataType::Utf8, false, "The failed checks, comma-separated (empty when passed): class_missing, too_few_slices, slice_gap, lv_not_enclosed, implausible_volumes"));
+    c.push(f("failures", DataType::Utf8, false, "The failed checks, comma-separated (empty when passed): class_missing, too_few_slices, slice_gap, lv_not_enclosed, implausible_volumes, ed_far_from_trigger"));
     c.push(f("ed_frame", DataType::Int32, true, "End-diastolic frame: maximum LV volume, ties → highest frame (null: no frames)"));
     c.push(f("es_frame", DataType::Int32, true, "End-systolic frame: minimum LV volume, ties → lowest frame"));
     c.push(f("edv_ml", DataType::Float64, false, "LV volume at ED (mL): LV pixels × pixel area × slice spacing / 1000"));
