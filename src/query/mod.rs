@@ -235,10 +235,10 @@ impl Session {
         Ok(())
     }
 
-    /// One stream per query: rows arrive in the tables' file order (files sorted by path), the
-    /// same on every run. Without it DataFusion's parallel scans and joins interleave their
-    /// partitions as threads happen to finish, so a training cache prepared twice from the same
-    /// selection held its samples in another order, and the same seed trained another model.
+    /// One stream per query: rows arrive one batch at a time in the tables' file order (files
+    /// sorted by path). Without it DataFusion's parallel scans and joins interleave their
+    /// partitions as threads happen to finish, and hold batches between them. (The file order
+    /// is not the same for two writes of the same rows: a training cache sorts its rows by key.)
     pub async fn one_stream(&self) -> Result<(), QueryError> {
         let setting = "SET datafusion.execution.target_partitions = 1";
         self.ctx.sql(setting).await.map_err(|e| self.sql_error(setting, e))?;

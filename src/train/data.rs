@@ -4,7 +4,9 @@
 //!
 //! **Prepare.** The selection's frame keys are joined (DataFusion) with `frames` (pixels) and
 //! `labels` (the mask of the chosen labeller) on the data prefix — any store — and the pairs are
-//! written to a local cache folder as Parquet with small row groups ("blocks", 64 samples). A
+//! written to a local cache folder as Parquet with small row groups ("blocks", 64 samples),
+//! sorted by study, slice and frame whatever order the tables' files hold them in
+//! ([`key_order`](super::key_order), an external sort in bounded memory). A
 //! cache folder is keyed by the data prefix, the selection's checksum, the table versions it
 //! read and the labeller (the session reads the tables at those versions); it is
 //! complete once `ready.json` exists, and the least recently used folders are removed to keep
@@ -43,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::TrainError;
+use super::key_order::{KeyColumns, KeyOrder};
 use crate::model::augment::{self, Preset};
 use crate::model::scaling::{Intensity, Percentile, image_scale, to_unit};
 use crate::pixels::pixel_values;
@@ -55,7 +58,9 @@ use crate::store::StoreLocation;
 pub const BLOCK_ROWS: usize = 64;
 const READY: &str = "ready.json";
 /// Part of every cache key: a new layout of the cache files never reads an old one.
-const CACHE_FORMAT: &str = "cache-v2 (scale column)";
+const CACHE_FORMAT: &str = "cache-v3 (key order, key columns)";
+/// Rows a cache build holds in memory before it spills a sorted run ([`KeyOrder`]).
+const RUN_BYTES: usize = 128 << 20;
 
 /// Where prepared sets are kept and how large the cache may grow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,8 +141,8 @@ pub async fn prepare(
     // Rows carry whole images (~100 KB each): with 64-row batches, preparing the demo's two sets
     // from scratch plus an epoch peaked at 720 MB RSS; it was 1,509 MB before (BENCHMARKS.md).
     session.for_images().await?;
-    // The samples' order in the cache (its blocks) must not depend on thread timing: an epoch's
-    // order is a function of (seed, epoch) over the blocks.
+    // One stream: the join's rows arrive a batch of whole images at a time (their order is
+    // fixed by the key sort in `write_cache`, not by the scan).
     session.one_stream().await?;
     ctx.register_table("_train_keys", Arc::new(table)).map_err(ReadError::execute(KEYS))?;
     let sql = format!(
@@ -235,12 +240,16 @@ async fn write_cache(
         Field::new("pixels", DataType::Binary, false),
         Field::new("mask", DataType::Binary, false),
         Field::new("scale", DataType::Float32, false),
+        Field::new("study_id", DataType::Utf8, false),
+        Field::new("slice_index", DataType::Int32, false),
+        Field::new("frame_index", DataType::Int32, false),
     ]));
     let props = WriterProperties::builder().set_max_row_group_row_count(Some(BLOCK_ROWS)).build();
     let io = |e: Box<dyn std::error::Error + Send + Sync>| TrainError::Cache { dir: dir.display().to_string(), source: e };
     let file_name = "samples-0.parquet".to_string();
     let file = std::fs::File::create(dir.join(&file_name)).map_err(|e| io(e.into()))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| io(e.into()))?;
+    let mut sorted = KeyOrder::new(dir, schema.clone(), KeyColumns { study: 5, slice: 6, frame: 7 }, RUN_BYTES);
     let mut samples = 0;
     while let Some(batch) = stream.next().await {
         let b = batch.map_err(ReadError::execute(context))?;
@@ -248,12 +257,12 @@ async fn write_cache(
         let (h, w, mh, mw) = (col("height"), col("width"), col("mask_height"), col("mask_width"));
         let (h, w, mh, mw) =
             (h.as_primitive::<Int32Type>(), w.as_primitive::<Int32Type>(), mh.as_primitive::<Int32Type>(), mw.as_primitive::<Int32Type>());
+        let ids = study_ids(&b)?;
         for i in 0..b.num_rows() {
             if h.value(i) != mh.value(i) || w.value(i) != mw.value(i) {
-                let ids = col("study_id");
-                let id = arrow::compute::cast(&ids, &DataType::Utf8).map(|a| a.as_string::<i32>().value(i).to_string()).unwrap_or_default();
                 return Err(TrainError::Config(format!(
-                    "study {id}: a mask is {}×{} but its image is {}×{}; re-run ingest with these labels",
+                    "study {}: a mask is {}×{} but its image is {}×{}; re-run ingest with these labels",
+                    ids.as_string::<i32>().value(i),
                     mh.value(i),
                     mw.value(i),
                     h.value(i),
@@ -261,24 +270,37 @@ async fn write_cache(
                 )));
             }
         }
-        let ids = study_ids(&b)?;
-        let (ids, pixels) = (ids.as_string::<i32>(), col("pixels"));
+        let (id_strs, pixels) = (ids.as_string::<i32>(), col("pixels"));
         let pixels = pixels.as_binary::<i32>();
         let scales: Float32Array = (0..b.num_rows())
             .map(|i| match study_scales {
                 Some(by_study) => by_study
-                    .get(ids.value(i))
+                    .get(id_strs.value(i))
                     .copied()
-                    .ok_or_else(|| TrainError::Config(format!("study {}: no frames to take its intensity scale from", ids.value(i)))),
+                    .ok_or_else(|| TrainError::Config(format!("study {}: no frames to take its intensity scale from", id_strs.value(i)))),
                 None => Ok(image_scale(pixels.value(i))),
             })
             .collect::<Result<Vec<f32>, TrainError>>()?
             .into();
-        let out = RecordBatch::try_new(schema.clone(), vec![col("height"), col("width"), col("pixels"), col("mask"), Arc::new(scales)])
-            .map_err(|e| io(e.into()))?;
+        let int32 = |n: &str| arrow::compute::cast(&col(n), &DataType::Int32).map_err(|e| io(e.into()));
+        let out = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                col("height"),
+                col("width"),
+                col("pixels"),
+                col("mask"),
+                Arc::new(scales),
+                ids.clone(),
+                int32("slice_index")?,
+                int32("frame_index")?,
+            ],
+        )
+        .map_err(|e| io(e.into()))?;
         samples += out.num_rows();
-        writer.write(&out).map_err(|e| io(e.into()))?;
+        sorted.push(out).map_err(io)?;
     }
+    sorted.finish(&mut writer).map_err(io)?;
     let meta = writer.close().map_err(|e| io(e.into()))?;
     let blocks = meta
         .row_groups()

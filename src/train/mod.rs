@@ -16,6 +16,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod freeze;
+mod key_order;
 pub mod log;
 pub mod optim;
 pub mod plot;

@@ -12,17 +12,17 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::common::{cli, f64s, i64s, open, phantom_data, png_pixels, sql, strs};
 
 /// One phantom mask with its place.
-struct Phantom {
+pub struct Phantom {
     study: String,
     split: Option<String>,
     slice: i32,
     frame: i32,
     grid: FrameGrid,
     key: String,
-    mask: Vec<u8>,
+    pub mask: Vec<u8>,
 }
 
-async fn phantom_masks(data: &str) -> Vec<Phantom> {
+pub async fn phantom_masks(data: &str) -> Vec<Phantom> {
     let b = sql(data, "SELECT study_id, split, slice_index, frame_index, height, width, pixel_spacing_row_mm, pixel_spacing_col_mm, slice_spacing_mm, source_key, mask FROM labels WHERE labeller = 'phantom' ORDER BY study_id, slice_index, frame_index").await;
     let mut out = Vec::new();
     for batch in &b {
@@ -79,7 +79,7 @@ fn shift_dice(m: &Phantom, k: usize, c: u8) -> f64 {
 }
 
 /// Commits `labels` rows of a new labeller (one published run, as `cinestream label` does).
-async fn add_labeller(data: &str, name: &str, rows: &[(&Phantom, Vec<u8>)]) {
+pub async fn add_labeller(data: &str, name: &str, rows: &[(&Phantom, Vec<u8>)]) {
     let label_rows: Vec<LabelRow> = rows
         .iter()
         .map(|(p, mask)| LabelRow {

@@ -1,5 +1,6 @@
 //! Training on phantom data through the CLI: a tiny model learns LV and MY; a killed run resumes
-//! to the same weights as an uninterrupted one.
+//! to the same weights as an uninterrupted one; the order of the `labels` files' rows does not
+//! change the model.
 
 use std::path::Path;
 
@@ -162,4 +163,31 @@ async fn a_killed_run_resumes_to_the_same_weights() {
     assert_eq!(seen, [56, 64, 112]);
     assert_eq!(epochs, [0, 0, 1]);
     assert_eq!(log("killed"), (seen, epochs, dice, loss));
+}
+
+/// The same seed trains the same model whatever order the `labels` files hold their rows in
+/// (`label` writes each study to whichever shard file is free, so two runs of it order the rows
+/// differently): two prefixes with the same frames and the same masks of labeller `copy`, one
+/// appended in key order and one reversed, train to equal weights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_labels_file_order_does_not_change_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trained = Vec::new();
+    for (name, reversed) in [("forward", false), ("reversed", true)] {
+        let here = dir.path().join(name);
+        let data = phantom_data(&here, 4).await;
+        let mut masks = crate::evaluate::phantom_masks(&data).await;
+        if reversed {
+            masks.reverse();
+        }
+        crate::evaluate::add_labeller(&data, "copy", &masks.iter().map(|m| (m, m.mask.clone())).collect::<Vec<_>>()).await;
+        // The tiny pipeline, learning labeller `copy` only.
+        let pipeline = pipeline(&here, "order", 48, 1, 32, 0);
+        let text = std::fs::read_to_string(&pipeline).unwrap().replace(r#"pool_split = "#, r#"labeller = "copy", pool_split = "#);
+        std::fs::write(&pipeline, text).unwrap();
+        let (ok, _, err) = cli(&["-q", "train", &pipeline, "--data", &data]);
+        assert!(ok, "{name}: {err}");
+        trained.push(weights(&Path::new(&data).join("models/order")).await);
+    }
+    assert!(trained[0] == trained[1], "the reversed labels trained another model");
 }
