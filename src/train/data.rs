@@ -249,7 +249,7 @@ async fn write_cache(
     let file_name = "samples-0.parquet".to_string();
     let file = std::fs::File::create(dir.join(&file_name)).map_err(|e| io(e.into()))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| io(e.into()))?;
-    let mut sorted = KeyOrder::new(dir, schema.clone(), KeyColumns { study: 5, slice: 6, frame: 7 }, RUN_BYTES);
+    let mut sorted = KeyOrder::new(dir, schema.clone(), KeyColumns { study: 5, slice: 6, frame: 7 }, RUN_BYTES, BLOCK_ROWS);
     let mut samples = 0;
     while let Some(batch) = stream.next().await {
         let b = batch.map_err(ReadError::execute(context))?;

@@ -3,7 +3,7 @@
 //! The join that prepares a selection returns rows in the order of the tables' files, and
 //! `label` writes each study to whichever of its shard files is free, so two labelling runs of
 //! the same studies order the rows differently. The cache's blocks fix an epoch's order
-//! ([`epoch_order`](super::data::epoch_order) shuffles blocks, not samples), so the cache is
+//! (an epoch shuffles blocks, then samples within a window of blocks), so the cache is
 //! written sorted by (`study_id`, `slice_index`, `frame_index`): the same selection of the same
 //! images gives the same blocks, and the same seed trains the same model.
 //!
@@ -22,8 +22,6 @@ use arrow::datatypes::{Int32Type, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::file::properties::WriterProperties;
-
-use super::data::BLOCK_ROWS;
 
 /// Boxed errors of the file work here; the caller names the cache folder.
 pub type SortError = Box<dyn std::error::Error + Send + Sync>;
@@ -57,6 +55,7 @@ pub struct KeyOrder {
     schema: SchemaRef,
     keys: KeyColumns,
     run_bytes: usize,
+    batch_rows: usize,
     held: Vec<RecordBatch>,
     held_bytes: usize,
     runs: Vec<PathBuf>,
@@ -70,9 +69,10 @@ struct Cursor {
 }
 
 impl KeyOrder {
-    /// Spills runs into `dir` (removed again by [`finish`](Self::finish)).
-    pub fn new(dir: &Path, schema: SchemaRef, keys: KeyColumns, run_bytes: usize) -> Self {
-        KeyOrder { dir: dir.to_path_buf(), schema, keys, run_bytes, held: Vec::new(), held_bytes: 0, runs: Vec::new() }
+    /// Spills runs into `dir` (removed again by [`finish`](Self::finish)) and writes batches
+    /// of `batch_rows` rows.
+    pub fn new(dir: &Path, schema: SchemaRef, keys: KeyColumns, run_bytes: usize, batch_rows: usize) -> Self {
+        KeyOrder { dir: dir.to_path_buf(), schema, keys, run_bytes, batch_rows, held: Vec::new(), held_bytes: 0, runs: Vec::new() }
     }
 
     /// Takes a batch of the schema given to [`new`](Self::new).
@@ -85,11 +85,11 @@ impl KeyOrder {
         Ok(())
     }
 
-    /// Writes every row pushed to `out`, in key order, in batches of [`BLOCK_ROWS`].
+    /// Writes every row pushed to `out`, in key order, in batches of `batch_rows`.
     pub fn finish(mut self, out: &mut ArrowWriter<File>) -> Result<(), SortError> {
         if self.runs.is_empty() {
             let held = std::mem::take(&mut self.held);
-            return write_sorted(&held, &self.keys, |b| out.write(&b).map_err(Into::into));
+            return write_sorted(&held, &self.keys, self.batch_rows, |b| out.write(&b).map_err(Into::into));
         }
         self.spill()?;
         let result = self.merge(out);
@@ -109,7 +109,7 @@ impl KeyOrder {
         let mut w = ArrowWriter::try_new(File::create(&path)?, self.schema.clone(), Some(WriterProperties::builder().build()))?;
         let held = std::mem::take(&mut self.held);
         self.held_bytes = 0;
-        write_sorted(&held, &self.keys, |b| w.write(&b).map_err(Into::into))?;
+        write_sorted(&held, &self.keys, self.batch_rows, |b| w.write(&b).map_err(Into::into))?;
         w.close()?;
         Ok(())
     }
@@ -120,7 +120,7 @@ impl KeyOrder {
         let mut readers: Vec<ParquetRecordBatchReader> = self
             .runs
             .iter()
-            .map(|p| Ok(ParquetRecordBatchReaderBuilder::try_new(File::open(p)?)?.with_batch_size(BLOCK_ROWS).build()?))
+            .map(|p| Ok(ParquetRecordBatchReaderBuilder::try_new(File::open(p)?)?.with_batch_size(self.batch_rows).build()?))
             .collect::<Result<_, SortError>>()?;
         let mut batches: Vec<RecordBatch> = Vec::new();
         let mut cursors: Vec<Option<Cursor>> = Vec::with_capacity(readers.len());
@@ -132,7 +132,7 @@ impl KeyOrder {
             }
             cursors.push(cursor);
         }
-        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(BLOCK_ROWS);
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.batch_rows);
         while let Some(Reverse((_, r))) = heap.pop() {
             let c = cursors[r].as_mut().expect("a run in the heap has a cursor");
             picks.push((c.batch, c.row));
@@ -143,7 +143,7 @@ impl KeyOrder {
             if let Some(c) = &cursors[r] {
                 heap.push(Reverse((c.keys[c.row].clone(), r)));
             }
-            if picks.len() == BLOCK_ROWS || heap.is_empty() {
+            if picks.len() == self.batch_rows || heap.is_empty() {
                 out.write(&take_rows(&batches, &picks)?)?;
                 picks.clear();
                 // Only the runs' current batches are still needed.
@@ -172,16 +172,17 @@ impl KeyOrder {
     }
 }
 
-/// Writes the rows of `batches` sorted by key, [`BLOCK_ROWS`] at a time.
+/// Writes the rows of `batches` sorted by key, `batch_rows` at a time.
 fn write_sorted(
     batches: &[RecordBatch],
     keys: &KeyColumns,
+    batch_rows: usize,
     mut write: impl FnMut(RecordBatch) -> Result<(), SortError>,
 ) -> Result<(), SortError> {
     let mut order: Vec<(Key, usize, usize)> =
         batches.iter().enumerate().flat_map(|(b, batch)| keys.of(batch).into_iter().enumerate().map(move |(i, k)| (k, b, i))).collect();
     order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    for chunk in order.chunks(BLOCK_ROWS) {
+    for chunk in order.chunks(batch_rows) {
         let picks: Vec<(usize, usize)> = chunk.iter().map(|(_, b, i)| (*b, *i)).collect();
         write(take_rows(batches, &picks)?)?;
     }
@@ -254,7 +255,7 @@ mod tests {
 
     /// The cache file written from batches in this order, with runs spilled past `run_bytes`.
     fn sorted(dir: &Path, seed: u64, run_bytes: usize) -> (Vec<RecordBatch>, usize) {
-        let mut order = KeyOrder::new(dir, schema(), KEYS, run_bytes);
+        let mut order = KeyOrder::new(dir, schema(), KEYS, run_bytes, 64);
         for b in shuffled_batches(seed) {
             order.push(b).unwrap();
         }
