@@ -5,7 +5,7 @@
 //! **Prepare.** The selection's frame keys are joined (DataFusion) with `frames` (pixels) and
 //! `labels` (the mask of the chosen labeller) on the data prefix — any store — and the pairs are
 //! written to a local cache folder as Parquet with small row groups ("blocks", 64 samples),
-//! sorted by study, slice and frame whatever order the tables' files hold them in
+//! sorted by study, slice, frame and labeller whatever order the tables' files hold them in
 //! ([`key_order`](super::key_order), an external sort in bounded memory). A
 //! cache folder is keyed by the data prefix, the selection's checksum, the table versions it
 //! read and the labeller (the session reads the tables at those versions); it is
@@ -58,7 +58,7 @@ use crate::store::StoreLocation;
 pub const BLOCK_ROWS: usize = 64;
 const READY: &str = "ready.json";
 /// Part of every cache key: a new layout of the cache files never reads an old one.
-const CACHE_FORMAT: &str = "cache-v3 (key order, key columns)";
+const CACHE_FORMAT: &str = "cache-v3 (key order, key columns with labeller)";
 /// Rows a cache build holds in memory before it spills a sorted run ([`KeyOrder`]).
 const RUN_BYTES: usize = 128 << 20;
 
@@ -146,7 +146,7 @@ pub async fn prepare(
     session.one_stream().await?;
     ctx.register_table("_train_keys", Arc::new(table)).map_err(ReadError::execute(KEYS))?;
     let sql = format!(
-        "SELECT s.study_id, s.slice_index, s.frame_index, f.height, f.width, f.pixels, l.height AS mask_height, l.width AS mask_width, l.mask \
+        "SELECT s.study_id, s.slice_index, s.frame_index, f.height, f.width, f.pixels, l.height AS mask_height, l.width AS mask_width, l.mask, l.labeller \
          FROM _train_keys s \
          JOIN frames f ON f.study_id = s.study_id AND f.slice_index = s.slice_index AND f.frame_index = s.frame_index \
          JOIN labels l ON l.study_id = s.study_id AND l.slice_index = s.slice_index AND l.frame_index = s.frame_index AND l.labeller = {labeller_sql}"
@@ -243,13 +243,14 @@ async fn write_cache(
         Field::new("study_id", DataType::Utf8, false),
         Field::new("slice_index", DataType::Int32, false),
         Field::new("frame_index", DataType::Int32, false),
+        Field::new("labeller", DataType::Utf8, false),
     ]));
     let props = WriterProperties::builder().set_max_row_group_row_count(Some(BLOCK_ROWS)).build();
     let io = |e: Box<dyn std::error::Error + Send + Sync>| TrainError::Cache { dir: dir.display().to_string(), source: e };
     let file_name = "samples-0.parquet".to_string();
     let file = std::fs::File::create(dir.join(&file_name)).map_err(|e| io(e.into()))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| io(e.into()))?;
-    let mut sorted = KeyOrder::new(dir, schema.clone(), KeyColumns { study: 5, slice: 6, frame: 7 }, RUN_BYTES, BLOCK_ROWS);
+    let mut sorted = KeyOrder::new(dir, schema.clone(), KeyColumns { study: 5, slice: 6, frame: 7, labeller: 8 }, RUN_BYTES, BLOCK_ROWS);
     let mut samples = 0;
     while let Some(batch) = stream.next().await {
         let b = batch.map_err(ReadError::execute(context))?;
@@ -282,7 +283,8 @@ async fn write_cache(
             })
             .collect::<Result<Vec<f32>, TrainError>>()?
             .into();
-        let int32 = |n: &str| arrow::compute::cast(&col(n), &DataType::Int32).map_err(|e| io(e.into()));
+        let cast = |n: &str, to: &DataType| arrow::compute::cast(&col(n), to).map_err(|e| io(e.into()));
+        let (int32, utf8) = (|n: &str| cast(n, &DataType::Int32), |n: &str| cast(n, &DataType::Utf8));
         let out = RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -294,6 +296,7 @@ async fn write_cache(
                 ids.clone(),
                 int32("slice_index")?,
                 int32("frame_index")?,
+                utf8("labeller")?,
             ],
         )
         .map_err(|e| io(e.into()))?;

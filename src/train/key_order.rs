@@ -4,7 +4,7 @@
 //! `label` writes each study to whichever of its shard files is free, so two labelling runs of
 //! the same studies order the rows differently. The cache's blocks fix an epoch's order
 //! (an epoch shuffles blocks, then samples within a window of blocks), so the cache is
-//! written sorted by (`study_id`, `slice_index`, `frame_index`): the same selection of the same
+//! written sorted by (`study_id`, `slice_index`, `frame_index`, `labeller`): the same selection of the same
 //! images gives the same blocks, and the same seed trains the same model.
 //!
 //! An external merge sort: rows are held until they pass `run_bytes`, then sorted and spilled
@@ -26,26 +26,29 @@ use parquet::file::properties::WriterProperties;
 /// Boxed errors of the file work here; the caller names the cache folder.
 pub type SortError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A sample's place: study, slice, frame.
-type Key = (String, i32, i32);
+/// A sample's place and whose mask it is: study, slice, frame, labeller. Two rows with one key
+/// are the same sample (a selection may list a frame once per labeller).
+type Key = (String, i32, i32, String);
 
 /// The key columns' positions in every batch pushed: `study_id` (UTF-8), `slice_index`,
-/// `frame_index` (Int32).
+/// `frame_index` (Int32), `labeller` (UTF-8).
 #[derive(Debug, Clone, Copy)]
 pub struct KeyColumns {
     pub study: usize,
     pub slice: usize,
     pub frame: usize,
+    pub labeller: usize,
 }
 
 impl KeyColumns {
     fn of(&self, b: &RecordBatch) -> Vec<Key> {
-        let (ids, z, t) = (
+        let (ids, z, t, who) = (
             b.column(self.study).as_string::<i32>(),
             b.column(self.slice).as_primitive::<Int32Type>(),
             b.column(self.frame).as_primitive::<Int32Type>(),
+            b.column(self.labeller).as_string::<i32>(),
         );
-        (0..b.num_rows()).map(|i| (ids.value(i).to_string(), z.value(i), t.value(i))).collect()
+        (0..b.num_rows()).map(|i| (ids.value(i).to_string(), z.value(i), t.value(i), who.value(i).to_string())).collect()
     }
 }
 
@@ -212,7 +215,7 @@ mod tests {
 
     use super::*;
 
-    const KEYS: KeyColumns = KeyColumns { study: 0, slice: 1, frame: 2 };
+    const KEYS: KeyColumns = KeyColumns { study: 0, slice: 1, frame: 2, labeller: 4 };
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -220,14 +223,22 @@ mod tests {
             Field::new("slice_index", DataType::Int32, false),
             Field::new("frame_index", DataType::Int32, false),
             Field::new("payload", DataType::Int32, false),
+            Field::new("labeller", DataType::Utf8, false),
         ]))
     }
 
-    /// Rows of 7 studies × 5 slices × 11 frames in a shuffled order, in uneven batches; each
-    /// row's payload encodes its key.
+    fn payload(k: &Key) -> i32 {
+        k.1 * 100 + k.2 + if k.3 == "b" { 10_000 } else { 0 }
+    }
+
+    /// Rows of 7 studies × 5 slices × 11 frames × 2 labellers in a shuffled order, in uneven
+    /// batches; each row's payload encodes its slice, frame and labeller.
     fn shuffled_batches(seed: u64) -> Vec<RecordBatch> {
-        let mut keys: Vec<(String, i32, i32)> =
-            (0..7).flat_map(|s| (0..5).flat_map(move |z| (0..11).map(move |t| (format!("study-{s}"), z, t)))).collect();
+        let mut keys: Vec<Key> = (0..7)
+            .flat_map(|s| {
+                (0..5).flat_map(move |z| (0..11).flat_map(move |t| ["a", "b"].map(|l| (format!("study-{s}"), z, t, l.to_string()))))
+            })
+            .collect();
         keys.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
         let mut out = Vec::new();
         let mut rest = keys.as_slice();
@@ -244,7 +255,8 @@ mod tests {
                         Arc::new(StringArray::from_iter_values(now.iter().map(|k| k.0.clone()))),
                         Arc::new(Int32Array::from_iter_values(now.iter().map(|k| k.1))),
                         Arc::new(Int32Array::from_iter_values(now.iter().map(|k| k.2))),
-                        Arc::new(Int32Array::from_iter_values(now.iter().map(|k| k.1 * 100 + k.2))),
+                        Arc::new(Int32Array::from_iter_values(now.iter().map(payload))),
+                        Arc::new(StringArray::from_iter_values(now.iter().map(|k| k.3.clone()))),
                     ],
                 )
                 .unwrap(),
@@ -274,13 +286,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (in_memory, runs) = sorted(dir.path(), 1, usize::MAX);
         assert_eq!(runs, 0, "nothing spilled");
-        let rows: Vec<(String, i32, i32)> = in_memory.iter().flat_map(|b| KEYS.of(b)).collect();
-        assert_eq!(rows.len(), 7 * 5 * 11, "every row, once");
+        let rows: Vec<Key> = in_memory.iter().flat_map(|b| KEYS.of(b)).collect();
+        assert_eq!(rows.len(), 7 * 5 * 11 * 2, "every row, once");
         assert!(rows.windows(2).all(|w| w[0] < w[1]), "strictly increasing keys");
         for b in &in_memory {
-            let (z, t, p) =
-                (b.column(1).as_primitive::<Int32Type>(), b.column(2).as_primitive::<Int32Type>(), b.column(3).as_primitive::<Int32Type>());
-            assert!((0..b.num_rows()).all(|i| p.value(i) == z.value(i) * 100 + t.value(i)), "payloads travel with their keys");
+            let p = b.column(3).as_primitive::<Int32Type>();
+            assert!(KEYS.of(b).iter().enumerate().all(|(i, k)| p.value(i) == payload(k)), "payloads travel with their keys");
         }
         // A run spilled for every batch, merged, from another arrival order: the same rows.
         let (merged, runs) = sorted(dir.path(), 2, 1);
