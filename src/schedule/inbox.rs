@@ -174,18 +174,27 @@ impl Markers {
 }
 
 /// Moves a done drop's objects to `to` (same relative keys): copy each, then delete it, so a
-/// crash leaves every object in one place or both, and a rerun completes the move.
+/// crash leaves every object in one place or both, and a rerun completes the move. An object
+/// gone from the inbox but present at `to` was moved already (by an earlier attempt).
 pub async fn move_drop(inbox: &StoreLocation, drop: &Drop, to: &StoreLocation) -> Result<(), ScheduleError> {
     let same_store = std::sync::Arc::ptr_eq(&inbox.store, &to.store);
     for o in &drop.objects {
         let (from, dest) = (inbox.child(&o.key), to.child(&o.key));
         let what = || format!("moving `{}` to `{}`", inbox.object_url(&from), to.object_url(&dest));
         let err = |source| ScheduleError::Store { what: what(), source };
-        if same_store {
-            inbox.store.copy(&from, &dest).await.map_err(err)?;
+        let copied = if same_store {
+            inbox.store.copy(&from, &dest).await
         } else {
-            let bytes = inbox.store.get(&from).await.map_err(err)?.bytes().await.map_err(err)?;
-            to.store.put(&dest, PutPayload::from(bytes)).await.map_err(err)?;
+            async {
+                let bytes = inbox.store.get(&from).await?.bytes().await?;
+                to.store.put(&dest, PutPayload::from(bytes)).await.map(|_| ())
+            }
+            .await
+        };
+        match copied {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) if to.store.head(&dest).await.is_ok() => continue,
+            Err(source) => return Err(err(source)),
         }
         match inbox.store.delete(&from).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -242,9 +251,16 @@ mod tests {
         assert!(markers.get_done(&l.drops[1]).await.unwrap().is_some());
 
         let done = crate::store::open("memory://inbox-test/done", &Default::default()).unwrap();
-        move_drop(&inbox, &list(&inbox, 1, b"k").await.unwrap().drops[0], &done).await.unwrap();
+        let listed = list(&inbox, 1, b"k").await.unwrap();
+        move_drop(&inbox, &listed.drops[0], &done).await.unwrap();
         let after = list(&inbox, 1, b"k").await.unwrap();
         assert_eq!(after.drops.len(), 1, "drop a left the inbox");
         assert_eq!(list(&done, 1, b"k").await.unwrap().drops[0].objects.len(), 3);
+        // A second worker that listed drop a before the move finds it moved, not lost.
+        move_drop(&inbox, &listed.drops[0], &done).await.unwrap();
+        // An object gone from both places is an error that names it.
+        done.store.delete(&done.child("a/x/1.dcm")).await.unwrap();
+        let e = move_drop(&inbox, &listed.drops[0], &done).await.unwrap_err().to_string();
+        assert!(e.contains("a/x/1.dcm") && e.contains("moving"), "{e}");
     }
 }

@@ -162,8 +162,8 @@ pub async fn run_once(
                     tracing::warn!(job = %job, drop = %d.tag, "objects were added to or changed in a folder after it was done: left alone (ingest it again with `cinestream ingest --replace`, or drop it under a new name)");
                     report.drops_changed.push(d.tag.clone());
                 } else if let Some(to) = &ctx.move_to {
-                    // Done, but a crash interrupted its move.
-                    inbox::move_drop(&ctx.inbox, &d, to).await?;
+                    finish_move(ctx, schedule, stop, &d, m, to, metrics, &mut report).await?;
+                    continue;
                 }
                 ctx.leases.remove_if_expired(&d.tag).await?;
             }
@@ -230,19 +230,56 @@ pub async fn run_once(
                 report.stopped_early = true;
                 break;
             }
-            Err(e) => {
-                // An error may quote an object's URL, which holds the folder's name.
-                let error = e.to_string().replace(&d.name, &d.tag);
-                tracing::error!(job = %job, drop = %d.tag, error = %error, "folder failed: its lease is released, and the next run tries it again");
-                metrics.update(job, |m| m.drops_failed += 1);
-                if matches!(e, ScheduleError::LeaseLost(_)) {
-                    metrics.update(job, |m| m.leases_lost += 1);
-                }
-                report.drops_failed.push((d.tag.clone(), error));
-            }
+            Err(e) => failed(job, &d, &e, metrics, &mut report),
         }
     }
     Ok(report)
+}
+
+/// Logs and counts a folder that failed (its lease is already released).
+fn failed(job: &str, d: &Drop, e: &ScheduleError, metrics: &Metrics, report: &mut RunReport) {
+    // An error may quote an object's URL, which holds the folder's name.
+    let error = e.to_string().replace(&d.name, &d.tag);
+    tracing::error!(job = %job, drop = %d.tag, error = %error, "folder failed: its lease is released, and the next run tries it again");
+    metrics.update(job, |m| m.drops_failed += 1);
+    if matches!(e, ScheduleError::LeaseLost(_)) {
+        metrics.update(job, |m| m.leases_lost += 1);
+    }
+    report.drops_failed.push((d.tag.clone(), error));
+}
+
+/// A folder that is done but still in the inbox: either the worker that did it is moving it
+/// now (its lease is live, so the folder is left to it), or a crash interrupted its move, which
+/// is completed here under the folder's lease.
+#[allow(clippy::too_many_arguments)]
+async fn finish_move(
+    ctx: &JobContext,
+    schedule: &ScheduleConfig,
+    stop: &watch::Receiver<u8>,
+    d: &Drop,
+    marker: Marker,
+    to: &StoreLocation,
+    metrics: &Metrics,
+    report: &mut RunReport,
+) -> Result<(), ScheduleError> {
+    let lease = match ctx.leases.take(&d.tag).await? {
+        Taken::Busy { owner } => {
+            tracing::debug!(job = %ctx.cfg.name, drop = %d.tag, owner = %owner, "done, and being moved by the worker that did it: skipped");
+            return Ok(());
+        }
+        Taken::Fresh(l) | Taken::TakenOver { lease: l, .. } => l,
+    };
+    tracing::info!(job = %ctx.cfg.name, drop = %d.tag, "done, but its move was interrupted: moving it now");
+    let work = async {
+        inbox::move_drop(&ctx.inbox, d, to).await?;
+        Ok(marker)
+    };
+    match with_lease(ctx, schedule, lease, stop, work).await {
+        Ok(Some(_)) => {}
+        Ok(None) => report.stopped_early = true,
+        Err(e) => failed(&ctx.cfg.name, d, &e, metrics, report),
+    }
+    Ok(())
 }
 
 /// Runs `work` while renewing `lease`; removes the lease when the work is done, releases it

@@ -243,17 +243,49 @@ async fn schedulers_on_s3_label_once_move_folders_and_serve_metrics() {
     assert_eq!(folders, studies, "each folder done once");
     check_all_done(&output, &format!("{output}/_schedule/s3-job"), studies).await;
     let moved = open(&done);
-    let n_moved = futures::TryStreamExt::try_collect::<Vec<_>>(moved.store.list(Some(&moved.prefix))).await.unwrap().len();
-    let left = open(&inbox);
-    let n_left = futures::TryStreamExt::try_collect::<Vec<_>>(left.store.list(Some(&left.prefix))).await.unwrap().len();
-    assert!(n_moved > 0 && n_left == 0, "done folders moved: {n_moved} moved, {n_left} left");
+    let keys = |loc: cinestream::store::StoreLocation| async move {
+        let listed = futures::TryStreamExt::try_collect::<Vec<_>>(loc.store.list(Some(&loc.prefix))).await.unwrap();
+        let mut keys: Vec<String> = listed.iter().map(|o| o.location.as_ref()[loc.prefix.as_ref().len() + 1..].to_string()).collect();
+        keys.sort();
+        keys
+    };
+    let moved_keys = keys(open(&done)).await;
+    let n_left = keys(open(&inbox)).await.len();
+    assert!(!moved_keys.is_empty() && n_left == 0, "done folders moved: {} moved, {n_left} left", moved_keys.len());
+
+    // A crash between a folder's copies and deletes leaves it in both places. While its lease is
+    // live (the worker that did it is moving it now) a run leaves it alone; once the lease is
+    // gone, a run finishes the move, and labels nothing again.
+    let name = moved_keys[0].split('/').take(2).collect::<Vec<_>>().join("/");
+    let back: Vec<&String> = moved_keys.iter().filter(|k| k.starts_with(&format!("{name}/"))).collect();
+    let inbox_loc = open(&inbox);
+    for k in &back {
+        let bytes = moved.store.get(&moved.child(k)).await.unwrap().bytes().await.unwrap();
+        inbox_loc.store.put(&inbox_loc.child(k), PutPayload::from(bytes)).await.unwrap();
+    }
+    let leases = open(&format!("{output}/_schedule/s3-job")).sub("leases");
+    let mode = cinestream::schedule::lease::probe(&leases).await.unwrap();
+    let holder = cinestream::schedule::lease::Leases::new(leases, mode, Duration::from_secs(600), "mover".into());
+    let tag = cinestream::source::layout::folder_name(TEST_KEY.1.as_bytes(), &name);
+    assert!(matches!(holder.take(&tag).await.unwrap(), cinestream::schedule::lease::Taken::Fresh(_)));
+    let once = |what: &str| {
+        let out = scheduler(&once_file, true).wait_with_output().unwrap();
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(summary(&stdout)[1], 0, "{what}: nothing done again: {stdout}");
+    };
+    once("lease held");
+    assert_eq!(keys(open(&inbox)).await.len(), back.len(), "a folder whose move is under way is left to its worker");
+    holder.remove(&tag).await.unwrap();
+    once("lease gone");
+    assert_eq!(keys(open(&inbox)).await.len(), 0, "an interrupted move is finished");
+    assert_eq!(keys(open(&done)).await, moved_keys, "every object moved once");
 
     // New arrivals outside the Kaggle layout (`late/<n>/<file>.dcm`: grouped by UID, named
     // with the pseudonym key) for a scheduler that keeps running: it labels them at its next
     // time, serves metrics, and exits 0 on SIGTERM.
     let raw2 = dir.path().join("raw2");
     synth(raw2.to_str().unwrap(), 2, 99, "").await;
-    let inbox_loc = open(&inbox);
     for study in 0..2 {
         let folder = raw2.join(if study == 0 { "train/1" } else { "train/2" });
         for (i, f) in files_under(&folder).into_iter().filter(|f| f.extension().is_some_and(|e| e == "dcm")).enumerate() {
