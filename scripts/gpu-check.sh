@@ -26,16 +26,20 @@ LIMIT_MIB=60
 
 pack() {
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/cinestream-target}
-  cargo build --locked --release --features cuda --bin cinestream
-  local bench
-  bench=$(cargo bench --locked --features cuda --bench train_step --no-run --message-format=json \
+  # One cargo call builds both (a bench's build also builds the package's binary, with the same
+  # features), so the dependencies are compiled once, not once per feature set.
+  local built cli bench
+  built=$(cargo bench --locked --features cuda --bench train_step --no-run --message-format=json \
     | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "train_step" and m.get("executable"):
-        print(m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("train_step", "cinestream"):
+        print(m["target"]["name"], m["executable"])')
+  cli=$(awk '$1 == "cinestream" {print $2}' <<<"$built")
+  bench=$(awk '$1 == "train_step" {print $2}' <<<"$built")
+  [[ -n $cli && -n $bench ]] || { echo "gpu-check: cargo built no CLI or no bench: $built" >&2; exit 1; }
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
-  cp "$CARGO_TARGET_DIR/release/cinestream" "$BUNDLE/cinestream"
+  cp "$cli" "$BUNDLE/cinestream"
   cp "$bench" "$BUNDLE/train_step"
   strip "$BUNDLE/cinestream" "$BUNDLE/train_step"
   xz -T2 -6 "$BUNDLE/cinestream" "$BUNDLE/train_step"
