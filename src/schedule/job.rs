@@ -262,6 +262,10 @@ async fn finish_move(
     metrics: &Metrics,
     report: &mut RunReport,
 ) -> Result<(), ScheduleError> {
+    if *stop.borrow() > 0 {
+        report.stopped_early = true;
+        return Ok(());
+    }
     let lease = match ctx.leases.take(&d.tag).await? {
         Taken::Busy { owner } => {
             tracing::debug!(job = %ctx.cfg.name, drop = %d.tag, owner = %owner, "done, and being moved by the worker that did it: skipped");
