@@ -8,9 +8,9 @@
 //! sorted by study, slice, frame and labeller whatever order the tables' files hold them in
 //! ([`key_order`](super::key_order), an external sort in bounded memory). A
 //! cache folder is keyed by the data prefix, the selection's checksum, the table versions it
-//! read and the labeller (the session reads the tables at those versions); it is
-//! complete once `ready.json` exists, and the least recently used folders are removed to keep
-//! the cache under its size limit.
+//! read and the labeller (the session reads the tables at those versions); it is written under
+//! a name of its own and renamed into place once complete, and the least recently used folders
+//! are removed to keep the cache under its size limit (`train::cache_dir`).
 //!
 //! **Order.** An epoch's order is a pure function of (seed, epoch): the blocks are shuffled, then
 //! the samples of each window of `window` consecutive blocks are shuffled together (shard order +
@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::TrainError;
+use super::cache_dir;
 use super::key_order::{KeyColumns, KeyOrder};
 use crate::model::augment::{self, Preset};
 use crate::model::scaling::{Intensity, Percentile, image_scale, to_unit};
@@ -56,7 +57,6 @@ use crate::store::StoreLocation;
 
 /// Samples per Parquet row group of the cache ("block").
 pub const BLOCK_ROWS: usize = 64;
-const READY: &str = "ready.json";
 /// Part of every cache key: a new layout of the cache files never reads an old one.
 const CACHE_FORMAT: &str = "cache-v3 (key order, key columns with labeller)";
 /// Rows a cache build holds in memory before it spills a sorted run ([`KeyOrder`]).
@@ -115,16 +115,48 @@ pub async fn prepare(
         record.as_of()
     )));
     let dir = cache.dir.join(&key[..24]);
-    let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), source: e.into() };
-    if let Ok(text) = std::fs::read_to_string(dir.join(READY)) {
-        let mut p: Prepared = serde_json::from_str(&text).map_err(|e| io(std::io::Error::other(e)))?;
-        p.dir = dir.clone();
-        touch(&dir.join(READY));
+    if let Some(p) = ready(&dir)? {
         tracing::info!(selection = name, samples = p.samples, "training data from the cache");
         return Ok((p, record));
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(io)?;
+    // Written under a name of its own and renamed into place when complete (`cache_dir`).
+    let part = cache_dir::partial(&dir);
+    if let Err(e) = write_folder(session, name, labeller, intensity, &keys, &record, &part).await {
+        let _ = std::fs::remove_dir_all(&part);
+        return Err(e);
+    }
+    let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), source: e.into() };
+    cache_dir::publish(&part, &dir).map_err(io)?;
+    let prepared = ready(&dir)?.ok_or_else(|| {
+        io(std::io::Error::other("the prepared folder vanished (removed by another process's cache eviction?): run again"))
+    })?;
+    cache_dir::evict(&cache.dir, cache.max_mib * 1024 * 1024, &dir);
+    tracing::info!(selection = name, samples = prepared.samples, mb = prepared.bytes as f64 / 1e6, "training data prepared in the cache");
+    Ok((prepared, record))
+}
+
+/// The complete cache folder `dir` (with its `ready.json`), if there is one; marks it used.
+fn ready(dir: &Path) -> Result<Option<Prepared>, TrainError> {
+    let Ok(text) = std::fs::read_to_string(dir.join(cache_dir::READY)) else { return Ok(None) };
+    let mut p: Prepared =
+        serde_json::from_str(&text).map_err(|e| TrainError::Cache { dir: dir.display().to_string(), source: Box::new(e) })?;
+    p.dir = dir.to_path_buf();
+    cache_dir::touch(dir);
+    Ok(Some(p))
+}
+
+/// Writes the selection's image/mask pairs, in key order, and its `ready.json` into `dir`.
+async fn write_folder(
+    session: &Session,
+    name: &str,
+    labeller: Option<&str>,
+    intensity: Intensity,
+    keys: &[RecordBatch],
+    record: &SelectionRecord,
+    dir: &Path,
+) -> Result<(), TrainError> {
+    let io = |e: std::io::Error| TrainError::Cache { dir: dir.display().to_string(), source: e.into() };
+    std::fs::create_dir_all(dir).map_err(io)?;
     let has_labeller = keys.first().is_some_and(|b| b.schema().column_with_name("labeller").is_some());
     let labeller_sql = match (has_labeller, labeller) {
         (true, _) => "s.labeller".to_string(),
@@ -136,7 +168,7 @@ pub async fn prepare(
         }
     };
     const KEYS: &str = "the selection's frames, as a table to join";
-    let table = MemTable::try_new(keys[0].schema(), vec![keys.clone()]).map_err(ReadError::execute(KEYS))?;
+    let table = MemTable::try_new(keys[0].schema(), vec![keys.to_vec()]).map_err(ReadError::execute(KEYS))?;
     let ctx = session.context();
     // Rows carry whole images (~100 KB each): with 64-row batches, preparing the demo's two sets
     // from scratch plus an epoch peaked at 720 MB RSS; it was 1,509 MB before (BENCHMARKS.md).
@@ -156,14 +188,13 @@ pub async fn prepare(
             Intensity::Study => Some(study_scales(session).await?),
             Intensity::Image => None,
         };
-        write_cache(session, &sql, &dir, scales.as_ref()).await
+        write_cache(session, &sql, dir, scales.as_ref()).await
     }
     .await;
     let _ = ctx.deregister_table("_train_keys");
     let (blocks, samples, bytes) = result?;
     let wanted: usize = keys.iter().map(|b| b.num_rows()).sum();
     if samples != wanted {
-        let _ = std::fs::remove_dir_all(&dir);
         return Err(TrainError::Config(format!(
             "selection `{name}` lists {wanted} frames but only {samples} have a mask from labeller {}: label them, or select only labelled frames",
             labeller.unwrap_or("(the selection's)")
@@ -176,12 +207,9 @@ pub async fn prepare(
         samples,
         bytes,
         blocks,
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
     };
-    std::fs::write(dir.join(READY), serde_json::to_vec_pretty(&prepared).expect("serialises")).map_err(io)?;
-    evict(&cache.dir, cache.max_mib * 1024 * 1024, &dir);
-    tracing::info!(selection = name, samples, mb = bytes as f64 / 1e6, "training data prepared in the cache");
-    Ok((prepared, record))
+    std::fs::write(dir.join(cache_dir::READY), serde_json::to_vec_pretty(&prepared).expect("serialises")).map_err(io)
 }
 
 /// The [`Intensity::Study`] scale of every study in `_train_keys`, from all of its frames: a
@@ -313,46 +341,6 @@ async fn write_cache(
         .collect();
     let bytes = std::fs::metadata(dir.join(&file_name)).map(|m| m.len()).unwrap_or(0);
     Ok((blocks, samples, bytes))
-}
-
-fn touch(path: &Path) {
-    if let Ok(f) = std::fs::File::options().append(true).open(path) {
-        let _ = f.set_modified(std::time::SystemTime::now());
-    }
-}
-
-/// Removes the least recently used cache folders (never `keep`) until the cache fits `limit`.
-fn evict(root: &Path, limit: u64, keep: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    let mut dirs: Vec<(std::time::SystemTime, PathBuf, u64)> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .map(|p| {
-            let used = std::fs::metadata(p.join(READY)).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
-            let size = std::fs::read_dir(&p).map(|it| it.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
-            (used, p, size)
-        })
-        .collect();
-    dirs.sort();
-    let mut total: u64 = dirs.iter().map(|d| d.2).sum();
-    for (_, path, size) in dirs {
-        if total <= limit {
-            break;
-        }
-        if path != keep {
-            tracing::info!(dir = %path.display(), mb = size as f64 / 1e6, "cache full: removing the least recently used training data");
-            let _ = std::fs::remove_dir_all(&path);
-            total -= size;
-        }
-    }
-    if total > limit {
-        tracing::warn!(
-            mb = total as f64 / 1e6,
-            limit_mb = limit as f64 / 1e6,
-            "the training data alone is larger than the cache limit (train.cache.max_mib)"
-        );
-    }
 }
 
 /// The order of one epoch: (block, row) pairs; see the module docs.

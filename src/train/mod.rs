@@ -13,6 +13,7 @@
 //!   per validation point ([`validate`]: every epoch, or an images-seen schedule), loss and
 //!   validation Dice LV/MY against images seen (the paper's Fig. 6).
 
+mod cache_dir;
 pub mod checkpoint;
 pub mod data;
 pub mod freeze;
