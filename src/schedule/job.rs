@@ -271,7 +271,13 @@ async fn finish_move(
             tracing::debug!(job = %ctx.cfg.name, drop = %d.tag, owner = %owner, "done, and being moved by the worker that did it: skipped");
             return Ok(());
         }
-        Taken::Fresh(l) | Taken::TakenOver { lease: l, .. } => l,
+        Taken::Fresh(l) => l,
+        Taken::TakenOver { lease, from } => {
+            tracing::warn!(job = %ctx.cfg.name, drop = %d.tag, from = %from, "took over an expired lease: finishing that worker's move");
+            report.takeovers += 1;
+            metrics.update(&ctx.cfg.name, |m| m.lease_takeovers += 1);
+            lease
+        }
     };
     tracing::info!(job = %ctx.cfg.name, drop = %d.tag, "done, but its move was interrupted: moving it now");
     let work = async {
